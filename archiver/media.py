@@ -73,7 +73,8 @@ def write_sample_mp3(path: Path, size_bytes: int, seed: int = 0) -> int:
         out.write(tag)
         batch = 2048
         for start in range(0, frames, batch):
-            out.write(b"".join(_mp3_frame(i, seed) for i in range(start, min(frames, start + batch))))
+            end = min(frames, start + batch)
+            out.write(b"".join(_mp3_frame(i, seed) for i in range(start, end)))
     return len(tag) + frames * _FRAME_BYTES
 
 
@@ -100,7 +101,7 @@ def sample_jpeg(seed: int = 0) -> bytes:
     One block, one component, quantisation 1 and a one-symbol Huffman table per class: the
     only coefficient is DC, so the entropy-coded data is a few bits.
     """
-    dc = (seed % 15 + 1) * 8  # DC of a flat block = 8 × (level − 128); always > 0 here
+    dc = (seed % 15 + 1) * 8  # DC of a flat block = 8 * (level - 128); always > 0 here
     category = dc.bit_length()
     bits = "0" + format(dc, f"0{category}b") + "0"  # DC symbol, its value bits, AC end-of-block
     bits += "1" * (-len(bits) % 8)
