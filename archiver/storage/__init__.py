@@ -1,5 +1,15 @@
 """Where archived bytes go. The engine talks only to `Storage`; see local.py and s3.py."""
 
-from archiver.storage.base import Storage, check_key
+from __future__ import annotations
 
-__all__ = ["Storage", "check_key"]
+from archiver.config import StorageConfig
+from archiver.storage.base import Storage, check_key
+from archiver.storage.local import LocalStorage
+
+
+async def open_storage(config: StorageConfig) -> Storage:
+    """The backend `config` names, ready to use (an unusable one raises StorageAccessError)."""
+    return LocalStorage(config.path)
+
+
+__all__ = ["Storage", "check_key", "open_storage"]

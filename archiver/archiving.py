@@ -1,0 +1,212 @@
+"""One finished task → files in storage and its manifest, written last.
+
+fetch (verified temp files) → tag the MP3s (a new temp file each) → store every file → manifest.
+A transient failure (a file host or the storage having a bad moment) leaves no manifest and
+asks the engine to try the task again later; once `final`, it is recorded in the manifest instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from archiver import media
+from archiver.config import TaggingConfig
+from archiver.errors import FetchError, StorageConflict, TaggingError
+from archiver.fetch import Fetched, Fetcher
+from archiver.lifecycle import FileSpec
+from archiver.manifest import (
+    TrackFiles,
+    audio_entry,
+    build_manifest,
+    encode_manifest,
+    error_entry,
+    file_entry,
+)
+from archiver.records import MusicRecord, Record
+from archiver.storage import Storage
+from archiver.tagging import tag_mp3
+
+log = structlog.get_logger()
+
+
+class RetryLater(Exception):
+    """Some file failed for a reason that may pass; nothing was recorded as final."""
+
+
+@dataclass(frozen=True)
+class Archived:
+    outcome: str  # the manifest's: "archived" | "partial" | "failed"
+    files: int  # files stored
+    bytes: int  # their stored size
+    problems: tuple[str, ...]  # one line per file that could not be archived
+
+
+def manifest_key(task_id: str) -> str:
+    return f"{task_id}/manifest.json"
+
+
+class Archivist:
+    def __init__(
+        self,
+        *,
+        fetcher: Fetcher,
+        storage: Storage,
+        tagging: TaggingConfig,
+        download_slots: asyncio.Semaphore,
+        version: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self._fetcher = fetcher
+        self._storage = storage
+        self._tagging = tagging
+        self._slots = download_slots
+        self._version = version
+        self._clock = clock
+
+    async def archive(
+        self, record: Record, specs: Sequence[FileSpec], *, task_failed: bool, final: bool
+    ) -> Archived:
+        fetched = await asyncio.gather(*(self._fetch(spec) for spec in specs))
+        results: dict[FileSpec, Fetched | FetchError] = dict(zip(specs, fetched, strict=True))
+        try:
+            transient = [r for r in fetched if isinstance(r, FetchError) and not r.permanent]
+            if transient and not final:
+                raise RetryLater(str(transient[0]))
+            entries = await self._store_all(record, results)
+        finally:
+            for result in fetched:  # whatever was not consumed by tagging or storage
+                if isinstance(result, Fetched):
+                    result.path.unlink(missing_ok=True)
+
+        tracks, images = self._arrange(record, specs, entries)
+        doc = build_manifest(
+            record,
+            task_failed=task_failed,
+            tracks=tracks,
+            images=images,
+            archived_at=datetime.fromtimestamp(self._clock(), UTC),
+            version=self._version,
+        )
+        await self._storage.put_bytes(
+            manifest_key(record.task_id), encode_manifest(doc), content_type="application/json"
+        )
+        stored = [e for e in entries.values() if "sha256" in e]
+        problems = tuple(
+            f"{spec.key_stem}: {entry['error']}"
+            for spec, entry in entries.items()
+            if "error" in entry
+        )
+        return Archived(doc["outcome"], len(stored), sum(e["bytes"] for e in stored), problems)
+
+    async def _fetch(self, spec: FileSpec) -> Fetched | FetchError:
+        async with self._slots:
+            try:
+                return await self._fetcher.fetch(spec.urls, spec.accept)
+            except FetchError as exc:
+                log.warning("file_unobtainable", key=spec.key_stem, error=str(exc))
+                return exc
+
+    async def _store_all(
+        self, record: Record, results: dict[FileSpec, Fetched | FetchError]
+    ) -> dict[FileSpec, dict[str, Any]]:
+        """Every spec → its manifest entry. Track images are stored after their MP3 is tagged,
+        since the tag embeds them."""
+        images_of_track = {
+            spec.track: result
+            for spec, result in results.items()
+            if spec.role == "image" and isinstance(result, Fetched)
+        }
+        entries: dict[FileSpec, dict[str, Any]] = {}
+        for spec, result in sorted(results.items(), key=lambda item: item[0].role != "audio"):
+            if isinstance(result, FetchError):
+                entries[spec] = error_entry(source_url=spec.urls[0], error=str(result))
+            elif spec.role == "audio":
+                assert isinstance(record, MusicRecord) and spec.track is not None
+                cover = images_of_track.get(spec.track)
+                entries[spec] = await self._store_audio(record, spec, result, cover)
+            else:
+                entries[spec] = await self._store_image(spec, result)
+        return entries
+
+    async def _store_audio(
+        self, record: MusicRecord, spec: FileSpec, fetched: Fetched, cover: Fetched | None
+    ) -> dict[str, Any]:
+        key = f"{spec.key_stem}.{media.EXTENSIONS[media.MP3]}"
+        path, size, sha256 = fetched.path, fetched.bytes, fetched.sha256
+        if self._tagging.enabled:
+            dest = self._storage.temp_dir / f"{uuid.uuid4().hex}.tagged.mp3"
+            embed = cover if self._tagging.embed_cover else None
+            try:
+                tagged = await asyncio.to_thread(
+                    tag_mp3,
+                    fetched.path,
+                    dest,
+                    track=record.tracks[spec.track],  # type: ignore[index]
+                    task_id=record.task_id,
+                    cover=embed.path if embed else None,
+                    cover_mime=media.CONTENT_TYPES[embed.media] if embed else None,
+                    id3_version=self._tagging.id3_version,
+                )
+            except TaggingError as exc:
+                log.warning("tagging_failed", key=key, error=str(exc))
+                return error_entry(source_url=fetched.url, error=f"not a readable MP3: {exc}")
+            finally:
+                fetched.path.unlink(missing_ok=True)
+            path, size, sha256 = tagged.path, tagged.bytes, tagged.sha256
+        try:
+            await self._storage.put_file(key, path, sha256=sha256, content_type="audio/mpeg")
+        except StorageConflict as exc:
+            return error_entry(source_url=fetched.url, error=str(exc))
+        finally:
+            path.unlink(missing_ok=True)
+        log.info("file_stored", key=key, bytes=size)
+        return audio_entry(
+            key=key,
+            size=size,
+            sha256=sha256,
+            source_url=fetched.url,
+            source_sha256=fetched.sha256,
+            source_bytes=fetched.bytes,
+        )
+
+    async def _store_image(self, spec: FileSpec, fetched: Fetched) -> dict[str, Any]:
+        key = f"{spec.key_stem}.{media.EXTENSIONS[fetched.media]}"
+        content_type = media.CONTENT_TYPES[fetched.media]
+        try:
+            await self._storage.put_file(
+                key, fetched.path, sha256=fetched.sha256, content_type=content_type
+            )
+        except StorageConflict as exc:
+            return error_entry(source_url=fetched.url, error=str(exc))
+        log.info("file_stored", key=key, bytes=fetched.bytes)
+        return file_entry(
+            key=key,
+            size=fetched.bytes,
+            sha256=fetched.sha256,
+            content_type=content_type,
+            source_url=fetched.url,
+        )
+
+    @staticmethod
+    def _arrange(
+        record: Record, specs: Sequence[FileSpec], entries: dict[FileSpec, dict[str, Any]]
+    ) -> tuple[list[TrackFiles], list[dict[str, Any]]]:
+        """Entries in manifest order: one TrackFiles per track (None where nothing was to be
+        had), and the cover images."""
+        if not isinstance(record, MusicRecord):
+            return [], [entries[s] for s in specs if s.role == "cover"]
+        by_track: dict[tuple[int | None, str], dict[str, Any]] = {
+            (s.track, s.role): entries[s] for s in specs
+        }
+        tracks = [
+            TrackFiles(audio=by_track.get((i, "audio")), image=by_track.get((i, "image")))
+            for i in range(len(record.tracks))
+        ]
+        return tracks, []

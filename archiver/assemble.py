@@ -1,0 +1,88 @@
+"""Config → a running engine: the one place that builds the I/O objects and closes them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from archiver import __version__
+from archiver.api import RateLimiter, SunoApi
+from archiver.archiving import Archivist
+from archiver.config import Config
+from archiver.engine import Engine
+from archiver.errors import UsageError
+from archiver.fetch import Fetcher
+from archiver.state import StateStore, TaskState
+from archiver.storage import open_storage
+
+
+def require_api_key(config: Config) -> None:
+    if not config.api.api_key:
+        where = f"{config.source}: " if config.source else ""
+        raise UsageError(
+            f"{where}no API key: set [api] api_key or api_key_file, or the SUNO_API_KEY variable"
+        )
+
+
+@asynccontextmanager
+async def open_engine(
+    config: Config,
+    *,
+    fatal_errors: bool,
+    on_change: Callable[[TaskState], None] | None = None,
+    retry_base_s: float = 30.0,
+) -> AsyncIterator[Engine]:
+    require_api_key(config)
+    user_agent = f"{config.api.user_agent}/{__version__}"
+    state = StateStore.open(config.state.path)
+    try:
+        storage = await open_storage(config.storage)
+        try:
+            async with (
+                aiohttp.ClientSession(headers={"User-Agent": user_agent}) as api_http,
+                # File hosts get no credentials, and raw bytes: a compressed transfer would
+                # not match its Content-Length once aiohttp inflated it.
+                aiohttp.ClientSession(
+                    headers={"User-Agent": user_agent, "Accept-Encoding": "identity"}
+                ) as file_http,
+            ):
+                api = SunoApi(
+                    api_http,
+                    base_url=config.api.base_url,
+                    api_key=config.api.api_key,
+                    limiter=RateLimiter(config.api.requests_per_second),
+                    timeout_s=config.api.timeout_s,
+                )
+                fetcher = Fetcher(
+                    file_http,
+                    temp_dir=storage.temp_dir,
+                    max_bytes=config.download.max_file_bytes,
+                    attempts=config.download.attempts,
+                    read_timeout_s=config.download.timeout_s,
+                )
+                archivist = Archivist(
+                    fetcher=fetcher,
+                    storage=storage,
+                    tagging=config.tagging,
+                    download_slots=asyncio.Semaphore(config.download.concurrency),
+                    version=__version__,
+                    clock=time.time,
+                )
+                yield Engine(
+                    api=api,
+                    archivist=archivist,
+                    storage=storage,
+                    state=state,
+                    give_up_after_s=config.tasks.give_up_after_s,
+                    fatal_errors=fatal_errors,
+                    retry_base_s=retry_base_s,
+                    on_change=on_change,
+                )
+        finally:
+            await storage.close()
+    finally:
+        state.close()

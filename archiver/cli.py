@@ -1,0 +1,120 @@
+"""Command line: arguments in, exit codes out (SPEC "Commands"). Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from archiver import __version__
+from archiver.backfill import BackfillReport, backfill, format_summary
+from archiver.config import Config, load_config
+from archiver.errors import AuthError, UsageError
+from archiver.logs import configure_logging
+from archiver.progress import Progress
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="suno-archiver",
+        description="Archive finished Suno generations before their URLs expire.",
+    )
+    parser.add_argument("--version", action="version", version=f"suno-archiver {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log every step (debug level)")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config", type=Path, help="config file (default: ./archive.toml if it exists)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "backfill",
+        parents=[common, config],
+        help="archive the tasks listed in a file, then exit",
+    ).add_argument("ids_file", type=Path, metavar="IDS_FILE", help="task list, one ID a line")
+    commands.add_parser(
+        "demo", parents=[common], help="archive sample tasks from a built-in stand-in API"
+    ).add_argument(
+        "--dir", type=Path, default=Path("demo-archive"), help="where (default: ./demo-archive)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    interactive = sys.stderr.isatty()
+    try:
+        config = _load(args)
+        level = logging.DEBUG if args.verbose else logging.WARNING if interactive else logging.INFO
+        configure_logging(level=level, secrets=[config.api.api_key] if config else [])
+        if args.command == "backfill":
+            return _backfill(config, args.ids_file, progress=interactive and not args.verbose)
+        return _demo(args.dir, progress=interactive and not args.verbose)
+    except UsageError as exc:
+        print(f"suno-archiver: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("suno-archiver: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _load(args: argparse.Namespace) -> Config | None:
+    if args.command == "demo":
+        return None
+    return load_config(args.config, os.environ)
+
+
+def _backfill(config: Config, ids_file: Path, *, progress: bool) -> int:
+    display = Progress(sys.stderr) if progress else None
+    try:
+        report = asyncio.run(
+            backfill(
+                config,
+                ids_file,
+                on_start=display.start if display else None,
+                on_change=display.update if display else None,
+            )
+        )
+    except AuthError as exc:  # SPEC: a rejected key ends backfill as a usage error
+        raise UsageError(str(exc)) from exc
+    finally:
+        if display:
+            display.close()
+    return _finish(report, str(config.storage.path))
+
+
+def _finish(report: BackfillReport, archive: str) -> int:
+    print(format_summary(report, archive))
+    return EXIT_OK if report.complete else EXIT_INCOMPLETE
+
+
+def _demo(dest: Path, *, progress: bool) -> int:
+    from archiver.demo import describe_archive, expected, run_demo  # loads the stand-in server
+
+    display = Progress(sys.stderr) if progress else None
+    try:
+        report = asyncio.run(
+            run_demo(
+                dest,
+                on_start=display.start if display else None,
+                on_change=display.update if display else None,
+            )
+        )
+    finally:
+        if display:
+            display.close()
+    print(describe_archive(dest))
+    print(format_summary(report, str(dest)))
+    if expected(report):
+        print("Demo complete: every sample archived as expected (one fails by design).")
+        return EXIT_OK
+    return EXIT_INCOMPLETE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""The loop `backfill` and `run` share: due tasks → poll → decide → archive → state.
+
+The engine owns scheduling only. What a record means is decided by `lifecycle` (pure), how a
+finished task becomes files is `archiving`, and every change of a task is saved to the state
+at once, so a kill -9 at any point loses at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import replace
+
+import structlog
+
+from archiver.api import SunoApi
+from archiver.archiving import Archivist, RetryLater, manifest_key
+from archiver.backoff import backoff_delay
+from archiver.errors import (
+    ApiError,
+    AuthError,
+    StorageAccessError,
+    StorageError,
+    UnknownTask,
+)
+from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide
+from archiver.manifest import decode_manifest
+from archiver.records import Kind, Record
+from archiver.state import Phase, StateStore, TaskState
+from archiver.storage import Storage
+from archiver.tasklist import TaskRef
+
+log = structlog.get_logger()
+
+AUTH_RETRY_S = 300.0  # a rejected key is fixed by a person, not by hammering the API
+ARCHIVE_ATTEMPTS = 5  # transient file failures before the manifest records them
+_PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "failed": Phase.FAILED}
+
+
+class Engine:
+    """Archives the tasks it is given. `set_tasks` feeds it; `run` drives it until stopped or,
+    with `until_done`, until every task has ended."""
+
+    def __init__(
+        self,
+        *,
+        api: SunoApi,
+        archivist: Archivist,
+        storage: Storage,
+        state: StateStore,
+        give_up_after_s: float,
+        fatal_errors: bool,
+        retry_base_s: float = 30.0,
+        max_in_flight: int = 16,
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[TaskState], None] | None = None,
+    ) -> None:
+        self._api = api
+        self._archivist = archivist
+        self._storage = storage
+        self._state = state
+        self._give_up_after_s = give_up_after_s
+        self._fatal_errors = fatal_errors  # backfill: a bad key or unusable storage ends the run
+        self._retry_base_s = retry_base_s
+        self._max_in_flight = max_in_flight
+        self._clock = clock
+        self._on_change = on_change
+        self._active: dict[str, TaskState] = {}
+        self._due: list[tuple[float, str]] = []  # heap of (next_poll_at, task_id), pending only
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._paused_until = 0.0
+        self._fatal: BaseException | None = None
+
+    @property
+    def tasks(self) -> Mapping[str, TaskState]:
+        """The listed tasks as the engine last knew them."""
+        return self._active
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def set_tasks(self, refs: Iterable[TaskRef], *, retry: Collection[Phase] = ()) -> None:
+        """Make `refs` the task list: new IDs are due at once, IDs no longer listed stop being
+        polled. Tasks ended in a `retry` phase are tried again."""
+        refs = list(refs)
+        ids = [ref.task_id for ref in refs]
+        now = self._clock()
+        self._state.add(((ref.task_id, ref.kind) for ref in refs), now)
+        if retry:
+            self._state.reopen(ids, retry, now)
+        known = self._state.get_many(ids)
+        self._active = {task_id: known[task_id] for task_id in ids}
+        self._due = [
+            (s.next_poll_at, s.task_id)
+            for s in self._active.values()
+            if s.phase is Phase.PENDING and s.task_id not in self._running
+        ]
+        heapq.heapify(self._due)
+        self._wake.set()
+
+    async def run(
+        self, stop: asyncio.Event, *, until_done: bool = False, grace_s: float = 0.0
+    ) -> None:
+        """Work until `stop` is set (or, with `until_done`, nothing is left to do). In-flight
+        tasks then get `grace_s` to finish before they are cancelled (cancelled downloads
+        remove their temp files). Raises the first fatal error (see `fatal_errors`)."""
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set() and self._fatal is None:
+                self._wake.clear()
+                self._start_due()
+                if until_done and not self._running and not self._due:
+                    break
+                waking = asyncio.create_task(self._wake.wait())
+                await asyncio.wait(
+                    {waking, stopping}, timeout=self._idle_timeout(), return_when="FIRST_COMPLETED"
+                )
+                waking.cancel()
+        finally:
+            stopping.cancel()
+            await self._drain(grace_s)
+        if self._fatal is not None:
+            raise self._fatal
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def _start_due(self) -> None:
+        now = self._clock()
+        if now < self._paused_until:
+            return
+        while self._due and len(self._running) < self._max_in_flight:
+            at, task_id = self._due[0]
+            if at > now:
+                break
+            heapq.heappop(self._due)
+            state = self._active.get(task_id)
+            if state is None or state.phase is not Phase.PENDING or task_id in self._running:
+                continue  # removed from the list, or superseded by a newer entry
+            task = asyncio.create_task(self._process(state), name=f"task-{task_id}")
+            self._running[task_id] = task
+            task.add_done_callback(lambda _t, task_id=task_id: self._finished(task_id))
+
+    def _finished(self, task_id: str) -> None:
+        self._running.pop(task_id, None)
+        self._wake.set()
+
+    def _idle_timeout(self) -> float | None:
+        if len(self._running) >= self._max_in_flight or not self._due:
+            return None  # a finishing task or a new list wakes us
+        wake_at = max(self._due[0][0], self._paused_until)
+        return max(0.0, wake_at - self._clock())
+
+    async def _drain(self, grace_s: float) -> None:
+        running = list(self._running.values())
+        if not running:
+            return
+        if grace_s > 0:
+            log.info("waiting_for_in_flight", tasks=len(running), grace_s=grace_s)
+            _, running = await asyncio.wait(running, timeout=grace_s)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if running:
+            log.info("abandoned_in_flight", tasks=len(running))
+
+    def _record(self, state: TaskState) -> None:
+        self._state.save(state)
+        if state.task_id in self._active:
+            self._active[state.task_id] = state
+            if state.phase is Phase.PENDING:
+                heapq.heappush(self._due, (state.next_poll_at, state.task_id))
+        if self._on_change is not None:
+            self._on_change(state)
+
+    # --- one task -----------------------------------------------------------------------------
+
+    async def _process(self, state: TaskState) -> None:
+        with structlog.contextvars.bound_contextvars(task_id=state.task_id):
+            try:
+                new = await self._step(state)
+            except (AuthError, StorageAccessError) as exc:
+                if self._fatal_errors:
+                    self._fatal = exc
+                    self._wake.set()
+                    return
+                self._paused_until = self._clock() + AUTH_RETRY_S
+                log.error("archiving_paused", error=str(exc), retry_in_s=AUTH_RETRY_S)
+                new = replace(state, next_poll_at=self._paused_until, last_error=str(exc))
+            except Exception as exc:  # a bug must cost one task a retry, never the daemon
+                log.exception("task_step_crashed")
+                new = self._retry_later(state, exc)
+            self._record(new)
+
+    async def _step(self, state: TaskState) -> TaskState:
+        if state.polls == 0 and state.attempts == 0:
+            adopted = await self._adopt_manifest(state)
+            if adopted is not None:
+                return adopted
+        try:
+            kind, record = await self._api.lookup(state.task_id, state.kind)
+        except UnknownTask as exc:
+            log.warning("task_not_found", error=str(exc))
+            return self._stamp(state, phase=Phase.NOT_FOUND, last_error=str(exc))
+        except AuthError:
+            raise
+        except ApiError as exc:
+            return self._retry_later(state, exc)
+
+        previous = state.last_status
+        state = replace(state, kind=kind, polls=state.polls + 1, last_status=record.status)
+        age_s = self._clock() - state.first_seen_at
+        decision = decide(
+            record, age_s=age_s, give_up_after_s=self._give_up_after_s, last_status=previous
+        )
+        match decision:
+            case PollAgain(delay_s=delay_s, reason=reason):
+                log.debug("task_waiting", status=record.status, reason=reason, delay_s=delay_s)
+                return self._stamp(
+                    state, attempts=0, last_error=None, next_poll_at=self._clock() + delay_s
+                )
+            case GiveUp(files=()):
+                log.warning("task_timed_out", status=record.status)
+                return self._stamp(
+                    state,
+                    phase=Phase.TIMED_OUT,
+                    last_error=f"not finished after {self._give_up_after_s:g} s "
+                    f"(last status {record.status})",
+                )
+            case GiveUp(files=files):
+                return await self._archive(state, record, files, task_failed=False, final=True)
+            case ArchiveNow(files=files, task_failed=task_failed):
+                final = state.attempts + 1 >= ARCHIVE_ATTEMPTS or age_s >= self._give_up_after_s
+                return await self._archive(state, record, files, task_failed, final=final)
+        raise AssertionError(f"unhandled decision {decision!r}")
+
+    async def _archive(
+        self,
+        state: TaskState,
+        record: Record,
+        files: tuple[FileSpec, ...],
+        task_failed: bool,
+        *,
+        final: bool,
+    ) -> TaskState:
+        try:
+            result = await self._archivist.archive(
+                record, files, task_failed=task_failed, final=final
+            )
+        except StorageAccessError:
+            raise
+        except (RetryLater, StorageError) as exc:
+            return self._retry_later(state, exc)
+        log.info(
+            "task_archived",
+            outcome=result.outcome,
+            status=record.status,
+            files=result.files,
+            bytes=result.bytes,
+        )
+        problems = "; ".join(result.problems) or None
+        return self._stamp(
+            state, phase=_PHASE_OF_OUTCOME[result.outcome], attempts=0, last_error=problems
+        )
+
+    async def _adopt_manifest(self, state: TaskState) -> TaskState | None:
+        """A task the state does not know (new, or the state was deleted) may be archived
+        already: a complete manifest is trusted instead of downloading again."""
+        try:
+            data = await self._storage.read(manifest_key(state.task_id))
+        except StorageError:
+            return None
+        if data is None:
+            return None
+        try:
+            doc = decode_manifest(data)
+        except ValueError as exc:
+            log.warning("manifest_unreadable", error=str(exc))
+            return None
+        phase = _PHASE_OF_OUTCOME.get(doc["outcome"])
+        if doc["task_id"] != state.task_id or phase not in (Phase.ARCHIVED, Phase.FAILED):
+            return None  # a partial archive is completed by polling again
+        log.info("manifest_trusted", outcome=doc["outcome"])
+        return self._stamp(state, phase=phase, kind=Kind(doc["kind"]), last_status=doc["status"])
+
+    def _retry_later(self, state: TaskState, exc: BaseException) -> TaskState:
+        attempts = state.attempts + 1
+        if self._clock() - state.first_seen_at >= self._give_up_after_s:
+            log.warning("task_timed_out", error=str(exc))
+            return self._stamp(state, phase=Phase.TIMED_OUT, attempts=attempts, last_error=str(exc))
+        retry_after = getattr(exc, "retry_after", None)
+        delay_s = backoff_delay(
+            attempts, base_s=self._retry_base_s, cap_s=1800.0, retry_after_s=retry_after
+        )
+        log.warning("task_retry_later", error=str(exc), attempt=attempts, delay_s=round(delay_s, 1))
+        return self._stamp(
+            state, attempts=attempts, last_error=str(exc), next_poll_at=self._clock() + delay_s
+        )
+
+    def _stamp(self, state: TaskState, **changes: object) -> TaskState:
+        return replace(state, updated_at=self._clock(), **changes)  # type: ignore[arg-type]
