@@ -53,6 +53,7 @@ class Engine:
         give_up_after_s: float,
         fatal_errors: bool,
         retry_base_s: float = 30.0,
+        poll_time_scale: float = 1.0,
         max_in_flight: int = 16,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[TaskState], None] | None = None,
@@ -64,6 +65,7 @@ class Engine:
         self._give_up_after_s = give_up_after_s
         self._fatal_errors = fatal_errors  # backfill: a bad key or unusable storage ends the run
         self._retry_base_s = retry_base_s
+        self._scale = poll_time_scale  # < 1 compresses the polling schedule (demo, tests)
         self._max_in_flight = max_in_flight
         self._clock = clock
         self._on_change = on_change
@@ -214,13 +216,19 @@ class Engine:
         state = replace(state, kind=kind, polls=state.polls + 1, last_status=record.status)
         age_s = self._clock() - state.first_seen_at
         decision = decide(
-            record, age_s=age_s, give_up_after_s=self._give_up_after_s, last_status=previous
+            record,
+            age_s=age_s / self._scale,
+            give_up_after_s=self._give_up_after_s / self._scale,
+            last_status=previous,
         )
         match decision:
             case PollAgain(delay_s=delay_s, reason=reason):
                 log.debug("task_waiting", status=record.status, reason=reason, delay_s=delay_s)
                 return self._stamp(
-                    state, attempts=0, last_error=None, next_poll_at=self._clock() + delay_s
+                    state,
+                    attempts=0,
+                    last_error=None,
+                    next_poll_at=self._clock() + delay_s * self._scale,
                 )
             case GiveUp(files=()):
                 log.warning("task_timed_out", status=record.status)

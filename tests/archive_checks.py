@@ -1,0 +1,53 @@
+"""Checks every archive test makes: what the manifests say is exactly what is on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+TEMP_DIR = ".suno-archiver-tmp"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = [e for e in doc.get("images", []) if e]
+    for track in doc.get("tracks", []):
+        entries += [track[role] for role in ("audio", "image") if track.get(role)]
+    return entries
+
+
+def verify_archive(root: Path) -> dict[str, dict[str, Any]]:
+    """Every stored file named by a manifest exists with the manifest's size and SHA-256,
+    every file in the archive is named by a manifest, and no temp file is left behind.
+    Returns the manifests by task ID."""
+    manifests: dict[str, dict[str, Any]] = {}
+    named: set[Path] = set()
+    for path in sorted(root.glob("*/manifest.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        assert doc["task_id"] == path.parent.name
+        manifests[doc["task_id"]] = doc
+        named.add(path)
+        for entry in file_entries(doc):
+            if "path" not in entry:
+                assert entry["error"] and entry["source_url"]
+                continue
+            stored = root / entry["path"]
+            assert stored.resolve().is_relative_to(root.resolve())
+            assert stored.stat().st_size == entry["bytes"], entry["path"]
+            assert sha256_of(stored) == entry["sha256"], entry["path"]
+            named.add(stored)
+    on_disk = {p for p in root.rglob("*") if p.is_file() and TEMP_DIR not in p.parts}
+    assert on_disk <= named, f"files no manifest names: {sorted(map(str, on_disk - named))}"
+    temp = root / TEMP_DIR
+    leftovers = list(temp.iterdir()) if temp.exists() else []
+    assert not leftovers, f"temp files left: {leftovers}"
+    return manifests
