@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -52,9 +55,175 @@ class CoverRecord:
 Record = MusicRecord | CoverRecord
 
 
+_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Below this an epoch number is read as seconds, not milliseconds: 1e11 ms is March 1973,
+# while 1e11 s is the year 5138. The API sends milliseconds; this only guards a variant.
+_EPOCH_SECONDS_BELOW = 100_000_000_000
+# Body/record codes that mean "no error" (the cover endpoint puts errorCode 200 on success).
+_NO_ERROR_CODES = frozenset({0, 200})
+_COVER_STATUS = {0: "PENDING", 1: "SUCCESS", 2: "GENERATING", 3: "FAILED"}
+
+
 def parse_music(data: Mapping[str, Any]) -> MusicRecord:
-    raise NotImplementedError
+    """A music record-info `data` object → MusicRecord.
+
+    Raises ValueError only when `data` is not an object or carries no usable taskId; every
+    other oddity (null `response`, missing fields, wrong types) degrades to empty values.
+    """
+    task_id = _task_id(data)
+    response = _mapping(data.get("response"))
+    suno_data = response.get("sunoData")
+    items = suno_data if isinstance(suno_data, list) else []
+    tracks = tuple(_track(item) for item in items if isinstance(item, Mapping))
+    code, message = _error(data, response)
+    return MusicRecord(
+        task_id=task_id,
+        status=_status(data.get("status")),
+        tracks=tracks,
+        error_code=code,
+        error_message=message,
+        raw=data,
+    )
 
 
 def parse_cover(data: Mapping[str, Any]) -> CoverRecord:
-    raise NotImplementedError
+    """A cover record-info `data` object → CoverRecord (`successFlag` becomes a status word).
+
+    Raises ValueError only when `data` is not an object or carries no usable taskId.
+    """
+    task_id = _task_id(data)
+    response = _mapping(data.get("response"))
+    images = response.get("images")
+    urls = images if isinstance(images, list) else []
+    code, message = _error(data, response)
+    flag = _integer(data.get("successFlag"))
+    return CoverRecord(
+        task_id=task_id,
+        parent_task_id=_text(data.get("parentTaskId")).strip() or None,
+        status=_COVER_STATUS.get(flag, "PENDING") if flag is not None else "PENDING",
+        images=tuple(u.strip() for u in urls if isinstance(u, str) and u.strip()),
+        error_code=code,
+        error_message=message,
+        raw=data,
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _task_id(data: object) -> str:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"record data is not a JSON object but {type(data).__name__}")
+    candidates = [data.get("taskId"), _mapping(data.get("response")).get("taskId")]
+    for value in candidates:
+        text = _text(value).strip()
+        if text:
+            if not _TASK_ID.fullmatch(text):
+                raise ValueError(f"record taskId {text[:40]!r} is not 1-128 of A-Z a-z 0-9 _ -")
+            return text
+    raise ValueError("record data has no taskId")
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: object) -> str:
+    """A string field: null, objects and lists become ""; numbers become their digits."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, int | float):
+        return str(value)
+    return ""
+
+
+def _status(value: object) -> str:
+    return _text(value).strip().upper() or "PENDING"
+
+
+def _number(value: object) -> float | None:
+    """int, float or numeric string → finite float; anything else (bool, NaN, "abc") → None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _integer(value: object) -> int | None:
+    number = _number(value)
+    if number is None or not number.is_integer():
+        return None
+    return int(number)
+
+
+def _duration(value: object) -> float | None:
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _created_at(value: object) -> str | None:
+    """Epoch milliseconds (number or digit string) or a date string → "YYYY-MM-DDTHH:MM:SSZ"."""
+    try:
+        number = None if isinstance(value, str) and not _looks_numeric(value) else _number(value)
+        if number is not None:
+            if number <= 0:  # a placeholder, not a moment
+                return None
+            if number < _EPOCH_SECONDS_BELOW:
+                number *= 1000
+            moment = _EPOCH + timedelta(milliseconds=number)
+        elif isinstance(value, str) and value.strip():
+            moment = datetime.fromisoformat(value.strip())
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            moment = moment.astimezone(UTC)
+        else:
+            return None
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _looks_numeric(text: str) -> bool:
+    body = text.strip().lstrip("+-")
+    return bool(body) and body.replace(".", "", 1).isdigit()
+
+
+def _error(data: Mapping[str, Any], response: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """errorCode / errorMessage from the top of `data`, or failing that from `response`."""
+    code = _error_code(data.get("errorCode"))
+    if code is None:
+        code = _error_code(response.get("errorCode"))
+    message = _text(data.get("errorMessage")).strip() or _text(response.get("errorMessage")).strip()
+    return code, message or None
+
+
+def _error_code(value: object) -> int | None:
+    code = _integer(value)
+    return None if code in _NO_ERROR_CODES else code
+
+
+def _track(item: Mapping[str, Any]) -> Track:
+    return Track(
+        audio_id=_text(item.get("id")),
+        title=_text(item.get("title")),
+        tags=_text(item.get("tags")),
+        duration=_duration(item.get("duration")),
+        model_name=_text(item.get("modelName")),
+        prompt=_text(item.get("prompt")),
+        created_at=_created_at(item.get("createTime")),
+        audio_url=_text(item.get("audioUrl")).strip(),
+        image_url=_text(item.get("imageUrl")).strip(),
+        source_audio_url=_text(item.get("sourceAudioUrl")).strip(),
+        source_image_url=_text(item.get("sourceImageUrl")).strip(),
+    )
