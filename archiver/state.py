@@ -1,0 +1,328 @@
+"""The SQLite state: what the archiver knows about each task, and when to look at it next.
+
+One row per task. The engine reads due rows, asks the API, and saves the whole row back; each
+save is its own committed transaction, so a `kill -9` loses at most the call in flight (WAL with
+synchronous=NORMAL is durable against a process crash, though not against a power cut).
+
+A state file belongs to one archiver process at a time: `open` takes an exclusive `flock` on
+`<path>.lock`, which the OS drops when the process dies, however it dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+
+from archiver.errors import UsageError
+from archiver.records import Kind
+
+SCHEMA_VERSION = 1
+_CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id       TEXT PRIMARY KEY,
+    kind          TEXT,
+    phase         TEXT NOT NULL,
+    first_seen_at REAL NOT NULL,
+    next_poll_at  REAL NOT NULL,
+    polls         INTEGER NOT NULL DEFAULT 0,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_status   TEXT,
+    last_error    TEXT,
+    updated_at    REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (phase, next_poll_at);
+"""
+
+_COLUMNS = (
+    "task_id, kind, phase, first_seen_at, next_poll_at, polls, attempts, "
+    "last_status, last_error, updated_at"
+)
+
+
+class Phase(StrEnum):
+    PENDING = "pending"  # listed, not finished: polled on schedule
+    ARCHIVED = "archived"
+    PARTIAL = "partial"  # manifest written, some file unobtainable
+    FAILED = "failed"  # the API said the task failed (manifest written)
+    NOT_FOUND = "not_found"  # neither endpoint knows it
+    TIMED_OUT = "timed_out"  # not finished within give_up_after_s
+
+
+TERMINAL: frozenset[Phase] = frozenset(p for p in Phase if p is not Phase.PENDING)
+PROBLEMS: frozenset[Phase] = frozenset(
+    {Phase.PARTIAL, Phase.FAILED, Phase.NOT_FOUND, Phase.TIMED_OUT}
+)
+
+
+@dataclass(frozen=True)
+class TaskState:
+    task_id: str
+    kind: Kind | None
+    phase: Phase
+    first_seen_at: float  # wall clock (time.time()), persisted
+    next_poll_at: float
+    polls: int  # successful API answers so far
+    attempts: int  # consecutive failures (API or files); reset on success
+    last_status: str | None  # the API's last status string
+    last_error: str | None
+    updated_at: float
+
+
+_KINDS: dict[str | None, Kind | None] = {None: None, **{k.value: k for k in Kind}}
+_PHASES: dict[str, Phase] = {p.value: p for p in Phase}
+
+
+def _row_to_state(row: tuple) -> TaskState:
+    task_id, kind, phase, first_seen, next_poll, polls, attempts, status, error, updated = row
+    return TaskState(  # dict lookups, not Enum(...): this runs 100,000 times in get_many
+        task_id=task_id,
+        kind=_KINDS[kind],
+        phase=_PHASES[phase],
+        first_seen_at=first_seen,
+        next_poll_at=next_poll,
+        polls=polls,
+        attempts=attempts,
+        last_status=status,
+        last_error=error,
+        updated_at=updated,
+    )
+
+
+def _chunks(items: list[str], size: int = _CHUNK) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _lock(path: Path) -> int:
+    """Take the one-process lock beside the database; return its descriptor."""
+    lock_path = Path(f"{path}.lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot open state database: {e.strerror or e}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        finally:
+            os.close(fd)
+        raise UsageError(
+            f"{path}: another suno-archiver is using this state (pid {holder})"
+        ) from None
+    except OSError as e:
+        os.close(fd)
+        raise UsageError(f"{path}: cannot open state database: {e.strerror or e}") from e
+    # The pid is only for the message above; the lock itself is what counts.
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+class StateStore:
+    """Task states in one SQLite file. Use from one thread (the asyncio loop's)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        self._lock_fd: int | None = lock_fd
+
+    @classmethod
+    def open(cls, path: Path) -> StateStore:
+        """Open (creating if needed) the state at `path`, locked to this process."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{path}: cannot open state database: {e.strerror or e}") from e
+        lock_fd = _lock(path)
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)  # we issue BEGIN/COMMIT
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise UsageError(
+                    f"{path}: state database has schema version {version}, written by a newer "
+                    f"suno-archiver (this one knows {SCHEMA_VERSION})"
+                )
+            if version < SCHEMA_VERSION:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )
+        except UsageError:
+            if conn is not None:
+                conn.close()
+            _unlock(lock_fd)
+            raise
+        except sqlite3.Error as e:
+            if conn is not None:
+                conn.close()
+            _unlock(lock_fd)
+            raise UsageError(f"{path}: cannot open state database: {e}") from e
+        return cls(path, conn, lock_fd)
+
+    def close(self) -> None:
+        """Close the database and release the lock. Safe to call twice."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._lock_fd is not None:
+            _unlock(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError(f"{self.path}: state store is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def add(self, refs: Iterable[tuple[str, Kind | None]], now: float) -> int:
+        """Insert unknown tasks as PENDING, due now; return how many were new.
+
+        Known tasks keep their row; only a NULL kind is filled in when the list now names it.
+        """
+        pending = Phase.PENDING.value
+        rows = ((tid, kind.value if kind else None, pending, now) for tid, kind in refs)
+        with self._transaction() as db:
+            before = db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
+            db.executemany(
+                "INSERT INTO tasks "
+                "(task_id, kind, phase, first_seen_at, next_poll_at, updated_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?4, ?4) "
+                "ON CONFLICT (task_id) DO UPDATE SET kind = excluded.kind "
+                "WHERE tasks.kind IS NULL AND excluded.kind IS NOT NULL",
+                rows,
+            )
+            after = db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
+        return after - before
+
+    def get(self, task_id: str) -> TaskState | None:
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        return _row_to_state(row) if row else None
+
+    def get_many(self, task_ids: Iterable[str]) -> dict[str, TaskState]:
+        """The known ones among `task_ids`, by id (unknown ids are simply absent)."""
+        ids = list(dict.fromkeys(task_ids))
+        found: dict[str, TaskState] = {}
+        db = self._db
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for row in db.execute(
+                f"SELECT {_COLUMNS} FROM tasks WHERE task_id IN ({marks})", chunk
+            ):
+                found[row[0]] = _row_to_state(row)
+        return found
+
+    def save(self, state: TaskState) -> None:
+        """Write the whole row (insert or replace), committed before returning."""
+        self._db.execute(
+            f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                state.task_id,
+                state.kind.value if state.kind else None,
+                Phase(state.phase).value,
+                state.first_seen_at,
+                state.next_poll_at,
+                state.polls,
+                state.attempts,
+                state.last_status,
+                state.last_error,
+                state.updated_at,
+            ),
+        )
+
+    def reopen(self, task_ids: Iterable[str], phases: Collection[Phase], now: float) -> int:
+        """Put those of `task_ids` that are in `phases` back to PENDING, due now, with a fresh
+        give-up clock and no failures counted; return how many."""
+        ids = list(dict.fromkeys(task_ids))
+        phase_values = sorted({Phase(p).value for p in phases})
+        if not ids or not phase_values:
+            return 0
+        phase_marks = ",".join("?" * len(phase_values))
+        count = 0
+        with self._transaction() as db:
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                cur = db.execute(
+                    "UPDATE tasks SET phase = ?, attempts = 0, first_seen_at = ?, "
+                    "next_poll_at = ?, updated_at = ? "
+                    f"WHERE task_id IN ({marks}) AND phase IN ({phase_marks})",
+                    [Phase.PENDING.value, now, now, now, *chunk, *phase_values],
+                )
+                count += cur.rowcount
+        return count
+
+    def counts(self) -> dict[Phase, int]:
+        """How many tasks are in each phase (every phase present, 0 when none)."""
+        result = dict.fromkeys(Phase, 0)
+        for phase, n in self._db.execute("SELECT phase, COUNT(*) FROM tasks GROUP BY phase"):
+            result[Phase(phase)] = n
+        return result
+
+    def problems(self) -> list[TaskState]:
+        """Tasks that ended badly (partial, failed, not found, timed out), oldest first."""
+        values = sorted(p.value for p in PROBLEMS)
+        marks = ",".join("?" * len(values))
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM tasks WHERE phase IN ({marks}) ORDER BY updated_at, task_id",
+            values,
+        )
+        return [_row_to_state(r) for r in rows]
+
+    def due(self, now: float, limit: int) -> list[TaskState]:
+        """PENDING tasks whose next poll is at or before `now`, the most overdue first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM tasks WHERE phase = ? AND next_poll_at <= ? "
+            "ORDER BY next_poll_at, task_id LIMIT ?",
+            (Phase.PENDING.value, now, limit),
+        )
+        return [_row_to_state(r) for r in rows]
+
+    def next_poll_at(self) -> float | None:
+        """The earliest next poll among PENDING tasks, or None when nothing is pending."""
+        row = self._db.execute(
+            "SELECT MIN(next_poll_at) FROM tasks WHERE phase = ?", (Phase.PENDING.value,)
+        ).fetchone()
+        return row[0]

@@ -1,0 +1,241 @@
+"""Local-disk storage: an archive folder, with its temp folder inside so a store is a rename.
+
+Durability follows the usual recipe: fsync the file, link or rename it into place, fsync the
+folder (and the folder's parent when the folder is new). Finished files are published with
+`os.link`, not `os.replace`: a hard link fails when the name exists, so even a concurrent writer
+can never have its file overwritten (filesystems without hard links fall back to a checked
+`os.replace`). A crash leaves at worst a stray file in the temp folder, removed on next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from archiver.errors import StorageAccessError, StorageConflict, StorageError
+from archiver.storage.base import check_key
+
+TEMP_NAME = ".suno-archiver-tmp"  # starts with "." so no valid key can name it
+_LOCK_NAME = ".suno-archiver.lock"
+_CHUNK = 1 << 20
+_NO_HARDLINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a folder by name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _storage_error(path: Path, e: OSError) -> StorageError:
+    return StorageError(f"{path}: {e.strerror or e}")
+
+
+class LocalStorage:
+    """An archive root on a local filesystem (see archiver.storage.base.Storage)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.temp_dir = self.root / TEMP_NAME
+        self._lock_fd: int | None = None
+        try:
+            self.temp_dir.mkdir(parents=True, exist_ok=True)
+            self._root_real = Path(os.path.realpath(self.root))
+            self._lock_fd = os.open(self.temp_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            self._clean_temp_dir()
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.temp_dir)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            self._release_lock()
+            raise StorageAccessError(
+                f"{self.root}: cannot use as archive folder: {e.strerror or e}"
+            ) from e
+
+    def _clean_temp_dir(self) -> None:
+        """Remove what a killed run left in the temp folder, unless another archiver is using
+        this archive right now (then its files are in flight, not stale).
+
+        Every running archiver holds a shared lock on the temp folder; one that gets the
+        exclusive lock is alone and may clean, then it too keeps a shared lock.
+        """
+        assert self._lock_fd is not None
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            return
+        for entry in os.scandir(self.temp_dir):
+            if entry.name == _LOCK_NAME:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+    def _target(self, key: str) -> Path:
+        """The file for `key`, refused unless it stays inside the root once symlinks resolve."""
+        target = self.root / check_key(key)
+        real = Path(os.path.realpath(target))
+        if real == self._root_real or not real.is_relative_to(self._root_real):
+            raise StorageError(f"{target}: resolves outside the archive folder ({real})")
+        return target
+
+    def _make_dirs(self, folder: Path) -> None:
+        """Create `folder` and any missing parents below the root, fsyncing each new entry's
+        parent so the folder itself survives a crash."""
+        missing: list[Path] = []
+        d = folder
+        while not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # a concurrent store made it
+                d.mkdir()
+            _fsync_path(d.parent)
+
+    async def exists(self, key: str) -> bool:
+        return self._target(key).is_file()
+
+    async def put_file(self, key: str, path: Path, *, sha256: str, content_type: str) -> None:
+        target = self._target(key)
+        # Fsync and hashing of a big file would stall the event loop: do it all in a thread.
+        # A cancelled caller does not cancel the thread, so the store finishes or never shows.
+        await asyncio.to_thread(self._put_file, target, Path(path), sha256.lower())
+
+    def _put_file(self, target: Path, path: Path, sha256: str) -> None:
+        try:
+            _fsync_path(path)
+            self._make_dirs(target.parent)
+        except OSError as e:
+            raise _storage_error(target, e) from e
+        try:
+            self._publish(path, target)
+        except FileExistsError:
+            self._settle_existing(target, path, sha256)
+            return
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise _storage_error(target, e) from e
+            # `path` lives on another filesystem: copy it next to the archive, then publish.
+            local = self._copy_to_temp(path, target)
+            try:
+                self._publish(local, target)
+            except FileExistsError:
+                _unlink_quietly(local)
+                self._settle_existing(target, path, sha256)
+                return
+            except OSError as e2:
+                _unlink_quietly(local)
+                raise _storage_error(target, e2) from e2
+            _unlink_quietly(path)
+        try:
+            _fsync_path(target.parent)
+        except OSError as e:
+            raise _storage_error(target, e) from e
+
+    def _publish(self, src: Path, target: Path) -> None:
+        """Give `src` the name `target`, never replacing an existing file (FileExistsError)."""
+        try:
+            os.link(src, target, follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in _NO_HARDLINKS:
+                raise
+            if os.path.lexists(target):
+                raise FileExistsError(errno.EEXIST, "File exists", str(target)) from e
+            os.replace(src, target)
+            return
+        os.unlink(src)
+
+    def _settle_existing(self, target: Path, path: Path, sha256: str) -> None:
+        """`target` already exists: the same bytes make this store a no-op, others a conflict."""
+        try:
+            same = (
+                target.is_file()
+                and target.stat().st_size == path.stat().st_size
+                and _sha256_file(target) == sha256
+            )
+        except OSError as e:
+            raise _storage_error(target, e) from e
+        if not same:
+            raise StorageConflict(f"{target}: already exists with other content; left as is")
+        _unlink_quietly(path)
+
+    def _copy_to_temp(self, path: Path, target: Path) -> Path:
+        fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=self.temp_dir)
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out, _CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as e:
+            _unlink_quietly(Path(tmp))
+            raise _storage_error(target, e) from e
+        return Path(tmp)
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+        target = self._target(key)
+        await asyncio.to_thread(self._put_bytes, target, bytes(data))
+
+    def _put_bytes(self, target: Path, data: bytes) -> None:
+        tmp: Path | None = None
+        try:
+            fd, name = tempfile.mkstemp(prefix=".put-", dir=self.temp_dir)
+            tmp = Path(name)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._make_dirs(target.parent)
+            os.replace(tmp, target)
+            tmp = None
+            _fsync_path(target.parent)
+        except OSError as e:
+            raise _storage_error(target, e) from e
+        finally:
+            if tmp is not None:
+                _unlink_quietly(tmp)
+
+    async def read(self, key: str) -> bytes | None:
+        target = self._target(key)
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise _storage_error(target, e) from e
+
+    async def close(self) -> None:
+        self._release_lock()
