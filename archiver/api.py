@@ -1,0 +1,268 @@
+"""The HTTP client for both record-info endpoints: auth, error classes, retries, rate limit.
+
+Every answer is classified in one place (`classify_answer`, with its code table
+`error_for_code`), so the engine only ever sees a record or one of the `archiver.errors` classes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from archiver.backoff import backoff_delay
+from archiver.errors import (
+    ApiError,
+    ApiRejected,
+    AuthError,
+    Maintenance,
+    SlowDown,
+    TransientApiError,
+    UnknownTask,
+)
+from archiver.records import Kind, Record, parse_cover, parse_music
+
+log = structlog.get_logger()
+
+PATHS: Mapping[Kind, str] = {
+    Kind.MUSIC: "/api/v1/generate/record-info",
+    Kind.COVER: "/api/v1/suno/cover/record-info",
+}
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a record is a few kB; anything this big is not one
+MAX_RETRY_AFTER_S = 3600.0
+_RETRIED = (SlowDown, Maintenance, TransientApiError)
+_SLOW_DOWN_CODES = frozenset({429, 430, 405})
+
+
+class RateLimiter:
+    """One cap of `per_second` calls for all tasks together; `pause` holds every caller back."""
+
+    def __init__(self, per_second: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if per_second <= 0:
+            raise ValueError("requests_per_second must be > 0")
+        self._interval = 1.0 / per_second
+        self._clock = clock
+        self._next = float("-inf")  # the earliest time the next call may start
+        self._paused_until = float("-inf")
+
+    async def acquire(self) -> None:
+        # Reserve a slot synchronously (no await in between, so no lock is needed), sleep until
+        # it, and start over if a pause was ordered meanwhile.
+        while True:
+            now = self._clock()
+            slot = max(now, self._next, self._paused_until)
+            self._next = slot + self._interval
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            if self._clock() >= self._paused_until:
+                return
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+class SunoApi:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: str,
+        limiter: RateLimiter,
+        attempts: int = 4,
+        backoff_base_s: float = 1.0,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self.__key = api_key
+        self._limiter = limiter
+        self._attempts = max(1, attempts)
+        self._backoff_base_s = backoff_base_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"SunoApi(base_url={self._base_url!r})"
+
+    async def lookup(self, task_id: str, kind: Kind | None) -> tuple[Kind, Record]:
+        """The record of `task_id`; with `kind` None, ask the music endpoint, then the cover one."""
+        if kind is not None:
+            return kind, await self.record(kind, task_id)
+        try:
+            return Kind.MUSIC, await self.record(Kind.MUSIC, task_id)
+        except UnknownTask:
+            pass
+        try:
+            return Kind.COVER, await self.record(Kind.COVER, task_id)
+        except UnknownTask as exc:
+            raise UnknownTask(
+                f"neither the music nor the cover endpoint knows task {task_id}"
+            ) from exc
+
+    async def record(self, kind: Kind, task_id: str) -> Record:
+        """One endpoint's record, retrying slow-downs, maintenance and transient failures."""
+        attempt = 1
+        while True:
+            try:
+                return await self._call(kind, task_id)
+            except _RETRIED as exc:
+                if attempt >= self._attempts:
+                    raise
+                delay = backoff_delay(
+                    attempt, base_s=self._backoff_base_s, retry_after_s=exc.retry_after
+                )
+                if isinstance(exc, SlowDown | Maintenance):
+                    self._limiter.pause(delay)  # every task slows down, not only this one
+                log.warning(
+                    "api_retry",
+                    task_id=task_id,
+                    kind=str(kind),
+                    error=str(exc),
+                    error_class=type(exc).__name__,
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _call(self, kind: Kind, task_id: str) -> Record:
+        await self._limiter.acquire()
+        headers = {"Authorization": f"Bearer {self.__key}", "Accept": "application/json"}
+        try:
+            async with self._session.get(
+                self._base_url + PATHS[kind],
+                params={"taskId": task_id},
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                body = await _read_capped(resp)
+                status, reason = resp.status, resp.reason or ""
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError:
+            raise TransientApiError(
+                f"no answer from the API within {self._timeout.total:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            message = self._redact(f"connection to the API failed: {type(exc).__name__}: {exc}")
+            raise TransientApiError(message) from None
+        try:
+            return classify_answer(kind, status, body, retry_after=retry_after, reason=reason)
+        except ApiError as exc:
+            if self.__key and self.__key in str(exc):  # an echoing proxy must not leak it
+                raise type(exc)(self._redact(str(exc)), retry_after=exc.retry_after) from None
+            raise
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.__key, "***") if self.__key else text
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise TransientApiError(f"the API's answer is over {MAX_ANSWER_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def classify_answer(
+    kind: Kind, status: int, body: bytes, *, retry_after: str | None = None, reason: str = ""
+) -> Record:
+    """An HTTP answer → the parsed record, or the `archiver.errors` class that says what to do.
+
+    HTTP status and body `code` mean the same thing and go through the same table.
+    """
+    doc = _json_or_none(body)
+    msg = _short(doc.get("msg")) if isinstance(doc, dict) else ""
+    if status != 200:
+        raise error_for_code(status, msg or reason, retry_after=parse_retry_after(retry_after))
+    if doc is None:
+        looks_html = body.lstrip()[:1] == b"<"
+        what = "an HTML page" if looks_html else "malformed JSON"
+        raise TransientApiError(f"the API answered with {what} instead of a record")
+    if not isinstance(doc, dict):
+        raise TransientApiError("the API's answer is not a JSON object")
+    code = doc.get("code")
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise TransientApiError(f"the API's answer has no usable code ({_short(code)})")
+    if code != 200:
+        raise error_for_code(code, msg, retry_after=parse_retry_after(retry_after))
+    data = doc.get("data")
+    if data is None:
+        raise UnknownTask(f"the {kind} endpoint does not know this task (data: null)")
+    if not isinstance(data, dict):
+        raise TransientApiError("the API's `data` is not an object")
+    parse = parse_music if kind is Kind.MUSIC else parse_cover
+    try:
+        return parse(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise TransientApiError(f"the API's {kind} record could not be read: {exc}") from exc
+
+
+def error_for_code(code: int, msg: str, *, retry_after: float | None = None) -> ApiError:
+    """The error class for an HTTP status or body code other than 200."""
+    said = f"{code}: {msg}" if msg else str(code)
+    if code == 401:
+        return AuthError("the API rejected the key (401): check api_key / SUNO_API_KEY")
+    if code in _SLOW_DOWN_CODES:
+        # sunoapi.org answers 429 for "insufficient credits" too: the msg tells which.
+        return SlowDown(f"the API asks to slow down ({said})", retry_after=retry_after)
+    if code == 455:
+        return Maintenance(f"the API is in maintenance ({said})", retry_after=retry_after)
+    if code in (404, 422):
+        return UnknownTask(f"the endpoint does not know this task ({said})")
+    if code >= 500:
+        return TransientApiError(f"the API failed ({said})", retry_after=retry_after)
+    if 400 <= code < 500:
+        return ApiRejected(f"the API refused the request ({said})")
+    return TransientApiError(f"the API answered an unexpected code ({said})")
+
+
+def parse_retry_after(
+    value: str | None, *, now: Callable[[], datetime] | None = None
+) -> float | None:
+    """Retry-After as seconds (a number, or an HTTP date), capped; None if absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or _utcnow)()).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _short(value: object, limit: int = 200) -> str:
+    text = "" if value is None else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,432 @@
+"""The stand-in record-info API: both endpoints, every answer variant SPEC lists, and faults.
+
+A task's clock starts at the first authorised call about it, so what a test sees depends only on
+how long after its first poll it asks, never on when the sandbox started. File URLs are built
+from the request's own origin, so they are absolute and right whatever port was bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+import time
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+
+from archiver import media
+from archiver.sandbox.cdn import Cdn
+
+MUSIC_PATH = "/api/v1/generate/record-info"
+COVER_PATH = "/api/v1/suno/cover/record-info"
+
+FAULTS = frozenset(
+    {
+        "http500", "http502", "http455", "body455", "http429", "body429", "body430",
+        "body405", "html", "badjson", "http401", "reset", "hang",
+    }
+)  # fmt: skip
+UnknownForm = Literal["null", "code404", "code422", "http404"]
+
+_BASE_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+_BIG_AUDIO_S = 30.0  # longer sample songs are written once to disk and shared (benchmarks)
+_HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+@dataclass
+class MusicTask:
+    task_id: str
+    tracks: int = 2
+    ready_after_s: float = 0.0
+    fail_status: str | None = None
+    seconds: float = 3.0
+    error_code: int = 400
+    error_message: str = "Lyrics contained copyrighted material"
+    create_time: Literal["ms", "string"] = "ms"
+    callback_exception: bool = False  # final status CALLBACK_EXCEPTION, tracks complete
+    pending_data: Literal["null", "empty", "no_response"] = (
+        "null"  # sunoData null / [] / no response
+    )
+    extra_fields: bool = False  # unknown fields in the body, data, response and tracks
+    source_urls: Literal["forbidden", "ok"] | None = None  # source* URLs: 403, or a working copy
+    title: str | None = None  # every track's title (Suno gives both tracks the same one)
+    audio_ids: Sequence[str] | None = None  # per track
+    prompt: str = "[Verse]\nSandbox lyrics, line one\n[Chorus]\nSandbox chorus"
+    tags: str = "electrifying, rock"
+    model_name: str = "chirp-v4"
+    missing_audio: int | None = None  # 1-based track whose audioUrl stays "" even in SUCCESS
+    files: dict[str, str] = field(default_factory=dict)  # "audio1", "image1", … → URL path
+    started: float | None = None
+
+
+@dataclass
+class CoverTask:
+    task_id: str
+    images: int = 2
+    ready_after_s: float = 0.0
+    failed: bool = False
+    parent_task_id: str = ""
+    create_time: Literal["ms", "string"] = "string"
+    extra_fields: bool = False
+    files: list[str] = field(default_factory=list)
+    started: float | None = None
+
+
+@dataclass(frozen=True)
+class _Fault:
+    name: str
+    retry_after: float | None
+    delay_s: float | None
+
+
+def fake_hex_id(label: str) -> str:
+    """A 32-hex-character ID like the vendors' task IDs, stable for a label."""
+    a = zlib.crc32(label.encode())
+    b = zlib.crc32(label.encode()[::-1] + b"#")
+    c = zlib.crc32(b"%" + label.encode())
+    d = zlib.crc32(label.encode() + b"!")
+    return f"{a:08x}{b:08x}{c:08x}{d:08x}"
+
+
+class FakeApi:
+    """Both record-info endpoints. `calls[(endpoint, task_id)]` counts every request."""
+
+    def __init__(
+        self, cdn: Cdn, *, api_key: str = "sandbox-key", clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cdn = cdn
+        self._api_key = api_key
+        self.clock = clock
+        self.music: dict[str, MusicTask] = {}
+        self.covers: dict[str, CoverTask] = {}
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.total_calls = 0
+        self.unknown_form: UnknownForm = "null"
+        self._faults: deque[_Fault] = deque()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._big_files: dict[tuple[float, int], Path] = {}
+        self._closing = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"FakeApi(music={len(self.music)}, covers={len(self.covers)})"
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def fail_next(
+        self, n: int, fault: str, retry_after: float | None = None, *, delay_s: float | None = None
+    ) -> None:
+        """Answer the next `n` calls (any task, either endpoint) with `fault` (see FAULTS).
+
+        `retry_after` sets a Retry-After header (http429 always has one, default 1 s);
+        "hang" waits `delay_s` (default: until the sandbox stops) before answering normally.
+        "reset" drops the connection; aiohttp retries a GET once by itself after that, so one
+        reset the client sees takes two queued "reset" faults.
+        """
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+        self._faults.extend(_Fault(fault, retry_after, delay_s) for _ in range(n))
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def add_music(self, task_id: str, **knobs: Any) -> MusicTask:
+        task = MusicTask(task_id, **knobs)
+        for i in range(1, task.tracks + 1):
+            seed = zlib.crc32(f"{task_id}:{i}".encode())
+            task.files[f"audio{i}"] = self._add_audio(f"{task_id}-{i}.mp3", task.seconds, i, seed)
+            task.files[f"image{i}"] = self.cdn.add(
+                f"{task_id}-{i}.jpg", media.sample_jpeg(seed), content_type="image/jpeg"
+            )
+            # A live stream is never the final file: serve only the start of the song.
+            head = media.sample_mp3(min(task.seconds, 1.0), seed + 1)
+            task.files[f"stream{i}"] = self.cdn.add(
+                f"{task_id}-{i}-stream.mp3", head, content_type="audio/mpeg"
+            )
+            if task.source_urls == "ok":
+                task.files[f"source_audio{i}"] = self._add_audio(
+                    f"{task_id}-{i}-source.mp3", task.seconds, i, seed
+                )
+                task.files[f"source_image{i}"] = self.cdn.add(
+                    f"{task_id}-{i}-source.jpg", media.sample_jpeg(seed), content_type="image/jpeg"
+                )
+            elif task.source_urls == "forbidden":
+                task.files[f"source_audio{i}"] = f"/forbidden/{task_id}-{i}.mp3"
+                task.files[f"source_image{i}"] = f"/forbidden/{task_id}-{i}.jpg"
+        self.music[task_id] = task
+        return task
+
+    def add_cover(self, task_id: str, **knobs: Any) -> CoverTask:
+        task = CoverTask(task_id, **knobs)
+        if not task.parent_task_id:
+            task.parent_task_id = fake_hex_id(f"parent:{task_id}")
+        for i in range(1, task.images + 1):
+            png = media.sample_png(seed=zlib.crc32(f"{task_id}:cover:{i}".encode()))
+            task.files.append(
+                self.cdn.add(f"{task_id}-cover-{i}.png", png, content_type="image/png")
+            )
+        self.covers[task_id] = task
+        return task
+
+    def _add_audio(self, name: str, seconds: float, track: int, seed: int) -> str:
+        if seconds <= _BIG_AUDIO_S:
+            return self.cdn.add(name, media.sample_mp3(seconds, seed), content_type="audio/mpeg")
+        key = (seconds, track)
+        if key not in self._big_files:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="suno-sandbox-")
+            path = Path(self._tmp.name) / f"song-{seconds:g}s-{track}.mp3"
+            media.write_sample_mp3(path, int(seconds * 16_000), seed=track)
+            self._big_files[key] = path
+        return self.cdn.add(name, self._big_files[key], content_type="audio/mpeg")
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get(MUSIC_PATH, self._music_endpoint)
+        app.router.add_get(COVER_PATH, self._cover_endpoint)
+        app.router.add_get("/forbidden/{name}", self._forbidden)
+
+    def close(self) -> None:
+        """Release hung requests and the temporary files of long sample songs."""
+        self._closing.set()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    async def _music_endpoint(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, "music")
+
+    async def _cover_endpoint(self, request: web.Request) -> web.StreamResponse:
+        return await self._answer(request, "cover")
+
+    async def _forbidden(self, request: web.Request) -> web.Response:
+        body = "<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>"
+        return web.Response(status=403, text=body, content_type="application/xml")
+
+    async def _answer(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        task_id = request.query.get("taskId", "")
+        self.calls[(endpoint, task_id)] += 1
+        self.total_calls += 1
+        if self._faults:
+            fault = self._faults.popleft()
+            if fault.name != "hang":
+                return self._fault_response(request, fault)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), fault.delay_s)
+        if request.headers.get("Authorization") != f"Bearer {self._api_key}":
+            return _envelope(401, "You do not have access permissions", http_status=401)
+        if not task_id:
+            return _envelope(422, "taskId cannot be empty")
+        origin = str(request.url.origin())
+        now = self.clock()
+        if endpoint == "music" and task_id in self.music:
+            task = self.music[task_id]
+            task.started = now if task.started is None else task.started
+            data, extra = _music_data(task, now - task.started, origin), task.extra_fields
+        elif endpoint == "cover" and task_id in self.covers:
+            cover = self.covers[task_id]
+            cover.started = now if cover.started is None else cover.started
+            data, extra = _cover_data(cover, now - cover.started, origin), cover.extra_fields
+        else:
+            return self._unknown()
+        body: dict[str, Any] = {"code": 200, "msg": "success", "data": data}
+        if extra:
+            body["traceId"] = "sandbox-trace"
+        return web.json_response(body)
+
+    def _unknown(self) -> web.Response:
+        form = self.unknown_form
+        if form == "http404":
+            return web.json_response({"code": 404, "msg": "Not Found"}, status=404)
+        if form == "code404":
+            return _envelope(404, "task not found")
+        if form == "code422":
+            return _envelope(422, "recordInfo is null")
+        return _envelope(200, "success")
+
+    def _fault_response(self, request: web.Request, fault: _Fault) -> web.StreamResponse:
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = f"{fault.retry_after:g}"
+        match fault.name:
+            case "http500":
+                return _envelope(500, "Server Error", http_status=500, headers=headers)
+            case "http502":
+                return web.Response(status=502, body=_HTML, content_type="text/html")
+            case "http455":
+                return _envelope(
+                    455, "System is currently undergoing maintenance", http_status=455,
+                    reason="Service Unavailable", headers=headers,
+                )  # fmt: skip
+            case "body455":
+                return _envelope(455, "System is currently undergoing maintenance", headers=headers)
+            case "http429":
+                headers.setdefault("Retry-After", "1")
+                return _envelope(429, "Too Many Requests", http_status=429, headers=headers)
+            case "body429":
+                return _envelope(429, "insufficient credits", headers=headers)
+            case "body430":
+                return _envelope(430, "Your call frequency is too high", headers=headers)
+            case "body405":
+                return _envelope(405, "Rate limited", headers=headers)
+            case "html":
+                return web.Response(body=_HTML, content_type="text/html")
+            case "badjson":
+                return web.Response(
+                    text='{"code": 200, "msg": "succ', content_type="application/json"
+                )
+            case "http401":
+                return _envelope(401, "You do not have access permissions", http_status=401)
+            case _:  # "reset": drop the connection without a response
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response()
+
+
+def _envelope(
+    code: int,
+    msg: str,
+    *,
+    http_status: int = 200,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.json_response(
+        {"code": code, "msg": msg, "data": None}, status=http_status, reason=reason, headers=headers
+    )
+
+
+# --- the records, as a function of the time since the first poll -----------------------------
+
+
+def _stage(elapsed: float, ready_after: float) -> int:
+    """0 PENDING, 1 TEXT_SUCCESS, 2 FIRST_SUCCESS, 3 finished."""
+    if elapsed >= ready_after:
+        return 3
+    if elapsed >= ready_after * 3 / 4:
+        return 2
+    return 1 if elapsed >= ready_after / 4 else 0
+
+
+def _music_data(task: MusicTask, elapsed: float, origin: str) -> dict[str, Any]:
+    stage = _stage(elapsed, task.ready_after_s)
+    failed = task.fail_status is not None and stage == 3
+    if failed:
+        status = task.fail_status
+    elif stage == 3:
+        status = "CALLBACK_EXCEPTION" if task.callback_exception else "SUCCESS"
+    else:
+        status = ("PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS")[stage]
+    if task.fail_status is not None and stage in (1, 2):
+        status, stage = "PENDING", 0  # a task that will fail shows no text on the way
+
+    response: dict[str, Any] | None = {"taskId": task.task_id, "sunoData": None}
+    if failed:
+        response = {
+            "taskId": task.task_id, "sunoData": None,
+            "errorCode": task.error_code, "errorMessage": task.error_message,
+        }  # fmt: skip
+    elif stage == 0:
+        if task.pending_data == "empty":
+            response = {"taskId": task.task_id, "sunoData": []}
+        elif task.pending_data == "no_response":
+            response = None
+    else:
+        assert response is not None
+        response["sunoData"] = [
+            _track(task, i, origin, audio=stage == 3 or (stage == 2 and i == 1))
+            for i in range(1, task.tracks + 1)
+        ]
+    if response is not None and task.extra_fields:
+        response["unknownList"] = [{"x": 1}]
+    param = {"prompt": task.prompt, "style": task.tags, "title": task.title or "", "model": "V4"}
+    data: dict[str, Any] = {
+        "taskId": task.task_id,
+        "parentMusicId": "",
+        "param": json.dumps(param, ensure_ascii=False),
+        "response": response,
+        "status": status,
+        "type": task.model_name,
+        "operationType": "generate",
+        "errorCode": task.error_code if failed else None,
+        "errorMessage": task.error_message if failed else None,
+    }
+    if task.extra_fields:
+        data["newFeatureFlag"] = {"nested": [1, "two", None]}
+        data["creditsUsed"] = 12
+    return data
+
+
+def _track(task: MusicTask, i: int, origin: str, *, audio: bool) -> dict[str, Any]:
+    files = task.files
+    audio = audio and task.missing_audio != i
+    created_ms = _BASE_MS + zlib.crc32(task.task_id.encode()) % 86_400_000
+    if task.create_time == "ms":
+        created: Any = created_ms
+    else:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created_ms / 1000))
+    audio_id = (
+        task.audio_ids[i - 1]
+        if task.audio_ids and i <= len(task.audio_ids)
+        else fake_hex_id(f"{task.task_id}:audio:{i}")
+    )
+    track: dict[str, Any] = {
+        "id": audio_id,
+        "audioUrl": origin + files[f"audio{i}"] if audio else "",
+        "streamAudioUrl": origin + files[f"stream{i}"],
+        "imageUrl": origin + files[f"image{i}"],
+        "prompt": task.prompt,
+        "modelName": task.model_name,
+        "title": task.title if task.title is not None else f"Sandbox song {task.task_id[:6]}",
+        "tags": task.tags,
+        "createTime": created,
+        "duration": round(task.seconds, 2) if audio else None,
+    }
+    if task.source_urls is not None:
+        track["sourceAudioUrl"] = origin + files[f"source_audio{i}"] if audio else ""
+        track["sourceStreamAudioUrl"] = f"{origin}/forbidden/{task.task_id}-{i}-stream"
+        track["sourceImageUrl"] = origin + files[f"source_image{i}"]
+    if task.extra_fields:
+        track["negativeTags"] = ""
+        track["isNewFieldFrom2026"] = True
+    return track
+
+
+def _cover_data(task: CoverTask, elapsed: float, origin: str) -> dict[str, Any]:
+    done = elapsed >= task.ready_after_s
+    flag = (3 if task.failed else 1) if done else (2 if elapsed >= task.ready_after_s / 2 else 0)
+    created_ms = _BASE_MS + zlib.crc32(task.task_id.encode()) % 86_400_000
+    created: Any = created_ms
+    if task.create_time == "string":
+        created = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(created_ms / 1000))
+    data: dict[str, Any] = {
+        "taskId": task.task_id,
+        "parentTaskId": task.parent_task_id,
+        "callbackUrl": "https://api.example.com/callback",
+        "completeTime": None,
+        "response": None,
+        "successFlag": flag,
+        "createTime": created,
+        "errorCode": None,
+        "errorMessage": None,
+    }
+    if flag == 1:
+        data["response"] = {"images": [origin + path for path in task.files]}
+        data["completeTime"] = time.strftime(
+            "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(created_ms / 1000 + 146)
+        )
+        data["errorCode"], data["errorMessage"] = 200, ""
+    elif flag == 3:
+        data["errorCode"], data["errorMessage"] = 500, "Internal error - Please try again later."
+    if task.extra_fields:
+        data["coverStyle"] = "sandbox"
+        if data["response"] is not None:
+            data["response"]["unknownKey"] = 1
+    return data

@@ -1,0 +1,46 @@
+"""Ready-made task sets for `suno-archiver demo` and the benchmarks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from archiver.sandbox.fakeapi import fake_hex_id
+
+if TYPE_CHECKING:
+    from archiver.sandbox import Sandbox
+
+
+def add_demo_tasks(sb: Sandbox, *, pending_after_s: float = 6.0) -> list[str]:
+    """A small mix of what the archiver meets; returns the task-list lines (with comments)."""
+    rock, cjk, callback, pending, failed = (fake_hex_id(f"demo:{n}") for n in range(5))
+    cover = fake_hex_id("demo:cover")
+    sb.add_music(rock, title="Neon Highway", create_time="ms", tags="synthwave, driving")
+    sb.add_music(cjk, title="钢铁侠", create_time="string", prompt="[Verse] 夜晚城市 灯火辉煌")
+    sb.add_music(callback, title="Callback Blues", callback_exception=True, tags="blues")
+    sb.add_cover(cover, parent_task_id=rock)
+    sb.add_music(pending, title="Slow Bloom", ready_after_s=pending_after_s, tags="ambient")
+    sb.add_music(
+        failed,
+        fail_status="SENSITIVE_WORD_ERROR",
+        error_code=400,
+        error_message="Lyrics contained copyrighted material",
+    )
+    return [
+        "# suno-archiver demo tasks",
+        f"music:{rock}",
+        cjk,
+        callback,
+        f"cover:{cover}",
+        pending,
+        failed,
+    ]
+
+
+def add_bench_tasks(
+    sb: Sandbox, n: int, seconds: float = 180.0, *, ready_after_s: float = 0.0
+) -> list[str]:
+    """`n` music tasks of two `seconds`-long tracks (files shared on disk); returns the IDs."""
+    ids = [fake_hex_id(f"bench:{i}") for i in range(n)]
+    for task_id in ids:
+        sb.add_music(task_id, seconds=seconds, ready_after_s=ready_after_s)
+    return ids

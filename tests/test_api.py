@@ -1,0 +1,526 @@
+"""The API client against the stand-in API over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from archiver import media
+from archiver.api import RateLimiter, SunoApi, classify_answer, parse_retry_after
+from archiver.errors import (
+    ApiRejected,
+    AuthError,
+    Maintenance,
+    SlowDown,
+    TransientApiError,
+    UnknownTask,
+)
+from archiver.records import CoverRecord, Kind, MusicRecord
+from archiver.sandbox import Sandbox
+from archiver.sandbox.scenarios import add_demo_tasks
+
+TASK = "0123456789abcdef0123456789abcdef"
+COVER = "fedcba9876543210fedcba9876543210"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def make_api(
+    sb: Sandbox,
+    http: aiohttp.ClientSession,
+    *,
+    api_key: str | None = None,
+    attempts: int = 4,
+    per_second: float = 1000.0,
+    timeout_s: float = 5.0,
+) -> SunoApi:
+    return SunoApi(
+        http,
+        base_url=sb.base_url,
+        api_key=sb.api_key if api_key is None else api_key,
+        limiter=RateLimiter(per_second),
+        attempts=attempts,
+        backoff_base_s=0.01,
+        timeout_s=timeout_s,
+    )
+
+
+async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
+    async with http.get(url) as resp:
+        return resp.status, await resp.read()
+
+
+# --- every status of both endpoints, parsed through the client --------------------------------
+
+
+@pytest.fixture
+async def clocked() -> AsyncIterator[tuple[Sandbox, FakeClock]]:
+    clock = FakeClock()
+    sb = Sandbox(clock=clock)
+    await sb.start()
+    try:
+        yield sb, clock
+    finally:
+        await sb.stop()
+
+
+async def test_music_task_goes_through_every_status_from_its_first_poll(clocked, http):
+    sb, clock = clocked
+    sb.add_music(TASK, ready_after_s=100.0, title="Song")
+    api = make_api(sb, http)
+    clock.now += 500  # time before the first poll does not count
+
+    pending = await api.record(Kind.MUSIC, TASK)
+    assert isinstance(pending, MusicRecord)
+    assert (pending.status, pending.tracks) == ("PENDING", ())
+    assert pending.raw["response"]["sunoData"] is None
+
+    clock.now += 30
+    text = await api.record(Kind.MUSIC, TASK)
+    assert text.status == "TEXT_SUCCESS"
+    assert [(t.title, t.audio_url, t.duration) for t in text.tracks] == [("Song", "", None)] * 2
+
+    clock.now += 50
+    first = await api.record(Kind.MUSIC, TASK)
+    assert first.status == "FIRST_SUCCESS"
+    assert first.tracks[0].audio_url and first.tracks[0].duration == 3.0
+    assert first.tracks[1].audio_url == ""
+
+    clock.now += 20
+    done = await api.record(Kind.MUSIC, TASK)
+    assert done.status == "SUCCESS"
+    assert all(t.audio_url.startswith(sb.base_url + "/files/") for t in done.tracks)
+    assert len({t.audio_id for t in done.tracks}) == 2
+    for track in done.tracks:
+        status, body = await fetch(http, track.audio_url)
+        assert status == 200 and media.sniff(body[:16]) == media.MP3
+        status, body = await fetch(http, track.image_url)
+        assert status == 200 and media.sniff(body[:16]) == media.JPEG
+
+
+async def test_ready_after_zero_is_success_at_once(sandbox, http):
+    sandbox.add_music(TASK, tracks=3)
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert record.status == "SUCCESS" and len(record.tracks) == 3
+    assert all(t.audio_url for t in record.tracks)
+
+
+@pytest.mark.parametrize("status", ["GENERATE_AUDIO_FAILED", "SENSITIVE_WORD_ERROR"])
+async def test_failed_music_task_carries_error_code_and_message(sandbox, http, status):
+    sandbox.add_music(TASK, fail_status=status)
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert record.status == status
+    assert (record.error_code, record.error_message) == (
+        400,
+        "Lyrics contained copyrighted material",
+    )
+    assert record.raw["response"]["errorCode"] == 400
+    assert record.tracks == ()
+
+
+async def test_callback_exception_has_complete_tracks(sandbox, http):
+    sandbox.add_music(TASK, callback_exception=True)
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert record.status == "CALLBACK_EXCEPTION"
+    assert all(t.audio_url and t.duration for t in record.tracks)
+
+
+@pytest.mark.parametrize("form", ["null", "empty", "no_response"])
+async def test_pending_forms_have_no_tracks(clocked, http, form):
+    sb, _ = clocked
+    sb.add_music(TASK, ready_after_s=60, pending_data=form)
+    record = await make_api(sb, http).record(Kind.MUSIC, TASK)
+    assert (record.status, record.tracks) == ("PENDING", ())
+
+
+async def test_create_time_as_epoch_ms_and_as_string_give_the_same_instant(sandbox, http):
+    sandbox.add_music(TASK, create_time="ms")
+    sandbox.add_music(TASK[::-1], create_time="string")
+    api = make_api(sandbox, http)
+    as_ms = await api.record(Kind.MUSIC, TASK)
+    as_text = await api.record(Kind.MUSIC, TASK[::-1])
+    assert isinstance(as_ms.raw["response"]["sunoData"][0]["createTime"], int)
+    assert isinstance(as_text.raw["response"]["sunoData"][0]["createTime"], str)
+    for record in (as_ms, as_text):
+        assert record.tracks[0].created_at.startswith("2025-01-0")
+
+
+async def test_unknown_fields_are_kept_in_raw(sandbox, http):
+    sandbox.add_music(TASK, extra_fields=True)
+    sandbox.add_cover(COVER, extra_fields=True)
+    api = make_api(sandbox, http)
+    music = await api.record(Kind.MUSIC, TASK)
+    assert music.raw["newFeatureFlag"] == {"nested": [1, "two", None]}
+    assert music.raw["response"]["sunoData"][0]["isNewFieldFrom2026"] is True
+    cover = await api.record(Kind.COVER, COVER)
+    assert cover.raw["coverStyle"] == "sandbox"
+
+
+async def test_source_urls_are_refused_and_stream_is_not_the_file(sandbox, http):
+    sandbox.add_music(TASK, source_urls="forbidden")
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    track = record.tracks[0]
+    for url in (track.source_audio_url, track.source_image_url):
+        assert (await fetch(http, url))[0] == 403
+    raw = record.raw["response"]["sunoData"][0]
+    assert (await fetch(http, raw["sourceStreamAudioUrl"]))[0] == 403
+    _, stream = await fetch(http, raw["streamAudioUrl"])
+    _, audio = await fetch(http, track.audio_url)
+    assert media.sniff(stream[:16]) == media.MP3 and len(stream) < len(audio)
+
+
+async def test_working_source_urls_serve_a_copy(sandbox, http):
+    sandbox.add_music(TASK, source_urls="ok")
+    track = (await make_api(sandbox, http).record(Kind.MUSIC, TASK)).tracks[0]
+    assert (await fetch(http, track.source_audio_url)) == (await fetch(http, track.audio_url))
+
+
+async def test_path_like_titles_and_audio_ids_arrive_verbatim(sandbox, http):
+    sandbox.add_music(TASK, title="../../etc/passwd", audio_ids=["a/b\\c", "../x"])
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert [t.title for t in record.tracks] == ["../../etc/passwd"] * 2
+    assert [t.audio_id for t in record.tracks] == ["a/b\\c", "../x"]
+
+
+async def test_a_track_can_stay_without_audio_in_success(sandbox, http):
+    sandbox.add_music(TASK, missing_audio=2)
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert record.status == "SUCCESS"
+    assert record.tracks[0].audio_url and record.tracks[1].audio_url == ""
+
+
+async def test_cover_task_goes_pending_generating_success(clocked, http):
+    sb, clock = clocked
+    sb.add_cover(COVER, ready_after_s=10, parent_task_id=TASK, images=2)
+    api = make_api(sb, http)
+    pending = await api.record(Kind.COVER, COVER)
+    assert isinstance(pending, CoverRecord)
+    assert (pending.status, pending.images) == ("PENDING", ())
+    clock.now += 5
+    assert (await api.record(Kind.COVER, COVER)).status == "GENERATING"
+    clock.now += 5
+    done = await api.record(Kind.COVER, COVER)
+    assert done.status == "SUCCESS" and done.parent_task_id == TASK and len(done.images) == 2
+    for url in done.images:
+        status, body = await fetch(http, url)
+        assert status == 200 and media.sniff(body[:16]) == media.PNG
+
+
+async def test_failed_cover_task(sandbox, http):
+    sandbox.add_cover(COVER, failed=True)
+    record = await make_api(sandbox, http).record(Kind.COVER, COVER)
+    assert (record.status, record.images, record.error_code) == ("FAILED", (), 500)
+
+
+async def test_every_demo_task_is_readable(sandbox, http):
+    lines = [line for line in add_demo_tasks(sandbox) if not line.startswith("#")]
+    api = make_api(sandbox, http)
+    seen = set()
+    for line in lines:
+        prefix, _, task_id = line.strip().rpartition(":")
+        _, record = await api.lookup(task_id, Kind(prefix) if prefix else None)
+        seen.add(record.status)
+    assert {"SUCCESS", "CALLBACK_EXCEPTION", "PENDING", "SENSITIVE_WORD_ERROR"} <= seen
+
+
+# --- faults → error classes -------------------------------------------------------------------
+
+# aiohttp itself retries a GET once when the connection drops: one client-visible reset is two.
+RESETS = 2
+
+FAULT_CLASSES = {
+    "http500": TransientApiError,
+    "http502": TransientApiError,
+    "html": TransientApiError,
+    "badjson": TransientApiError,
+    "reset": TransientApiError,
+    "http455": Maintenance,
+    "body455": Maintenance,
+    "http429": SlowDown,
+    "body429": SlowDown,
+    "body430": SlowDown,
+    "body405": SlowDown,
+    "http401": AuthError,
+}
+
+
+@pytest.mark.parametrize(("fault", "error"), FAULT_CLASSES.items())
+async def test_each_fault_raises_its_error_class(sandbox, http, fault, error):
+    sandbox.add_music(TASK)
+    sandbox.api.fail_next(RESETS if fault == "reset" else 1, fault, retry_after=None)
+    with pytest.raises(error):
+        await make_api(sandbox, http, attempts=1).record(Kind.MUSIC, TASK)
+
+
+async def test_insufficient_credits_message_is_kept(sandbox, http):
+    sandbox.add_music(TASK)
+    sandbox.api.fail_next(1, "body429")
+    with pytest.raises(SlowDown, match="insufficient credits"):
+        await make_api(sandbox, http, attempts=1).record(Kind.MUSIC, TASK)
+
+
+@pytest.mark.parametrize(
+    "fault", ["http500", "http502", "http455", "body455", "html", "badjson", "reset", "body430"]
+)
+async def test_retries_then_succeeds(sandbox, http, fault):
+    sandbox.add_music(TASK)
+    per_failure = RESETS if fault == "reset" else 1
+    sandbox.api.fail_next(2 * per_failure, fault)
+    with capture_logs() as logs:
+        record = await make_api(sandbox, http, attempts=4).record(Kind.MUSIC, TASK)
+    assert record.status == "SUCCESS"
+    assert sandbox.api.calls[("music", TASK)] == 2 * per_failure + 1
+    retries = [e for e in logs if e["event"] == "api_retry"]
+    assert [e["attempt"] for e in retries] == [1, 2]
+    assert all(e["task_id"] == TASK for e in retries)
+
+
+async def test_gives_up_after_the_attempts_with_the_last_error(sandbox, http):
+    sandbox.add_music(TASK)
+    sandbox.api.fail_next(3, "http500")
+    with pytest.raises(TransientApiError):
+        await make_api(sandbox, http, attempts=3).record(Kind.MUSIC, TASK)
+    assert sandbox.api.calls[("music", TASK)] == 3
+
+
+@pytest.mark.parametrize("fault", ["http429", "body429"])
+async def test_retry_after_is_honoured(sandbox, http, fault):
+    sandbox.add_music(TASK)
+    sandbox.api.fail_next(1, fault, retry_after=0.3)
+    started = time.monotonic()
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert time.monotonic() - started >= 0.3
+    assert record.status == "SUCCESS"
+    assert sandbox.api.calls[("music", TASK)] == 2
+
+
+async def test_slow_down_pauses_every_task(sandbox, http):
+    sandbox.add_music(TASK)
+    sandbox.add_music(TASK[::-1])
+    api = make_api(sandbox, http)
+    sandbox.api.fail_next(1, "http429", retry_after=0.4)
+    first = asyncio.create_task(api.record(Kind.MUSIC, TASK))
+    await asyncio.sleep(0.1)  # the 429 has arrived and paused the limiter
+    started = time.monotonic()
+    await api.record(Kind.MUSIC, TASK[::-1])
+    assert time.monotonic() - started >= 0.2
+    await first
+
+
+async def test_timeout_is_transient(sandbox, http):
+    sandbox.add_music(TASK)
+    sandbox.api.fail_next(1, "hang", delay_s=5)
+    with pytest.raises(TransientApiError, match=r"within 0\.2 s"):
+        await make_api(sandbox, http, attempts=1, timeout_s=0.2).record(Kind.MUSIC, TASK)
+
+
+async def test_wrong_key_fails_at_once_and_never_shows_the_key(sandbox, http):
+    sandbox.add_music(TASK)
+    secret = "sk-very-secret-4242"
+    api = make_api(sandbox, http, api_key=secret)
+    with capture_logs() as logs, pytest.raises(AuthError) as caught:
+        await api.record(Kind.MUSIC, TASK)
+    assert sandbox.api.calls[("music", TASK)] == 1
+    assert "401" in str(caught.value) and "SUNO_API_KEY" in str(caught.value)
+    assert secret not in str(caught.value) + repr(caught.value) + repr(api) + repr(logs)
+
+
+async def test_key_never_in_retry_logs(sandbox, http):
+    sandbox.add_music(TASK)
+    sandbox.api.fail_next(3 * RESETS, "reset")
+    api = make_api(sandbox, http, attempts=3)
+    with capture_logs() as logs, pytest.raises(TransientApiError) as caught:
+        await api.record(Kind.MUSIC, TASK)
+    assert len(logs) == 2
+    assert sandbox.api_key not in repr(logs) + str(caught.value)
+
+
+async def test_missing_key_is_an_auth_error(sandbox, http):
+    sandbox.add_music(TASK)
+    with pytest.raises(AuthError):
+        await make_api(sandbox, http, api_key="").record(Kind.MUSIC, TASK)
+
+
+# --- unknown tasks and endpoint detection -----------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["null", "code404", "code422", "http404"])
+async def test_unknown_task_forms(sandbox, http, form):
+    sandbox.api.unknown_form = form
+    with pytest.raises(UnknownTask):
+        await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert sandbox.api.calls[("music", TASK)] == 1  # never retried
+
+
+async def test_a_task_of_the_other_endpoint_is_unknown(sandbox, http):
+    sandbox.add_music(TASK)
+    sandbox.add_cover(COVER)
+    api = make_api(sandbox, http)
+    with pytest.raises(UnknownTask):
+        await api.record(Kind.COVER, TASK)
+    with pytest.raises(UnknownTask):
+        await api.record(Kind.MUSIC, COVER)
+
+
+async def test_bare_cover_id_is_found_after_one_music_call(sandbox, http):
+    sandbox.add_cover(COVER)
+    kind, record = await make_api(sandbox, http).lookup(COVER, None)
+    assert kind is Kind.COVER and isinstance(record, CoverRecord)
+    assert sandbox.api.calls == {("music", COVER): 1, ("cover", COVER): 1}
+
+
+async def test_bare_music_id_needs_one_call(sandbox, http):
+    sandbox.add_music(TASK)
+    kind, _ = await make_api(sandbox, http).lookup(TASK, None)
+    assert kind is Kind.MUSIC and sandbox.api.total_calls == 1
+
+
+async def test_known_kind_asks_only_its_endpoint(sandbox, http):
+    sandbox.add_cover(COVER)
+    kind, _ = await make_api(sandbox, http).lookup(COVER, Kind.COVER)
+    assert kind is Kind.COVER and sandbox.api.calls == {("cover", COVER): 1}
+
+
+async def test_id_unknown_to_both_endpoints(sandbox, http):
+    with pytest.raises(UnknownTask, match="neither"):
+        await make_api(sandbox, http).lookup(TASK, None)
+    assert sandbox.api.total_calls == 2
+
+
+# --- the rate limiter -------------------------------------------------------------------------
+
+
+async def test_rate_limiter_caps_calls_per_second(sandbox, http):
+    for i in range(11):
+        sandbox.add_music(f"task{i}")
+    api = make_api(sandbox, http, per_second=10)
+    started = time.monotonic()
+    await asyncio.gather(*(api.record(Kind.MUSIC, f"task{i}") for i in range(11)))
+    assert time.monotonic() - started >= 0.9  # 11 calls at 10/s: the last starts at 1.0 s
+
+
+async def test_rate_limiter_pause_holds_every_caller():
+    limiter = RateLimiter(1000)
+    await limiter.acquire()
+    limiter.pause(0.3)
+    started = time.monotonic()
+    await asyncio.gather(limiter.acquire(), limiter.acquire())
+    assert time.monotonic() - started >= 0.28
+
+
+async def test_rate_limiter_spaces_calls_by_a_fake_clock():
+    clock = FakeClock()
+    limiter = RateLimiter(2, clock=clock)
+    await limiter.acquire()
+    assert limiter._next == clock.now + 0.5
+
+
+def test_rate_limiter_refuses_a_zero_rate():
+    with pytest.raises(ValueError):
+        RateLimiter(0)
+
+
+# --- the classification table, without a network ----------------------------------------------
+
+
+@pytest.mark.parametrize("code", [400, 402, 409, 413, 451])
+@pytest.mark.parametrize("as_http", [True, False])
+def test_other_4xx_are_rejections(code, as_http):
+    body = json.dumps({"code": code, "msg": "no", "data": None}).encode()
+    with pytest.raises(ApiRejected, match=str(code)):
+        classify_answer(Kind.MUSIC, code if as_http else 200, body)
+
+
+def test_unparseable_data_is_transient():
+    body = json.dumps({"code": 200, "msg": "success", "data": {"status": "SUCCESS"}}).encode()
+    with pytest.raises(TransientApiError):
+        classify_answer(Kind.MUSIC, 200, body)
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'{"msg": "no code"}', b'{"code": 200, "data": 5}'])
+def test_odd_json_shapes_are_transient(body):
+    with pytest.raises(TransientApiError):
+        classify_answer(Kind.COVER, 200, body)
+
+
+def test_retry_after_forms():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("0.3") == 0.3
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=lambda: now) == 10.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("99999999") == 3600.0
+
+
+# --- the sandbox as a process -----------------------------------------------------------------
+
+
+def test_sandbox_process_prints_its_address_and_stops_on_sigterm():
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archiver.sandbox", "--scenario", "demo", "--api-key", "k1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = json.loads(proc.stdout.readline())
+        assert line["base_url"].startswith("http://127.0.0.1:") and line["api_key"] == "k1"
+        assert len(line["tasks"]) >= 6
+
+        async def poll() -> MusicRecord:
+            async with aiohttp.ClientSession() as session:
+                api = SunoApi(
+                    session, base_url=line["base_url"], api_key="k1", limiter=RateLimiter(10)
+                )
+                task_id = line["tasks"][1].partition(":")[2]
+                return (await api.lookup(task_id, Kind.MUSIC))[1]
+
+        assert asyncio.run(poll()).status == "SUCCESS"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sandbox_process_refuses_a_public_address():
+    done = subprocess.run(
+        [sys.executable, "-m", "archiver.sandbox", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "loopback" in done.stderr
+    assert done.stdout == ""
+
+
+async def test_sandbox_refuses_a_public_address():
+    with pytest.raises(ValueError, match="loopback"):
+        await Sandbox().start("0.0.0.0")
