@@ -1,0 +1,290 @@
+"""tag_mp3: the SPEC's frames, existing tags kept, audio bytes untouched, flat memory."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from mutagen.id3 import ID3, TALB, TCON, TIT2, TXXX
+from mutagen.mp3 import MP3
+
+from archiver import media
+from archiver.errors import TaggingError
+from archiver.records import Track
+from archiver.tagging import PADDING_BYTES, Tagged, frames_for, tag_mp3
+
+TRACK = Track(
+    audio_id="aud-123",
+    title="Neon Harbour — ünïcode 東京",
+    tags="synthwave, dreamy",
+    duration=198.44,
+    model_name="chirp-v4",
+    prompt="[Verse]\nLights on the water\n[Chorus]\nNeon harbour",
+    created_at="2025-03-14T09:26:53Z",
+    audio_url="https://cdn.example/a.mp3",
+    image_url="https://cdn.example/a.jpg",
+    source_audio_url="",
+    source_image_url="",
+)
+
+
+def id3v2_size(head: bytes) -> int:
+    """Bytes of a leading ID3v2 tag, by the size in its header (footer included); 0 if none."""
+    if not head.startswith(b"ID3"):
+        return 0
+    size = 0
+    for byte in head[6:10]:
+        size = (size << 7) | byte
+    footer = 10 if head[3] == 4 and head[5] & 0x10 else 0
+    return 10 + size + footer
+
+
+def strip_id3v2(data: bytes) -> bytes:
+    return data[id3v2_size(data[:10]) :]
+
+
+def synchsafe(n: int) -> bytes:
+    return bytes((n >> shift) & 0x7F for shift in (21, 14, 7, 0))
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "download.mp3"
+    path.write_bytes(media.sample_mp3(seconds=3.0, seed=7))
+    return path
+
+
+def tag(source: Path, tmp_path: Path, **kwargs) -> tuple[Tagged, Path]:
+    dest = tmp_path / "tagged.mp3"
+    kwargs.setdefault("track", TRACK)
+    kwargs.setdefault("task_id", "task-9")
+    return tag_mp3(source, dest, **kwargs), dest
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_every_spec_frame_reads_back_with_mutagen(source: Path, tmp_path: Path, version: int):
+    result, dest = tag(source, tmp_path, id3_version=version)
+    tags = ID3(dest)
+    assert tags.version[:2] == (2, version)
+    assert tags["TIT2"].text == [TRACK.title]
+    assert tags["TCON"].text == [TRACK.tags]
+    assert tags["TLEN"].text == ["198440"]
+    lyrics = tags.getall("USLT")
+    assert len(lyrics) == 1
+    assert (lyrics[0].lang, lyrics[0].desc, lyrics[0].text) == ("eng", "", TRACK.prompt)
+    assert tags["TXXX:SUNO_AUDIO_ID"].text == ["aud-123"]
+    assert tags["TXXX:SUNO_TASK_ID"].text == ["task-9"]
+    assert tags["TXXX:SUNO_MODEL"].text == ["chirp-v4"]
+    if version == 3:
+        raw = ID3(dest, translate=False)  # mutagen turns TYER into TDRC on load unless told
+        assert raw["TYER"].text == ["2025"]
+        assert "TDRC" not in raw
+    else:
+        assert "TYER" not in ID3(dest, translate=False)
+    assert str(tags["TDRC"].text[0]) == "2025"
+    assert tags.getall("APIC") == []  # no cover given
+    assert result.path == dest
+
+
+def test_frames_already_in_the_download_are_kept(source: Path, tmp_path: Path):
+    _, dest = tag(source, tmp_path)
+    assert ID3(dest)["TSSE"].text == ["suno-archiver sandbox 7"]
+
+
+def test_frames_of_the_spec_replace_existing_ones_and_others_stay(source: Path, tmp_path: Path):
+    pre = ID3(source)
+    pre.add(TIT2(encoding=3, text=["old title"]))
+    pre.add(TALB(encoding=3, text=["an album"]))
+    pre.add(TXXX(encoding=3, desc="SUNO_MODEL", text=["old-model"]))
+    pre.add(TCON(encoding=3, text=["Rock"]))
+    pre.update_to_v23()
+    pre.save(source, v2_version=3)
+    _, dest = tag(source, tmp_path)
+    tags = ID3(dest)
+    assert tags["TIT2"].text == [TRACK.title]
+    assert tags["TXXX:SUNO_MODEL"].text == ["chirp-v4"]
+    assert tags["TCON"].text == [TRACK.tags]
+    assert tags["TALB"].text == ["an album"]
+    assert tags["TSSE"].text == ["suno-archiver sandbox 7"]
+
+
+@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize(
+    ("image", "mime"),
+    [(media.sample_jpeg(3), "image/jpeg"), (media.sample_png(seed=3), "image/png")],
+)
+def test_cover_becomes_the_front_cover(
+    source: Path, tmp_path: Path, version: int, image: bytes, mime: str
+):
+    cover = tmp_path / "cover.img"
+    cover.write_bytes(image)
+    _, dest = tag(source, tmp_path, cover=cover, id3_version=version)  # mime sniffed
+    pictures = ID3(dest).getall("APIC")
+    assert len(pictures) == 1
+    assert (pictures[0].type, pictures[0].mime, pictures[0].desc) == (3, mime, "")
+    assert pictures[0].data == image
+
+
+def test_given_cover_mime_is_used(source: Path, tmp_path: Path):
+    cover = tmp_path / "cover.jpg"
+    cover.write_bytes(media.sample_jpeg())
+    _, dest = tag(source, tmp_path, cover=cover, cover_mime="image/jpeg")
+    assert ID3(dest).getall("APIC")[0].mime == "image/jpeg"
+
+
+def test_cover_that_is_not_an_image_is_refused(source: Path, tmp_path: Path):
+    cover = tmp_path / "cover.jpg"
+    cover.write_bytes(b"<html>expired</html>")
+    with pytest.raises(TaggingError, match="neither JPEG nor PNG"):
+        tag(source, tmp_path, cover=cover)
+    assert not (tmp_path / "tagged.mp3").exists()
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_audio_after_the_tag_is_byte_identical(source: Path, tmp_path: Path, version: int):
+    cover = tmp_path / "c.png"
+    cover.write_bytes(media.sample_png())
+    _, dest = tag(source, tmp_path, cover=cover, id3_version=version)
+    assert strip_id3v2(dest.read_bytes()) == strip_id3v2(source.read_bytes())
+    assert MP3(dest).info.length == pytest.approx(MP3(source).info.length)
+
+
+def test_returned_size_and_hash_describe_dest(source: Path, tmp_path: Path):
+    result, dest = tag(source, tmp_path)
+    data = dest.read_bytes()
+    assert result.bytes == len(data)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_padding_is_modest(source: Path, tmp_path: Path):
+    _, dest = tag(source, tmp_path)
+    data = dest.read_bytes()
+    tag_bytes = len(data) - len(strip_id3v2(data))
+    assert data[tag_bytes - PADDING_BYTES : tag_bytes] == b"\x00" * PADDING_BYTES
+    assert tag_bytes < PADDING_BYTES + 2048
+
+
+def test_source_without_any_tag(tmp_path: Path):
+    audio = strip_id3v2(media.sample_mp3(seed=2))
+    source = tmp_path / "bare.mp3"
+    source.write_bytes(audio)
+    _, dest = tag(source, tmp_path)
+    assert ID3(dest)["TIT2"].text == [TRACK.title]
+    assert strip_id3v2(dest.read_bytes()) == audio
+
+
+def test_id3v1_trailer_is_kept_as_is(tmp_path: Path):
+    v1 = b"TAG" + b"v1 title".ljust(30, b"\0") + b"\0" * 60 + b"2024" + b"\0" * 30 + b"\xff"
+    assert len(v1) == 128
+    source = tmp_path / "v1.mp3"
+    source.write_bytes(media.sample_mp3(seed=4) + v1)
+    _, dest = tag(source, tmp_path)
+    data = dest.read_bytes()
+    assert data.endswith(v1)
+    assert strip_id3v2(data) == strip_id3v2(source.read_bytes())
+    tags = ID3(dest, load_v1=False)
+    assert tags["TIT2"].text == [TRACK.title]
+
+
+def test_v24_source_with_footer_and_extended_header(tmp_path: Path):
+    audio = strip_id3v2(media.sample_mp3(seed=5))
+    text = b"\x03old-encoder"
+    frame = b"TSSE" + synchsafe(len(text)) + b"\x00\x00" + text
+    ext = synchsafe(6) + b"\x01\x00"  # v2.4 extended header: size 6 (itself), no flags
+    body = ext + frame
+    header = b"ID3\x04\x00" + bytes([0x40 | 0x10]) + synchsafe(len(body))
+    footer = b"3DI\x04\x00" + bytes([0x40 | 0x10]) + synchsafe(len(body))
+    source = tmp_path / "v24.mp3"
+    source.write_bytes(header + body + footer + audio)
+    _, dest = tag(source, tmp_path)
+    data = dest.read_bytes()
+    assert strip_id3v2(data) == audio
+    tags = ID3(dest)
+    assert tags["TSSE"].text == ["old-encoder"]
+    assert tags["TIT2"].text == [TRACK.title]
+
+
+def test_empty_values_are_skipped(source: Path, tmp_path: Path):
+    bare = replace(
+        TRACK, title="", tags="  ", duration=None, prompt="", model_name="", created_at=None
+    )
+    _, dest = tag(source, tmp_path, track=bare)
+    tags = ID3(dest)
+    for key in ("TIT2", "TCON", "TLEN", "USLT::eng", "TXXX:SUNO_MODEL", "TDRC", "TYER"):
+        assert key not in tags
+    assert tags["TXXX:SUNO_AUDIO_ID"].text == ["aud-123"]
+    assert [f.FrameID for f in frames_for(bare, "")] == ["TXXX"]
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        b"<!DOCTYPE html><html><body>Access denied</body></html>" * 50,
+        media.sample_png(),
+        bytes(range(256)) * 400,
+        b"",
+        b"ID3\x03\x00\x00\x00\x00\x00\x05TIT2\x00",  # a tag and nothing after it
+    ],
+    ids=["html", "png", "noise", "empty", "tag-only"],
+)
+def test_non_mp3_source_raises_tagging_error_and_leaves_no_dest(tmp_path: Path, junk: bytes):
+    source = tmp_path / "download.mp3"
+    source.write_bytes(junk)
+    with pytest.raises(TaggingError, match="not an MP3"):
+        tag(source, tmp_path)
+    assert not (tmp_path / "tagged.mp3").exists()
+    assert source.read_bytes() == junk
+
+
+def test_truncated_tag_raises_tagging_error(tmp_path: Path):
+    source = tmp_path / "download.mp3"
+    source.write_bytes(b"ID3\x03\x00\x00" + synchsafe(10_000) + b"TIT2")
+    with pytest.raises(TaggingError):
+        tag(source, tmp_path)
+    assert not (tmp_path / "tagged.mp3").exists()
+
+
+def test_dest_equal_to_source_is_refused(source: Path):
+    before = source.read_bytes()
+    with pytest.raises(TaggingError, match="onto itself"):
+        tag_mp3(source, source, track=TRACK, task_id="t")
+    assert source.read_bytes() == before
+
+
+def test_bad_version_is_refused(source: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="id3_version"):
+        tag(source, tmp_path, id3_version=2)
+
+
+def test_large_file_is_streamed_in_flat_memory(tmp_path: Path):
+    source = tmp_path / "big.mp3"
+    size = media.write_sample_mp3(source, 50 * 1024 * 1024, seed=1)
+    tracemalloc.start()
+    try:
+        result, dest = tag(source, tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 1024 * 1024, f"peak {peak} bytes"
+    assert result.bytes == dest.stat().st_size
+    assert result.bytes - _tag_size(dest) == size - _tag_size(source)
+    assert _sha256(source, _tag_size(source)) == _sha256(dest, _tag_size(dest))
+    assert _sha256(dest, 0) == result.sha256
+
+
+def _tag_size(path: Path) -> int:
+    with path.open("rb") as f:
+        head = f.read(10)
+    return id3v2_size(head)
+
+
+def _sha256(path: Path, offset: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        f.seek(offset)
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
