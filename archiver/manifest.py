@@ -1,0 +1,280 @@
+"""The per-task manifest document (SPEC "Manifest", schema_version 1).
+
+Pure: the engine hands in the record and what became of each file; this module decides the
+outcome (the only place that does) and lays the document out in the SPEC's key order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from archiver.records import CoverRecord, Kind, MusicRecord, Record
+
+SCHEMA_VERSION: Final = 1
+ARCHIVER_NAME: Final = "suno-archiver"
+
+ARCHIVED: Final = "archived"
+PARTIAL: Final = "partial"
+FAILED: Final = "failed"
+OUTCOMES: Final = frozenset({ARCHIVED, PARTIAL, FAILED})
+
+_API_SUCCESS_CODE: Final = 200
+
+# Key orders of the SPEC; encode_manifest puts known keys in this order, any others after.
+_TOP_KEYS: Final = (
+    "schema_version",
+    "task_id",
+    "kind",
+    "status",
+    "outcome",
+    "error",
+    "tracks",
+    "images",
+    "parent_task_id",
+    "raw",
+    "archived_at",
+    "archiver",
+)
+_TRACK_KEYS: Final = (
+    "audio_id",
+    "title",
+    "tags",
+    "duration",
+    "model_name",
+    "prompt",
+    "created_at",
+    "audio",
+    "image",
+)
+_FILE_KEYS: Final = (
+    "path",
+    "bytes",
+    "sha256",
+    "content_type",
+    "source_url",
+    "source_sha256",
+    "source_bytes",
+    "error",
+)
+_REQUIRED: Final = {
+    Kind.MUSIC.value: ("tracks",),
+    Kind.COVER.value: ("images", "parent_task_id"),
+}
+_REQUIRED_COMMON: Final = (
+    "schema_version",
+    "task_id",
+    "kind",
+    "status",
+    "outcome",
+    "error",
+    "raw",
+    "archived_at",
+    "archiver",
+)
+
+
+@dataclass(frozen=True)
+class TrackFiles:
+    """What became of one track's files, in the order of `record.tracks`."""
+
+    audio: dict[str, Any] | None  # audio entry, error entry, or None: no audio to get
+    image: dict[str, Any] | None  # file entry, error entry, or None: no image URL
+
+
+def file_entry(
+    *, key: str, size: int, sha256: str, content_type: str, source_url: str
+) -> dict[str, Any]:
+    """A stored file; `key` is its path relative to the archive root (`<task_id>/…`)."""
+    return {
+        "path": key,
+        "bytes": size,
+        "sha256": sha256,
+        "content_type": content_type,
+        "source_url": source_url,
+    }
+
+
+def audio_entry(
+    *, key: str, size: int, sha256: str, source_url: str, source_sha256: str, source_bytes: int
+) -> dict[str, Any]:
+    """A stored MP3: `size`/`sha256` of the tagged file, `source_*` of the download."""
+    entry = file_entry(
+        key=key, size=size, sha256=sha256, content_type="audio/mpeg", source_url=source_url
+    )
+    entry["source_sha256"] = source_sha256
+    entry["source_bytes"] = source_bytes
+    return entry
+
+
+def error_entry(*, source_url: str, error: str) -> dict[str, Any]:
+    """A file that could not be fetched; makes the outcome `partial`."""
+    return {"source_url": source_url, "error": error}
+
+
+def is_error_entry(entry: Mapping[str, Any] | None) -> bool:
+    return entry is not None and "error" in entry and "path" not in entry
+
+
+def outcome(
+    record: Record,
+    *,
+    task_failed: bool,
+    tracks: Sequence[TrackFiles] = (),
+    images: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """`failed` (the task failed), `partial` (some file unobtainable) or `archived`."""
+    if task_failed:
+        return FAILED
+    if isinstance(record, MusicRecord):
+        if not tracks:
+            return PARTIAL
+        for files in tracks:
+            if files.audio is None or is_error_entry(files.audio) or is_error_entry(files.image):
+                return PARTIAL
+        return ARCHIVED
+    if not images or any(is_error_entry(entry) for entry in images):
+        return PARTIAL
+    return ARCHIVED
+
+
+def build_manifest(
+    record: Record,
+    *,
+    task_failed: bool,
+    tracks: Sequence[TrackFiles] = (),
+    images: Sequence[dict[str, Any]] = (),
+    archived_at: datetime,
+    version: str,
+) -> dict[str, Any]:
+    """The manifest of one task.
+
+    Music: `tracks` has one TrackFiles per `record.tracks`, in order, or is empty when no file
+    was fetched at all (a failed task). Cover: `images` has one entry per image.
+    """
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "task_id": record.task_id,
+        "kind": Kind.MUSIC.value if isinstance(record, MusicRecord) else Kind.COVER.value,
+        "status": record.status,
+        "outcome": outcome(record, task_failed=task_failed, tracks=tracks, images=images),
+        "error": _error(record),
+    }
+    if isinstance(record, MusicRecord):
+        doc["tracks"] = _tracks(record, tracks)
+    elif isinstance(record, CoverRecord):
+        doc["images"] = [dict(entry) for entry in images]
+        doc["parent_task_id"] = record.parent_task_id
+    else:  # pragma: no cover - Record is a closed union
+        raise TypeError(f"not a record: {type(record).__name__}")
+    doc["raw"] = _plain(record.raw)
+    doc["archived_at"] = _utc_stamp(archived_at)
+    doc["archiver"] = {"name": ARCHIVER_NAME, "version": version}
+    return doc
+
+
+def encode_manifest(doc: Mapping[str, Any]) -> bytes:
+    """UTF-8 JSON, indented, keys in SPEC order, trailing newline. NaN/Infinity → ValueError."""
+    text = json.dumps(_ordered(doc), indent=2, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+def decode_manifest(data: bytes) -> dict[str, Any]:
+    """Parse a stored manifest; ValueError when it is not a schema_version 1 manifest."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"manifest is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("manifest is not a JSON object")
+    version = doc.get("schema_version")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise ValueError(f"unsupported manifest schema_version {version!r}")
+    kind = doc.get("kind")
+    if kind not in _REQUIRED:
+        raise ValueError(f"manifest kind {kind!r} is neither 'music' nor 'cover'")
+    missing = [key for key in (*_REQUIRED_COMMON, *_REQUIRED[kind]) if key not in doc]
+    if missing:
+        raise ValueError(f"manifest lacks {', '.join(missing)}")
+    if doc["outcome"] not in OUTCOMES:
+        raise ValueError(f"manifest outcome {doc['outcome']!r} is unknown")
+    return doc
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _error(record: Record) -> dict[str, Any] | None:
+    code = record.error_code if record.error_code != _API_SUCCESS_CODE else None
+    message = (
+        record.error_message if record.error_message and record.error_message.strip() else None
+    )
+    if code is None and message is None:
+        return None
+    return {"code": code, "message": message}
+
+
+def _tracks(record: MusicRecord, files: Sequence[TrackFiles]) -> list[dict[str, Any]]:
+    if files and len(files) != len(record.tracks):
+        raise ValueError(f"{len(files)} TrackFiles for {len(record.tracks)} tracks")
+    files = files or [TrackFiles(audio=None, image=None)] * len(record.tracks)
+    return [
+        {
+            "audio_id": track.audio_id,
+            "title": track.title,
+            "tags": track.tags,
+            "duration": track.duration,
+            "model_name": track.model_name,
+            "prompt": track.prompt,
+            "created_at": track.created_at,
+            "audio": dict(got.audio) if got.audio is not None else None,
+            "image": dict(got.image) if got.image is not None else None,
+        }
+        for track, got in zip(record.tracks, files, strict=True)
+    ]
+
+
+def _utc_stamp(moment: datetime) -> str:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("archived_at must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _plain(value: Any) -> Any:
+    """Mappings (even read-only proxies) and tuples → dicts and lists, order kept."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _ordered(doc: Mapping[str, Any]) -> dict[str, Any]:
+    out = _reorder(doc, _TOP_KEYS)
+    if isinstance(out.get("tracks"), list):
+        out["tracks"] = [_ordered_track(t) for t in out["tracks"]]
+    if isinstance(out.get("images"), list):
+        out["images"] = [_ordered_file(e) for e in out["images"]]
+    return out
+
+
+def _ordered_track(track: Any) -> Any:
+    if not isinstance(track, Mapping):
+        return track
+    out = _reorder(track, _TRACK_KEYS)
+    for key in ("audio", "image"):
+        if key in out:
+            out[key] = _ordered_file(out[key])
+    return out
+
+
+def _ordered_file(entry: Any) -> Any:
+    return _reorder(entry, _FILE_KEYS) if isinstance(entry, Mapping) else entry
+
+
+def _reorder(mapping: Mapping[str, Any], order: Sequence[str]) -> dict[str, Any]:
+    known = {key: mapping[key] for key in order if key in mapping}
+    return known | {key: value for key, value in mapping.items() if key not in known}
