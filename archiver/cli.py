@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from archiver.config import Config, load_config
 from archiver.errors import AuthError, UsageError
 from archiver.logs import configure_logging
 from archiver.progress import Progress
+from archiver.status import format_status, read_status, status_json
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -38,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         help="archive the tasks listed in a file, then exit",
     ).add_argument("ids_file", type=Path, metavar="IDS_FILE", help="task list, one ID a line")
     commands.add_parser(
+        "run",
+        parents=[common, config],
+        help="daemon: watch the task list and archive tasks as they finish, until SIGTERM",
+    )
+    commands.add_parser(
+        "status", parents=[config], help="what the state knows: counts and problem tasks"
+    ).add_argument("--json", action="store_true", help="one JSON document for scripts")
+    commands.add_parser(
         "demo", parents=[common], help="archive sample tasks from a built-in stand-in API"
     ).add_argument(
         "--dir", type=Path, default=Path("demo-archive"), help="where (default: ./demo-archive)"
@@ -50,10 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     interactive = sys.stderr.isatty()
     try:
         config = _load(args)
+        if args.command == "status":
+            return _status(config, as_json=args.json)
         level = logging.DEBUG if args.verbose else logging.WARNING if interactive else logging.INFO
+        if args.command == "run" and not args.verbose:
+            level = logging.INFO  # a daemon's log is its only voice; metrics count its events
         configure_logging(level=level, secrets=[config.api.api_key] if config else [])
         if args.command == "backfill":
             return _backfill(config, args.ids_file, progress=interactive and not args.verbose)
+        if args.command == "run":
+            return _run(config)
         return _demo(args.dir, progress=interactive and not args.verbose)
     except UsageError as exc:
         print(f"suno-archiver: error: {exc}", file=sys.stderr)
@@ -86,6 +102,22 @@ def _backfill(config: Config, ids_file: Path, *, progress: bool) -> int:
         if display:
             display.close()
     return _finish(report, str(config.storage.path))
+
+
+def _run(config: Config) -> int:
+    from archiver.daemon import run_daemon  # loads the metrics and systemd pieces
+
+    asyncio.run(run_daemon(config))
+    return EXIT_OK  # SPEC: a clean stop on SIGTERM/SIGINT exits 0
+
+
+def _status(config: Config, *, as_json: bool) -> int:
+    report = read_status(config.state.path)
+    if as_json:
+        print(json.dumps(status_json(report), indent=2, ensure_ascii=False))
+    else:
+        print(format_status(report))
+    return EXIT_OK
 
 
 def _finish(report: BackfillReport, archive: str) -> int:

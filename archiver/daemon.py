@@ -1,0 +1,260 @@
+"""`run`: the engine fed from a watched task-list file, until SIGTERM or SIGINT.
+
+The same engine as `backfill` (`open_engine`), fed differently: the list is read at start, again
+whenever the file changes (checked every `WATCH_INTERVAL_S`: inode, size and mtime) and on
+SIGHUP, and `engine.run` never finishes on its own. A missing or unreadable list is logged and
+waited for; the daemon keeps the tasks it had. Around it sit the systemd protocol (READY,
+STATUS, WATCHDOG, STOPPING) and the optional metrics listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import structlog
+
+from archiver.assemble import open_engine
+from archiver.backfill import RETRYABLE
+from archiver.config import Config
+from archiver.engine import Engine
+from archiver.errors import UsageError
+from archiver.metrics import Metrics, phase_counts
+from archiver.sdnotify import Notifier
+from archiver.state import Phase, TaskState
+from archiver.tasklist import read_task_list
+
+log = structlog.get_logger()
+
+WATCH_INTERVAL_S = 2.0  # how soon an edited task list is noticed (and STATUS= refreshed)
+TICK_S = 1.0  # the loop's heartbeat for /healthz
+
+_STATUS_ORDER = (
+    (Phase.ARCHIVED, "archived"),
+    (Phase.PENDING, "pending"),
+    (Phase.PARTIAL, "partial"),
+    (Phase.FAILED, "failed"),
+    (Phase.NOT_FOUND, "not found"),
+    (Phase.TIMED_OUT, "timed out"),
+)
+
+Signature = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+
+
+def status_line(tasks: list[TaskState] | None) -> str:
+    """'12 archived, 3 pending, 1 failed' (phases with no task left out)."""
+    if tasks is None:
+        return "waiting for the task list"
+    counts = phase_counts(tasks)
+    parts = [f"{counts[phase]} {label}" for phase, label in _STATUS_ORDER if counts[phase]]
+    return ", ".join(parts) if parts else "no tasks listed"
+
+
+class _TaskListWatcher:
+    """Feeds the engine from the list file whenever the file is not what it was."""
+
+    def __init__(self, path: Path, engine: Engine, metrics: Metrics) -> None:
+        self._path = path
+        self._engine = engine
+        self._metrics = metrics
+        self._signature: Signature | None = None
+        self._problem: str | None = None  # the last problem logged, to log each only once
+        self.loaded = False  # a list was read at least once in this process
+
+    def _stat(self) -> Signature | None:
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:
+            self._report("task_list_missing", None)
+            return None
+        except OSError as exc:
+            self._report("task_list_unreadable", exc.strerror or str(exc))
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _report(self, event: str, error: str | None) -> None:
+        if self._problem == f"{event}:{error}":
+            return
+        self._problem = f"{event}:{error}"
+        if self.loaded:  # the daemon keeps archiving what the last good list named
+            log.warning(event, file=str(self._path), error=error, keeping_tasks=True)
+        else:
+            log.warning(event, file=str(self._path), error=error, waiting=True)
+
+    async def check(self, *, force: bool = False) -> bool:
+        """Reread the list if it changed (or `force`); True when the engine got a new list."""
+        signature = self._stat()
+        if signature is None:
+            self._signature = None
+            return False
+        if signature == self._signature and not force:
+            return False
+        self._signature = signature  # taken before reading: a later edit is seen next time
+        try:
+            tasklist = await asyncio.to_thread(read_task_list, self._path)
+        except (OSError, UsageError, ValueError) as exc:
+            self._report("task_list_unreadable", getattr(exc, "strerror", None) or str(exc))
+            return False
+        self._problem = None
+        for bad in tasklist.bad_lines:
+            log.warning(
+                "task_line_skipped", file=str(self._path), line=bad.line_no, reason=bad.reason
+            )
+        before = set(self._engine.tasks)
+        # Process start: tasks that ended without everything archived are tried again, as a
+        # new `backfill` would. Later edits only add and remove.
+        self._engine.set_tasks(tasklist.tasks, retry=() if self.loaded else RETRYABLE)
+        self._metrics.seed(self._engine.tasks.values())
+        after = set(self._engine.tasks)
+        log.info(
+            "task_list_loaded",
+            file=str(self._path),
+            tasks=len(after),
+            added=len(after - before),
+            removed=len(before - after),
+            skipped_lines=len(tasklist.bad_lines),
+        )
+        self.loaded = True
+        return True
+
+
+@contextmanager
+def _counting_log_events(metrics: Metrics) -> Iterator[None]:
+    """Put the metrics' processor in front of the configured structlog chain, for this run."""
+    config = structlog.get_config()
+    previous = list(config["processors"])
+    structlog.configure(processors=[metrics.log_processor, *previous])
+    try:
+        yield
+    finally:
+        structlog.configure(processors=previous)
+
+
+async def run_daemon(
+    config: Config,
+    *,
+    notifier: Notifier | None = None,
+    metrics: Metrics | None = None,
+    retry_base_s: float = 30.0,
+) -> None:
+    """Archive the tasks of `config.tasks.list` until SIGTERM/SIGINT, then stop cleanly.
+
+    Raises UsageError for what a person must fix before it can start (no key, no task-list
+    setting, the state in use by another archiver, a metrics address that cannot be bound).
+    """
+    if config.tasks.list is None:
+        raise UsageError("run needs a task list: set [tasks] list in a config file (--config)")
+    notifier = notifier or Notifier.from_env()
+    metrics = metrics or Metrics()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reread = asyncio.Event()
+
+    def on_stop(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("daemon_stopping", signal=sig.name, grace_s=config.daemon.grace_period_s)
+            notifier.stopping(f"stopping ({sig.name})")
+            stop.set()
+
+    def on_hup() -> None:
+        log.info("task_list_reread_requested", signal="SIGHUP")
+        reread.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        with _counting_log_events(metrics):
+            await _serve(config, notifier, metrics, stop, reread, retry_base_s)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        notifier.close()
+    log.info("daemon_stopped")
+
+
+async def _serve(
+    config: Config,
+    notifier: Notifier,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    reread: asyncio.Event,
+    retry_base_s: float,
+) -> None:
+    assert config.tasks.list is not None
+    loop = asyncio.get_running_loop()
+    dirty = True
+
+    def changed(state: TaskState) -> None:
+        nonlocal dirty
+        metrics.task_changed(state)
+        dirty = True
+
+    async with open_engine(
+        config, fatal_errors=False, on_change=changed, retry_base_s=retry_base_s
+    ) as engine:
+        watcher = _TaskListWatcher(config.tasks.list, engine, metrics)
+        metrics.bind(lambda: engine.tasks, lambda: engine.in_flight)
+
+        def status() -> str:
+            return status_line(list(engine.tasks.values()) if watcher.loaded else None)
+
+        await watcher.check()
+        listen = config.daemon.metrics_listen
+        runner = await metrics.serve(listen) if listen else None
+        work = asyncio.create_task(
+            engine.run(stop, grace_s=config.daemon.grace_period_s), name="engine"
+        )
+
+        async def watch() -> None:
+            nonlocal dirty
+            while True:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(reread.wait(), WATCH_INTERVAL_S)
+                force = reread.is_set()
+                reread.clear()
+                if await watcher.check(force=force):
+                    dirty = True
+                if dirty and not stop.is_set():
+                    dirty = False
+                    notifier.status(status())
+
+        async def heartbeat() -> None:
+            interval = min(TICK_S, notifier.watchdog_s or TICK_S)
+            next_ping = 0.0
+            while True:
+                metrics.tick()
+                if notifier.watchdog_s is not None and loop.time() >= next_ping:
+                    notifier.watchdog()
+                    next_ping = loop.time() + notifier.watchdog_s
+                await asyncio.sleep(interval)
+
+        helpers = [
+            asyncio.create_task(watch(), name="task-list-watch"),
+            asyncio.create_task(heartbeat(), name="heartbeat"),
+        ]
+        log.info(
+            "daemon_ready",
+            task_list=str(config.tasks.list),
+            archive=str(config.storage.path),
+            state=str(config.state.path),
+            tasks=len(engine.tasks),
+            metrics=config.daemon.metrics_listen or None,
+        )
+        dirty = False
+        notifier.ready(status())
+        try:
+            await work  # returns once `stop` is set and in-flight tasks are done or cancelled
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+            if runner is not None:
+                await runner.cleanup()

@@ -1,0 +1,227 @@
+"""What the daemon exposes on its optional HTTP listener: `/healthz` and `/metrics`.
+
+Counters come from two sources that need no hook inside the engine or the API client:
+
+* the engine's `on_change` callback (every saved task step): a step whose `polls` grew got an
+  answer from the API; one that ended `not_found` got one too; one that only counted a failed
+  attempt ended in an API error after the client's own retries;
+* a structlog processor that sees the events the pipeline logs anyway: `api_retry` (one failed
+  call the client retries, with its error class), `archiving_paused` (the key was rejected),
+  `task_archived` (files and bytes stored). The daemon logs at INFO or below, so these are seen.
+
+Everything lives in one `CollectorRegistry` per `Metrics` (never the global one), so tests and
+several daemons in one process do not share numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from archiver.errors import UsageError
+from archiver.state import Phase, TaskState
+
+log = structlog.get_logger()
+
+# /healthz turns 503 when tasks are pending and no API answer came for this long (covers the
+# longest poll interval, 300 s, and a key-rejected pause, 300 s, with room) ...
+API_STALE_S = 900.0
+# ... or when the event loop has not ticked for this long (it ticks every second).
+LOOP_STALE_S = 15.0
+
+_RETRY_OUTCOMES = {
+    "SlowDown": "slow_down",
+    "Maintenance": "maintenance",
+    "TransientApiError": "transient",
+}
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:9464' / '[::1]:9464' / 'localhost:9464' → (host, port)."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def phase_counts(tasks: Iterable[TaskState]) -> dict[Phase, int]:
+    counts = dict.fromkeys(Phase, 0)
+    for task in tasks:
+        counts[task.phase] += 1
+    return counts
+
+
+class _TaskPhases(Collector):
+    """Tasks by phase, computed at scrape time from the engine's current list."""
+
+    def __init__(self, source: Callable[[], Iterable[TaskState]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("suno_archiver_tasks", "Listed tasks by phase", labels=["phase"])
+        for phase, n in phase_counts(self._source()).items():
+            family.add_metric([phase.value], n)
+        yield family
+
+
+class Metrics:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.started_at = clock()
+        self.last_api_success: float | None = None
+        self.last_tick = clock()
+        self._tasks: Callable[[], Mapping[str, TaskState]] = dict
+        self._in_flight: Callable[[], int] = lambda: 0
+        self._seen: dict[str, tuple[int, int, Phase]] = {}  # polls, attempts, phase
+
+        r = self.registry = CollectorRegistry()
+        r.register(_TaskPhases(lambda: self._tasks().values()))
+        Gauge(
+            "suno_archiver_tasks_in_flight", "Tasks being polled or archived now", registry=r
+        ).set_function(lambda: self._in_flight())
+        self.files = Counter(
+            "suno_archiver_files_archived", "Files stored (audio, images)", registry=r
+        )
+        self.bytes = Counter("suno_archiver_bytes_archived", "Bytes stored", registry=r)
+        self.ended = Counter(
+            "suno_archiver_tasks_ended",
+            "Tasks that reached an end phase in this process",
+            ["phase"],
+            registry=r,
+        )
+        self.api_calls = Counter(
+            "suno_archiver_api_calls",
+            "Record-info calls by outcome: ok, not_found, auth_rejected, slow_down, maintenance, "
+            "transient (each retried call), error (a lookup that failed after the retries)",
+            ["outcome"],
+            registry=r,
+        )
+        self.api_retries = Counter(
+            "suno_archiver_api_retries", "Record-info calls retried by the client", registry=r
+        )
+        Gauge(
+            "suno_archiver_seconds_since_api_success",
+            "Seconds since the last answer of the API (since the start when none yet)",
+            registry=r,
+        ).set_function(self.seconds_since_api_success)
+        Gauge(
+            "suno_archiver_start_time_seconds", "When the daemon started (Unix time)", registry=r
+        ).set(self.started_at)
+
+    # --- feeding ----------------------------------------------------------------------------
+
+    def bind(
+        self, tasks: Callable[[], Mapping[str, TaskState]], in_flight: Callable[[], int]
+    ) -> None:
+        """Where the listed tasks and the in-flight count are read at scrape time."""
+        self._tasks = tasks
+        self._in_flight = in_flight
+
+    def seed(self, tasks: Iterable[TaskState]) -> None:
+        """Remember the tasks as the engine has them now (after `set_tasks`), so that the
+        next change of each is measured against it."""
+        for task in tasks:
+            self._seen.setdefault(task.task_id, (task.polls, task.attempts, task.phase))
+
+    def task_changed(self, state: TaskState) -> None:
+        """The engine's `on_change`: one saved step of one task."""
+        polls, attempts, phase = self._seen.get(
+            state.task_id, (state.polls, state.attempts, state.phase)
+        )
+        self._seen[state.task_id] = (state.polls, state.attempts, state.phase)
+        if state.polls > polls:
+            self.api_calls.labels("ok").inc(state.polls - polls)
+            self.last_api_success = self._clock()
+        elif state.phase is Phase.NOT_FOUND and phase is not Phase.NOT_FOUND:
+            self.api_calls.labels("not_found").inc()
+            self.last_api_success = self._clock()
+        elif state.attempts > attempts and state.phase is Phase.PENDING:
+            self.api_calls.labels("error").inc()
+        if state.phase is not phase and state.phase is not Phase.PENDING:
+            self.ended.labels(state.phase.value).inc()
+
+    def log_processor(
+        self, _logger: Any, _method: str, event: structlog.types.EventDict
+    ) -> structlog.types.EventDict:
+        """A structlog processor: counts the events named in the module docstring."""
+        name = event.get("event")
+        if name == "api_retry":
+            self.api_retries.inc()
+            outcome = _RETRY_OUTCOMES.get(str(event.get("error_class")), "other")
+            self.api_calls.labels(outcome).inc()
+        elif name == "archiving_paused":
+            self.api_calls.labels("auth_rejected").inc()
+        elif name == "task_archived":
+            self.files.inc(_number(event.get("files")))
+            self.bytes.inc(_number(event.get("bytes")))
+        return event
+
+    def tick(self) -> None:
+        self.last_tick = self._clock()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def seconds_since_api_success(self) -> float:
+        since = self.last_api_success if self.last_api_success is not None else self.started_at
+        return max(0.0, self._clock() - since)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, body): the loop ticks, and when something is pending, the API answered
+        (or the daemon started) recently."""
+        now = self._clock()
+        counts = phase_counts(self._tasks().values())
+        loop_lag = now - self.last_tick
+        api_age = self.seconds_since_api_success()
+        pending = counts[Phase.PENDING]
+        ok = loop_lag < LOOP_STALE_S and (pending == 0 or api_age < API_STALE_S)
+        body = {
+            "status": "ok" if ok else "unhealthy",
+            "tasks": {phase.value: n for phase, n in counts.items()},
+            "in_flight": self._in_flight(),
+            "seconds_since_api_success": round(api_age, 1),
+            "seconds_since_loop_tick": round(loop_lag, 1),
+            "uptime_s": round(now - self.started_at, 1),
+        }
+        return ok, body
+
+    # --- serving ----------------------------------------------------------------------------
+
+    async def serve(self, listen: str) -> web.AppRunner:
+        """Start the listener on `listen` ("host:port"); raises UsageError if it cannot bind."""
+        host, port = parse_listen(listen)
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise UsageError(
+                f"[daemon] metrics_listen: cannot listen on {listen}: {exc.strerror or exc}"
+            ) from None
+        log.info("metrics_listening", address=listen)
+        return runner
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        ok, body = self.health()
+        return web.Response(
+            text=json.dumps(body) + "\n", status=200 if ok else 503, content_type="application/json"
+        )
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

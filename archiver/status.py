@@ -1,0 +1,95 @@
+"""`status`: what the state knows, read while the daemon may be running.
+
+The state is opened read-only with SQLite directly, not through `StateStore.open`: that takes
+the one-process lock the running daemon holds. A read-only WAL reader never blocks the writer
+and sees the last committed step of every task.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from archiver.errors import UsageError
+from archiver.state import SCHEMA_VERSION, Phase, StateStore, TaskState
+
+_LABELS = {
+    Phase.ARCHIVED: "archived",
+    Phase.PENDING: "pending",
+    Phase.PARTIAL: "partial",
+    Phase.FAILED: "failed",
+    Phase.NOT_FOUND: "not found",
+    Phase.TIMED_OUT: "timed out",
+}
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    state_path: Path
+    counts: dict[Phase, int]
+    problems: tuple[TaskState, ...]  # partial, failed, not found, timed out; oldest first
+
+
+def read_status(state_path: Path) -> StatusReport:
+    """Counts by phase and the tasks that ended badly. UsageError when there is no state."""
+    if not state_path.is_file():
+        raise UsageError(f"{state_path}: no state database (nothing has run with this config yet)")
+    uri = f"file:{quote(str(state_path.resolve()))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as exc:
+        raise UsageError(f"{state_path}: cannot open state database: {exc}") from None
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise UsageError(
+                f"{state_path}: state database has schema version {version}, "
+                f"this suno-archiver reads {SCHEMA_VERSION}"
+            )
+        # StateStore's queries over our read-only connection; no lock descriptor to hold.
+        store = StateStore(state_path, conn, None)  # type: ignore[arg-type]
+        return StatusReport(state_path, store.counts(), tuple(store.problems()))
+    except sqlite3.Error as exc:
+        raise UsageError(f"{state_path}: cannot read state database: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_status(report: StatusReport) -> str:
+    total = sum(report.counts.values())
+    counts = ", ".join(f"{report.counts[p]} {label}" for p, label in _LABELS.items())
+    lines = [f"{total} tasks in {report.state_path}", f"  {counts}"]
+    for task in report.problems:
+        detail = task.last_error or task.last_status or ""
+        when = _when(task.updated_at)
+        lines.append(f"  {_LABELS[task.phase]:<10} {task.task_id}  {when}  {detail}".rstrip())
+    return "\n".join(lines)
+
+
+def status_json(report: StatusReport) -> dict[str, Any]:
+    return {
+        "state": str(report.state_path),
+        "total": sum(report.counts.values()),
+        "counts": {phase.value: n for phase, n in report.counts.items()},
+        "problems": [
+            {
+                "task_id": t.task_id,
+                "kind": t.kind.value if t.kind else None,
+                "phase": t.phase.value,
+                "last_status": t.last_status,
+                "last_error": t.last_error,
+                "polls": t.polls,
+                "updated_at": _when(t.updated_at),
+            }
+            for t in report.problems
+        ],
+    }

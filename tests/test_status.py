@@ -1,0 +1,119 @@
+"""`status`: the state read-only, while the daemon holds its lock, as text and as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archiver.errors import UsageError
+from archiver.records import Kind
+from archiver.state import Phase, StateStore
+from archiver.status import format_status, read_status, status_json
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fill(store: StateStore) -> None:
+    ids = ["done1", "done2", "wait1", "bad1", "gone1", "late1", "half1"]
+    store.add(((i, Kind.MUSIC) for i in ids), 1_767_225_600.0)
+    ended = {
+        "done1": (Phase.ARCHIVED, None),
+        "done2": (Phase.ARCHIVED, None),
+        "bad1": (Phase.FAILED, "the API says the task failed: 400 Lyrics contained copyrighted"),
+        "gone1": (Phase.NOT_FOUND, "neither the music nor the cover endpoint knows task gone1"),
+        "late1": (Phase.TIMED_OUT, "not finished after 86400 s (last status PENDING)"),
+        "half1": (Phase.PARTIAL, "half1/t2.mp3: 404 expired"),
+    }
+    for task_id, (phase, error) in ended.items():
+        state = store.get(task_id)
+        assert state is not None
+        store.save(dataclasses.replace(state, phase=phase, last_error=error))
+
+
+def test_status_reads_the_state_while_another_process_holds_its_lock(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with StateStore.open(path) as store:  # the daemon's lock is held throughout
+        _fill(store)
+        report = read_status(path)
+    assert report.counts[Phase.ARCHIVED] == 2
+    assert report.counts[Phase.PENDING] == 1
+    assert {t.task_id: t.phase for t in report.problems} == {
+        "bad1": Phase.FAILED,
+        "gone1": Phase.NOT_FOUND,
+        "late1": Phase.TIMED_OUT,
+        "half1": Phase.PARTIAL,
+    }
+    text = format_status(report)
+    assert "7 tasks in" in text
+    assert "2 archived, 1 pending, 1 partial, 1 failed, 1 not found, 1 timed out" in text
+    assert "half1/t2.mp3: 404 expired" in text
+    assert "timed out  late1" in text
+
+
+def test_status_never_writes_the_state(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with StateStore.open(path) as store:
+        _fill(store)
+    before = path.read_bytes()
+    read_status(path)
+    assert path.read_bytes() == before
+
+
+def test_status_json_names_every_problem_with_its_last_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with StateStore.open(path) as store:
+        _fill(store)
+    doc = status_json(read_status(path))
+    assert doc["total"] == 7
+    assert doc["counts"] == {
+        "pending": 1, "archived": 2, "partial": 1, "failed": 1, "not_found": 1, "timed_out": 1,
+    }  # fmt: skip
+    by_id = {p["task_id"]: p for p in doc["problems"]}
+    assert by_id["gone1"]["phase"] == "not_found"
+    assert by_id["bad1"]["last_error"].startswith("the API says the task failed")
+    assert by_id["late1"]["kind"] == "music"
+    json.dumps(doc)
+
+
+def test_a_missing_state_is_a_usage_error_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no state database"):
+        read_status(tmp_path / "nope.sqlite3")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("SUNO_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "archiver.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_cli_status_json_and_exit_codes(tmp_path: Path) -> None:
+    config = tmp_path / "archive.toml"
+    config.write_text('[storage]\npath = "music"\n', encoding="utf-8")
+    missing = _cli("status", "--config", str(config), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "no state database" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    with StateStore.open(tmp_path / "music.state.sqlite3") as store:
+        _fill(store)
+        result = _cli("status", "--config", str(config), "--json", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert doc["counts"]["archived"] == 2
+        assert len(doc["problems"]) == 4
+        text = _cli("status", cwd=tmp_path)  # ./archive.toml is the default config
+        assert text.returncode == 0, text.stderr
+        assert "1 failed" in text.stdout
