@@ -1,0 +1,474 @@
+"""S3 (and S3-compatible) storage: files are downloaded and tagged in a local cache folder,
+then uploaded; every object is confirmed (size and SHA-256) before the manifest may name it.
+
+Safety rests on three S3 facts: a PUT and a multipart-complete are atomic (a key shows the old
+object or every byte of the new, never a part), a failed multipart upload is aborted by the
+transfer manager (so no parts linger when the store is reachable), and the manifest is written
+last. A key that already holds other content is never overwritten.
+
+Integrity: the local file is re-hashed before upload (its SHA-256, and for multipart the SHA-256
+of every part). A single PUT carries the full SHA-256, which S3 checks against the bytes it
+received; a multipart upload carries a SHA-256 per part, checked per part, and the object's
+checksum-of-checksums is compared with ours afterwards. Stores that report no checksum (or
+`checksum_when_required` stores) are confirmed by size and our `x-amz-meta-sha256`.
+
+One boto3 client for the process (clients are thread-safe, sessions are not); every call runs
+in a worker thread, and at most `max_concurrent_uploads` uploads run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import botocore.exceptions as bx
+import structlog
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+from s3transfer.manager import TransferManager
+from s3transfer.utils import ChunksizeAdjuster
+
+from archiver.config import StorageConfig
+from archiver.errors import StorageAccessError, StorageConflict, StorageError
+from archiver.storage.base import check_key
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
+MIB = 1024 * 1024
+MULTIPART_THRESHOLD = 64 * MIB
+PART_SIZE = 16 * MIB
+MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
+META_SHA256 = "sha256"  # sent as x-amz-meta-sha256: the hex SHA-256 of the object
+TEMP_NAME = ".suno-archiver-tmp"  # inside cache_dir: only this folder is ever cleaned
+_LOCK_NAME = ".suno-archiver.lock"
+_CHUNK = MIB
+_READ_CAP = 64 * MIB  # read() is for manifests
+_ACCESS_CODES = frozenset(
+    {
+        "NoSuchBucket",
+        "AccessDenied",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "InvalidBucketName",
+        "PermanentRedirect",
+        "AuthorizationHeaderMalformed",
+    }
+)
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_CREDENTIAL_ERRORS = (
+    bx.NoCredentialsError,
+    bx.PartialCredentialsError,
+    bx.CredentialRetrievalError,
+)
+
+
+def build_client(
+    config: StorageConfig,
+    *,
+    max_attempts: int = 5,
+    connect_timeout_s: float = 10.0,
+    read_timeout_s: float = 60.0,
+) -> Any:
+    """The process's S3 client: credentials from the standard AWS chain, endpoint and region
+    from the config when set."""
+    options: dict[str, Any] = {
+        "retries": {"mode": "standard", "max_attempts": max_attempts},
+        "connect_timeout": connect_timeout_s,
+        "read_timeout": read_timeout_s,
+        "max_pool_connections": max(10, config.max_concurrent_uploads * 5),
+        "user_agent_extra": "suno-archiver",
+    }
+    if config.endpoint_url:
+        # MinIO and most self-hosted stores only answer path-style requests.
+        options["s3"] = {"addressing_style": "path"}
+    if config.checksum_when_required:
+        options["request_checksum_calculation"] = "when_required"
+        options["response_checksum_validation"] = "when_required"
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=config.endpoint_url or None,
+        region_name=config.region or None,
+        config=BotoConfig(**options),
+    )
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+@dataclass(frozen=True)
+class _Scan:
+    size: int
+    sha256: str  # hex
+    full_b64: str  # the same digest as S3 writes it
+    composite_b64: str | None  # multipart: base64 SHA-256 of the parts' SHA-256 digests
+    parts: int
+
+
+def _scan(path: Path, part_size: int | None) -> _Scan:
+    """Hash `path` in one chunked pass: the whole file and, for multipart, each part."""
+    whole = hashlib.sha256()
+    parts: list[bytes] = []
+    part = hashlib.sha256()
+    in_part = size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK if part_size is None else min(_CHUNK, part_size - in_part)):
+            whole.update(chunk)
+            size += len(chunk)
+            if part_size is not None:
+                part.update(chunk)
+                in_part += len(chunk)
+                if in_part == part_size:
+                    parts.append(part.digest())
+                    part, in_part = hashlib.sha256(), 0
+    if part_size is not None and (in_part or not parts):
+        parts.append(part.digest())
+    composite = _b64(hashlib.sha256(b"".join(parts)).digest()) if part_size else None
+    return _Scan(size, whole.hexdigest(), _b64(whole.digest()), composite, len(parts))
+
+
+class S3Storage:
+    """An archive under `s3://bucket/prefix/` (see archiver.storage.base.Storage)."""
+
+    def __init__(
+        self,
+        config: StorageConfig,
+        *,
+        client: Any = None,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_size: int = PART_SIZE,
+    ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
+        if config.cache_dir is None:
+            raise StorageAccessError('[storage] cache_dir: required when backend = "s3"')
+        self.bucket = config.bucket
+        self.prefix = config.prefix.strip("/")
+        self.temp_dir = Path(config.cache_dir) / TEMP_NAME
+        self._checksums = not config.checksum_when_required
+        self._client = client if client is not None else build_client(config)
+        self.endpoint = str(self._client.meta.endpoint_url)
+        self._threshold = multipart_threshold
+        self._part_size = part_size
+        self._transfer = TransferManager(
+            self._client,
+            TransferConfig(
+                multipart_threshold=multipart_threshold,
+                multipart_chunksize=part_size,
+                max_concurrency=4,
+                preferred_transfer_client="classic",
+            ),
+        )
+        self._uploads = asyncio.Semaphore(config.max_concurrent_uploads)
+        self._in_flight: set[asyncio.Future[Any]] = set()
+        self._lock_fd: int | None = None
+
+    @classmethod
+    async def open(cls, config: StorageConfig, **kwargs: Any) -> S3Storage:
+        """A storage whose bucket answered, with a clean temp folder; else StorageAccessError
+        (one line naming the bucket and endpoint)."""
+        if "client" not in kwargs:
+            kwargs["client"] = await asyncio.to_thread(build_client, config)
+        storage = cls(config, **kwargs)
+        try:
+            await asyncio.to_thread(storage._check_bucket)
+            await asyncio.to_thread(storage._prepare_temp_dir)
+        except BaseException:
+            await storage.close()
+            raise
+        log.info(
+            "s3_opened", bucket=storage.bucket, prefix=storage.prefix, endpoint=storage.endpoint
+        )
+        return storage
+
+    # --- keys, errors ------------------------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _error(self, exc: Exception, key: str, doing: str) -> StorageError:
+        """The one place S3 failures are classified: unusable storage, or transient."""
+        where = self._where(key)
+        if isinstance(exc, StorageError):
+            return exc
+        if isinstance(exc, _CREDENTIAL_ERRORS):
+            return StorageAccessError(f"{where}: no usable AWS credentials: {exc}")
+        if isinstance(exc, bx.ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = err.get("Message") or code
+            if code in _ACCESS_CODES or status == 403:
+                return StorageAccessError(
+                    f"{where}: {doing}: {code or status} {message} (endpoint {self.endpoint})"
+                )
+            return StorageError(f"{where}: {doing}: {code or status} {message}")
+        if isinstance(exc, bx.BotoCoreError | OSError):
+            return StorageError(f"{where}: {doing}: {exc}")
+        return StorageError(f"{where}: {doing}: {type(exc).__name__}: {exc}")
+
+    def _call(self, key: str, doing: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        try:
+            return fn(**kwargs)
+        except Exception as exc:
+            raise self._error(exc, key, doing) from exc
+
+    # --- opening, closing --------------------------------------------------------------------
+
+    def _check_bucket(self) -> None:
+        what = f"S3 bucket {self.bucket!r} at {self.endpoint}"
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except _CREDENTIAL_ERRORS as exc:
+            raise StorageAccessError(
+                f"{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or use an instance role): {exc}"
+            ) from exc
+        except bx.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageAccessError(f"{what}: the bucket does not exist") from exc
+            if code in ("403", "AccessDenied") or code in _ACCESS_CODES:
+                raise StorageAccessError(
+                    f"{what}: access denied ({code}); check the credentials and that they "
+                    "allow s3:ListBucket on the bucket"
+                ) from exc
+            raise StorageAccessError(f"{what}: cannot use the bucket: {code} {exc}") from exc
+        except bx.BotoCoreError as exc:
+            raise StorageAccessError(f"{what}: cannot reach the endpoint: {exc}") from exc
+
+    def _prepare_temp_dir(self) -> None:
+        """Create the temp folder and empty it of what a killed run left, unless another
+        archiver uses it right now (it holds a shared lock; see local.py)."""
+        try:
+            self.temp_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.temp_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+                return
+            removed = 0
+            for entry in os.scandir(self.temp_dir):
+                if entry.name == _LOCK_NAME:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+                removed += 1
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        except OSError as exc:
+            raise StorageAccessError(
+                f"{self.temp_dir}: cannot use as cache folder: {exc.strerror or exc}"
+            ) from exc
+        if removed:
+            log.info("s3_stale_temp_removed", folder=str(self.temp_dir), entries=removed)
+
+    async def close(self) -> None:
+        """Let uploads whose callers were cancelled finish (or fail) first: an upload is
+        never cut off halfway by the client closing under it."""
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await asyncio.to_thread(self._transfer.shutdown)
+        self._client.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # --- the Storage interface -----------------------------------------------------------------
+
+    async def exists(self, key: str) -> bool:
+        full = self._key(key)
+        return await asyncio.to_thread(self._head, full) is not None
+
+    async def read(self, key: str) -> bytes | None:
+        full = self._key(key)
+        return await asyncio.to_thread(self._read, full)
+
+    async def put_file(self, key: str, path: Path, *, sha256: str, content_type: str) -> None:
+        full = self._key(key)
+        await self._bounded(self._put_file, full, Path(path), sha256.lower(), content_type)
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+        full = self._key(key)
+        await self._bounded(self._put_bytes, full, bytes(data), content_type)
+
+    async def _bounded(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run an upload in a thread under the upload bound. A cancelled caller stops waiting,
+        but the upload keeps its slot until its thread ends (close() waits for it)."""
+        await self._uploads.acquire()
+        try:
+            future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        except BaseException:
+            self._uploads.release()
+            raise
+        self._in_flight.add(future)
+        future.add_done_callback(self._upload_ended)
+        await asyncio.shield(future)
+
+    def _upload_ended(self, future: asyncio.Future[Any]) -> None:
+        self._uploads.release()
+        self._in_flight.discard(future)
+        if not future.cancelled():
+            future.exception()  # retrieved, so a cancelled caller's failure is not "unseen"
+
+    # --- in worker threads ----------------------------------------------------------------------
+
+    def _head(self, full: str) -> dict[str, Any] | None:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if self._checksums:
+            kwargs["ChecksumMode"] = "ENABLED"
+        try:
+            return self._client.head_object(**kwargs)
+        except bx.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
+                return None
+            raise self._error(exc, full, "head") from exc
+        except Exception as exc:
+            raise self._error(exc, full, "head") from exc
+
+    def _read(self, full: str) -> bytes | None:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=full)
+            if response.get("ContentLength", 0) > _READ_CAP:
+                raise StorageError(f"{self._where(full)}: too large to read into memory")
+            with contextlib.closing(response["Body"]) as body:
+                return body.read()
+        except bx.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
+                return None
+            raise self._error(exc, full, "read") from exc
+        except Exception as exc:
+            raise self._error(exc, full, "read") from exc
+
+    def _put_file(self, full: str, path: Path, sha256: str, content_type: str) -> None:
+        try:
+            self._put_file_checked(full, path, sha256, content_type)
+        except Exception as exc:
+            raise self._error(exc, full, "upload") from exc
+
+    def _put_file_checked(self, full: str, path: Path, sha256: str, content_type: str) -> None:
+        where = self._where(full)
+        existing = self._head(full)
+        if existing is not None:
+            self._settle_existing(full, existing, path, sha256)
+            path.unlink(missing_ok=True)
+            return
+        size = path.stat().st_size
+        multipart = size >= self._threshold
+        part_size = ChunksizeAdjuster().adjust_chunksize(self._part_size, size)
+        scan = _scan(path, part_size if multipart else None)
+        if scan.sha256 != sha256:
+            raise StorageError(
+                f"{where}: local file {path.name} no longer has SHA-256 {sha256}; not uploaded"
+            )
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": {META_SHA256: sha256}}
+        if self._checksums:
+            if multipart:
+                extra["ChecksumAlgorithm"] = "SHA256"  # per part, checked by the store
+            else:
+                extra["ChecksumSHA256"] = scan.full_b64  # the store checks the whole body
+        self._transfer.upload(str(path), self.bucket, full, extra_args=extra).result()
+        self._verify(full, scan, sha256)
+        path.unlink(missing_ok=True)
+        log.info("s3_upload", key=full, bytes=scan.size, parts=scan.parts if multipart else 1)
+
+    def _settle_existing(self, full: str, head: dict[str, Any], path: Path, sha256: str) -> None:
+        """`full` exists: the same bytes make the upload a no-op; others are a conflict."""
+        size = path.stat().st_size
+        theirs = self._sha256_of_existing(full, head) if head["ContentLength"] == size else None
+        if theirs != sha256:
+            log.warning("s3_conflict", key=full, bytes=head["ContentLength"], sha256=theirs)
+            raise StorageConflict(
+                f"{self._where(full)}: already exists with other content "
+                f"({head['ContentLength']} bytes, sha256 {theirs or 'differs'}); left as is"
+            )
+        log.info("s3_skip_same", key=full, bytes=size)
+
+    def _sha256_of_existing(self, full: str, head: dict[str, Any]) -> str:
+        """An existing object's SHA-256: ours from its metadata, else the store's full-object
+        checksum, else by reading it (an object some other tool wrote)."""
+        ours = head.get("Metadata", {}).get(META_SHA256)
+        if ours:
+            return str(ours).lower()
+        checksum = head.get("ChecksumSHA256")
+        if checksum and "-" not in checksum and head.get("ChecksumType") != "COMPOSITE":
+            return base64.b64decode(checksum).hex()
+        digest = hashlib.sha256()
+        response = self._client.get_object(Bucket=self.bucket, Key=full)
+        with contextlib.closing(response["Body"]) as body:
+            for chunk in body.iter_chunks(_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def _verify(self, full: str, scan: _Scan, sha256: str) -> None:
+        """Confirm the stored object is the file: size, our metadata, and the store's own
+        SHA-256 when it reports one. A mismatch removes the object we just wrote."""
+        head = self._head(full)
+        problem = None
+        if head is None:
+            problem = "not found after upload"
+        elif head.get("ContentLength") != scan.size:
+            problem = f"{head.get('ContentLength')} bytes stored, {scan.size} sent"
+        elif head.get("Metadata", {}).get(META_SHA256, "").lower() != sha256:
+            problem = "sha256 metadata differs"
+        elif (checksum := head.get("ChecksumSHA256")) and not self._checksum_matches(
+            checksum, scan
+        ):
+            problem = f"stored checksum {checksum} does not match the file"
+        if problem is None:
+            return
+        log.error("s3_verify_failed", key=full, problem=problem)
+        if head is not None:
+            with contextlib.suppress(Exception):
+                self._client.delete_object(Bucket=self.bucket, Key=full)
+        raise StorageError(f"{self._where(full)}: upload not confirmed: {problem}")
+
+    @staticmethod
+    def _checksum_matches(checksum: str, scan: _Scan) -> bool:
+        # A multipart object's checksum is a checksum of the parts' checksums, written
+        # "<base64>-<parts>" (some stores leave off the suffix).
+        value, _, parts = checksum.partition("-")
+        if value == scan.full_b64 and not parts:
+            return True
+        return (
+            scan.composite_b64 is not None
+            and value == scan.composite_b64
+            and (not parts or parts == str(scan.parts))
+        )
+
+    def _put_bytes(self, full: str, data: bytes, content_type: str) -> None:
+        digest = hashlib.sha256(data)
+        sha256 = digest.hexdigest()
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": full,
+            "Body": data,
+            "ContentType": content_type,
+            "Metadata": {META_SHA256: sha256},
+        }
+        if self._checksums:
+            kwargs["ChecksumSHA256"] = _b64(digest.digest())
+        self._call(full, "upload", self._client.put_object, **kwargs)
+        self._verify(full, _Scan(len(data), sha256, _b64(digest.digest()), None, 1), sha256)
+        log.info("s3_put_bytes", key=full, bytes=len(data))

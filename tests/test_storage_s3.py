@@ -1,0 +1,572 @@
+"""S3 storage against moto's server mode: a real HTTP S3 endpoint on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions as bx
+import pytest
+from s3server import DUMMY_ENV, MotoServer, free_port
+
+from archiver.config import StorageConfig
+from archiver.errors import StorageAccessError, StorageConflict, StorageError
+from archiver.storage.s3 import MIB, TEMP_NAME, S3Storage, build_client
+
+_bucket_numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dummy credentials only; no profile or config of the machine running the tests."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path_factory.mktemp("aws") / "none"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name, value in DUMMY_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MotoServer]:
+    srv = MotoServer()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+def raw_client(url: str) -> Any:
+    return boto3.session.Session(**{k.lower(): v for k, v in _creds().items()}).client(
+        "s3", endpoint_url=url
+    )
+
+
+def _creds() -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": DUMMY_ENV["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": DUMMY_ENV["AWS_SECRET_ACCESS_KEY"],
+        "REGION_NAME": DUMMY_ENV["AWS_DEFAULT_REGION"],
+    }
+
+
+@pytest.fixture
+def bucket(server: MotoServer) -> str:
+    name = f"archive-{next(_bucket_numbers)}"
+    raw_client(server.url).create_bucket(Bucket=name)
+    return name
+
+
+def s3_config(tmp_path: Path, url: str, bucket: str, **changes: Any) -> StorageConfig:
+    fields: dict[str, Any] = {
+        "backend": "s3",
+        "bucket": bucket,
+        "prefix": "suno/archive",
+        "endpoint_url": url,
+        "region": "us-east-1",
+        "cache_dir": tmp_path / "cache",
+    }
+    return StorageConfig(**(fields | changes))
+
+
+async def open_quick(config: StorageConfig, **kwargs: Any) -> S3Storage:
+    """A storage whose client gives up fast (2 attempts, short timeouts)."""
+    client = build_client(config, max_attempts=2, connect_timeout_s=2, read_timeout_s=10)
+    return await S3Storage.open(config, client=client, **kwargs)
+
+
+def new_file(storage: S3Storage, data: bytes) -> tuple[Path, str]:
+    path = storage.temp_dir / f"{hashlib.sha1(data).hexdigest()}-{os.urandom(4).hex()}.part"
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+def stored(url: str, bucket: str, key: str) -> tuple[bytes, dict[str, Any]]:
+    response = raw_client(url).get_object(Bucket=bucket, Key=key)
+    return response["Body"].read(), response
+
+
+def requests_of(storage: S3Storage) -> list[tuple[str, dict[str, str]]]:
+    """(operation, headers) of every HTTP request the storage's client sends from now on."""
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def record(request: Any, event_name: str, **_: Any) -> None:
+        headers = {
+            k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
+        }
+        seen.append((event_name.rsplit(".", 1)[-1], headers))
+
+    storage._client.meta.events.register("before-send.s3", record)
+    return seen
+
+
+def uploads(seen: list[tuple[str, dict[str, str]]]) -> list[str]:
+    return [op for op, _ in seen if op in ("PutObject", "CreateMultipartUpload", "UploadPart")]
+
+
+# --- the basics ------------------------------------------------------------------------------
+
+
+async def test_files_and_manifest_round_trip_under_the_prefix(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        audio = os.urandom(300_000)
+        path, sha = new_file(storage, audio)
+        assert not await storage.exists("task1/track-0.mp3")
+        await storage.put_file("task1/track-0.mp3", path, sha256=sha, content_type="audio/mpeg")
+        await storage.put_bytes("task1/manifest.json", b'{"a": 1}', content_type="application/json")
+
+        assert not path.exists()  # consumed
+        assert await storage.exists("task1/track-0.mp3")
+        assert await storage.read("task1/manifest.json") == b'{"a": 1}'
+        assert await storage.read("task1/nothing.json") is None
+        assert await storage.read("other/manifest.json") is None
+    finally:
+        await storage.close()
+
+    keys = [o["Key"] for o in raw_client(server.url).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(keys) == ["suno/archive/task1/manifest.json", "suno/archive/task1/track-0.mp3"]
+    body, response = stored(server.url, bucket, "suno/archive/task1/track-0.mp3")
+    assert body == audio
+    assert hashlib.sha256(body).hexdigest() == sha
+    assert response["ContentType"] == "audio/mpeg"
+    assert response["Metadata"] == {"sha256": sha}
+    _, manifest = stored(server.url, bucket, "suno/archive/task1/manifest.json")
+    assert manifest["ContentType"] == "application/json"
+    assert list((tmp_path / "cache" / TEMP_NAME).iterdir()) == [
+        tmp_path / "cache" / TEMP_NAME / ".suno-archiver.lock"
+    ]
+
+
+async def test_an_empty_prefix_stores_keys_as_they_are(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket, prefix=""))
+    try:
+        path, sha = new_file(storage, b"png")
+        await storage.put_file("t/cover-0.png", path, sha256=sha, content_type="image/png")
+    finally:
+        await storage.close()
+    assert stored(server.url, bucket, "t/cover-0.png")[0] == b"png"
+
+
+async def test_unsafe_keys_are_refused(tmp_path: Path, server: MotoServer, bucket: str) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        path, sha = new_file(storage, b"x")
+        for key in ("../escape.mp3", "/abs.mp3", "a//b", ""):
+            with pytest.raises(ValueError):
+                await storage.put_file(key, path, sha256=sha, content_type="audio/mpeg")
+            with pytest.raises(ValueError):
+                await storage.read(key)
+    finally:
+        await storage.close()
+
+
+async def test_put_bytes_replaces_the_manifest(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        await storage.put_bytes("t/manifest.json", b"one", content_type="application/json")
+        await storage.put_bytes("t/manifest.json", b"two", content_type="application/json")
+        assert await storage.read("t/manifest.json") == b"two"
+    finally:
+        await storage.close()
+
+
+# --- idempotence -------------------------------------------------------------------------------
+
+
+async def test_the_same_content_twice_is_not_uploaded_again(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        data = os.urandom(100_000)
+        path, sha = new_file(storage, data)
+        await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+        before = raw_client(server.url).head_object(Bucket=bucket, Key="suno/archive/t/a.mp3")
+
+        seen = requests_of(storage)
+        again, _ = new_file(storage, data)
+        await storage.put_file("t/a.mp3", again, sha256=sha, content_type="audio/mpeg")
+        assert not again.exists()  # consumed all the same
+    finally:
+        await storage.close()
+    assert uploads(seen) == []
+    after = raw_client(server.url).head_object(Bucket=bucket, Key="suno/archive/t/a.mp3")
+    assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
+
+
+async def test_other_content_under_the_key_is_a_conflict_and_left_as_is(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        first, sha1 = new_file(storage, b"first version")
+        await storage.put_file("t/a.mp3", first, sha256=sha1, content_type="audio/mpeg")
+        seen = requests_of(storage)
+        second, sha2 = new_file(storage, b"other version")  # same size, other bytes
+        with pytest.raises(StorageConflict, match=r"s3://archive-\d+/suno/archive/t/a\.mp3"):
+            await storage.put_file("t/a.mp3", second, sha256=sha2, content_type="audio/mpeg")
+    finally:
+        await storage.close()
+    assert uploads(seen) == []
+    assert stored(server.url, bucket, "suno/archive/t/a.mp3")[0] == b"first version"
+
+
+@pytest.mark.parametrize(
+    ("existing", "same"), [(b"written by someone else", True), (b"written by another tool", False)]
+)
+async def test_an_object_without_our_metadata_is_compared_by_its_bytes(
+    tmp_path: Path, server: MotoServer, bucket: str, existing: bytes, same: bool
+) -> None:
+    raw_client(server.url).put_object(Bucket=bucket, Key="suno/archive/t/a.mp3", Body=existing)
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        mine = b"written by someone else"
+        path, sha = new_file(storage, mine)
+        if same:
+            await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+        else:
+            with pytest.raises(StorageConflict):
+                await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+    finally:
+        await storage.close()
+    assert stored(server.url, bucket, "suno/archive/t/a.mp3")[0] == existing
+
+
+# --- large files -------------------------------------------------------------------------------
+
+
+async def test_a_large_file_goes_up_multipart_and_is_confirmed(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await S3Storage.open(
+        s3_config(tmp_path, server.url, bucket), multipart_threshold=5 * MIB, part_size=5 * MIB
+    )
+    try:
+        data = os.urandom(6 * MIB + 1234)
+        path, sha = new_file(storage, data)
+        seen = requests_of(storage)
+        await storage.put_file("t/big.mp3", path, sha256=sha, content_type="audio/mpeg")
+    finally:
+        await storage.close()
+    assert uploads(seen).count("UploadPart") == 2
+    part_headers = [h for op, h in seen if op == "UploadPart"]
+    assert all("x-amz-checksum-sha256" in h for h in part_headers)  # checked per part
+    body, response = stored(server.url, bucket, "suno/archive/t/big.mp3")
+    assert response["ETag"].strip('"').endswith("-2")
+    assert hashlib.sha256(body).hexdigest() == sha
+    assert response["Metadata"] == {"sha256": sha}
+    assert response["ContentType"] == "audio/mpeg"
+
+
+# --- integrity ---------------------------------------------------------------------------------
+
+
+async def test_a_single_put_carries_the_files_sha256_for_the_store_to_check(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        path, sha = new_file(storage, b"abc" * 1000)
+        seen = requests_of(storage)
+        await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+        await storage.put_bytes("t/manifest.json", b"{}", content_type="application/json")
+    finally:
+        await storage.close()
+    puts = [h for op, h in seen if op == "PutObject"]
+    expected = [
+        base64.b64encode(bytes.fromhex(sha)).decode(),
+        base64.b64encode(hashlib.sha256(b"{}").digest()).decode(),
+    ]
+    assert [h.get("x-amz-checksum-sha256") for h in puts] == expected
+
+
+async def test_an_upload_that_cannot_be_confirmed_is_an_error_and_removed(
+    tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto checks no checksums, so this proves our own confirmation: the store answers with
+    another size than was sent."""
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    real_head = storage._head
+    heads = 0
+
+    def lying_head(full: str) -> dict[str, Any] | None:
+        nonlocal heads
+        heads += 1
+        head = real_head(full)
+        if head is not None and heads == 2:  # the confirmation after the upload
+            head = {**head, "ContentLength": head["ContentLength"] - 1}
+        return head
+
+    monkeypatch.setattr(storage, "_head", lying_head)
+    try:
+        path, sha = new_file(storage, b"x" * 5000)
+        with pytest.raises(StorageError, match="upload not confirmed: 4999 bytes stored"):
+            await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+        assert path.exists()  # not consumed: the caller decides
+        assert not await storage.exists("t/a.mp3")  # the unconfirmed object is gone
+    finally:
+        await storage.close()
+
+
+async def test_a_stored_checksum_that_differs_fails_confirmation(
+    tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    real_head = storage._head
+
+    def other_checksum(full: str) -> dict[str, Any] | None:
+        head = real_head(full)
+        if head is not None:
+            head = {**head, "ChecksumSHA256": base64.b64encode(b"\0" * 32).decode()}
+        return head
+
+    monkeypatch.setattr(storage, "_head", other_checksum)
+    try:
+        path, sha = new_file(storage, b"y" * 5000)
+        with pytest.raises(StorageError, match="stored checksum"):
+            await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+    finally:
+        await storage.close()
+
+
+async def test_a_local_file_that_changed_since_it_was_hashed_is_not_uploaded(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        path, sha = new_file(storage, b"original")
+        path.write_bytes(b"corrupted")
+        with pytest.raises(StorageError, match="no longer has SHA-256"):
+            await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+        assert not await storage.exists("t/a.mp3")
+    finally:
+        await storage.close()
+
+
+async def test_checksum_when_required_sends_no_checksum_headers(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    config = s3_config(tmp_path, server.url, bucket, checksum_when_required=True)
+    storage = await S3Storage.open(config, multipart_threshold=5 * MIB, part_size=5 * MIB)
+    try:
+        seen = requests_of(storage)
+        small, small_sha = new_file(storage, b"small")
+        big_data = os.urandom(5 * MIB + 10)
+        big, big_sha = new_file(storage, big_data)
+        await storage.put_file("t/small.png", small, sha256=small_sha, content_type="image/png")
+        await storage.put_file("t/big.mp3", big, sha256=big_sha, content_type="audio/mpeg")
+        await storage.put_bytes("t/manifest.json", b"{}", content_type="application/json")
+        again, _ = new_file(storage, big_data)
+        await storage.put_file("t/big.mp3", again, sha256=big_sha, content_type="audio/mpeg")
+        assert await storage.read("t/manifest.json") == b"{}"
+    finally:
+        await storage.close()
+    assert uploads(seen).count("UploadPart") == 2  # the second big file was skipped
+    for _op, headers in seen:
+        sent = {name.lower() for name in headers}
+        assert not {n for n in sent if n.startswith("x-amz-checksum")}, sent
+        assert "x-amz-sdk-checksum-algorithm" not in sent
+        assert "x-amz-trailer" not in sent
+    assert stored(server.url, bucket, "suno/archive/t/big.mp3")[0] == big_data
+    assert stored(server.url, bucket, "suno/archive/t/small.png")[0] == b"small"
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+async def test_a_missing_bucket_is_an_access_error_at_open(
+    tmp_path: Path, server: MotoServer
+) -> None:
+    with pytest.raises(StorageAccessError) as caught:
+        await S3Storage.open(s3_config(tmp_path, server.url, "no-such-bucket"))
+    message = str(caught.value)
+    assert "'no-such-bucket'" in message and server.url in message
+    assert "does not exist" in message and "\n" not in message
+
+
+async def test_an_unreachable_endpoint_is_an_access_error_at_open(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(StorageAccessError, match="cannot reach the endpoint") as caught:
+        await open_quick(s3_config(tmp_path, url, "some-bucket"))
+    assert url in str(caught.value) and "'some-bucket'" in str(caught.value)
+
+
+async def test_a_part_that_keeps_failing_aborts_the_multipart_upload(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    storage = await open_quick(
+        s3_config(tmp_path, server.url, bucket), multipart_threshold=5 * MIB, part_size=5 * MIB
+    )
+
+    def drop_part_two(request: Any, **_: Any) -> None:
+        if "partNumber=2" in request.url:
+            raise bx.ConnectionClosedError(endpoint_url=request.url)
+
+    storage._client.meta.events.register("before-send.s3.UploadPart", drop_part_two)
+    try:
+        path, sha = new_file(storage, os.urandom(6 * MIB))
+        with pytest.raises(StorageError) as caught:
+            await storage.put_file("t/big.mp3", path, sha256=sha, content_type="audio/mpeg")
+        assert not isinstance(caught.value, StorageAccessError)  # transient: retried later
+        assert not await storage.exists("t/big.mp3")
+    finally:
+        await storage.close()
+    raw = raw_client(server.url)
+    assert raw.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+async def test_the_server_stopped_mid_upload_then_restarted(tmp_path: Path) -> None:
+    """The store goes away between two parts: the call fails as transient, nothing shows
+    under the final key, and the same upload succeeds once the store is back."""
+    srv = MotoServer()
+    srv.start()
+    try:
+        raw_client(srv.url).create_bucket(Bucket="outage")
+        storage = await open_quick(
+            s3_config(tmp_path, srv.url, "outage"), multipart_threshold=5 * MIB, part_size=5 * MIB
+        )
+        try:
+            stops = []
+
+            def stop_server(params: dict[str, Any], **_: Any) -> None:
+                if params.get("PartNumber") == 2 and not stops:
+                    stops.append(srv.kill())
+
+            storage._client.meta.events.register(
+                "before-parameter-build.s3.UploadPart", stop_server
+            )
+            data = os.urandom(6 * MIB + 7)
+            path, sha = new_file(storage, data)
+            with pytest.raises(StorageError) as caught:
+                await storage.put_file("t/big.mp3", path, sha256=sha, content_type="audio/mpeg")
+            assert not isinstance(caught.value, StorageAccessError)
+            assert "suno/archive/t/big.mp3" in str(caught.value)
+            with pytest.raises(StorageError):
+                await storage.exists("t/big.mp3")  # still down
+
+            srv.start()  # same port; moto starts empty, like a store restored from nothing
+            raw_client(srv.url).create_bucket(Bucket="outage")
+            assert not await storage.exists("t/big.mp3")
+            await storage.put_file("t/big.mp3", path, sha256=sha, content_type="audio/mpeg")
+            assert not path.exists()
+        finally:
+            await storage.close()
+        body, _ = stored(srv.url, "outage", "suno/archive/t/big.mp3")
+        assert hashlib.sha256(body).hexdigest() == sha
+    finally:
+        srv.kill()
+
+
+# --- the cache folder, concurrency, error classes ----------------------------------------------
+
+
+async def test_open_creates_the_cache_folder_and_removes_stale_temp_files(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    temp = tmp_path / "cache" / TEMP_NAME
+    temp.mkdir(parents=True)
+    (temp / "stale.part").write_bytes(b"left by a killed run")
+    (temp / "stale-dir").mkdir()
+    (tmp_path / "cache" / "users-own-file").write_bytes(b"keep")
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        assert storage.temp_dir == temp
+        assert sorted(p.name for p in temp.iterdir()) == [".suno-archiver.lock"]
+        assert (tmp_path / "cache" / "users-own-file").read_bytes() == b"keep"
+        second = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+        (temp / "in-flight.part").write_bytes(b"x")
+        third = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+        assert (temp / "in-flight.part").exists()  # another archiver is using the folder
+        await second.close()
+        await third.close()
+    finally:
+        await storage.close()
+
+
+async def test_uploads_at_once_are_bounded(
+    tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+    import time
+
+    storage = await S3Storage.open(
+        s3_config(tmp_path, server.url, bucket, max_concurrent_uploads=2)
+    )
+    running = peak = 0
+    lock = threading.Lock()
+    real = storage._put_file
+
+    def counting(*args: Any) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        try:
+            real(*args)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(storage, "_put_file", counting)
+    try:
+        files = [new_file(storage, f"file {i}".encode()) for i in range(8)]
+        await asyncio.gather(
+            *(
+                storage.put_file(f"t/f{i}.png", p, sha256=s, content_type="image/png")
+                for i, (p, s) in enumerate(files)
+            )
+        )
+    finally:
+        await storage.close()
+    assert peak == 2
+
+
+def _client_error(code: str, status: int) -> bx.ClientError:
+    return bx.ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "access"),
+    [
+        (_client_error("NoSuchBucket", 404), True),
+        (_client_error("AccessDenied", 403), True),
+        (_client_error("InvalidAccessKeyId", 403), True),
+        (_client_error("SignatureDoesNotMatch", 403), True),
+        (_client_error("403", 403), True),
+        (bx.NoCredentialsError(), True),
+        (_client_error("SlowDown", 503), False),
+        (_client_error("InternalError", 500), False),
+        (_client_error("BadDigest", 400), False),
+        (bx.EndpointConnectionError(endpoint_url="http://x"), False),
+        (bx.ReadTimeoutError(endpoint_url="http://x"), False),
+        (OSError("disk"), False),
+    ],
+)
+def test_failures_are_classified_in_one_place(tmp_path: Path, exc: Exception, access: bool) -> None:
+    config = s3_config(tmp_path, "http://127.0.0.1:9", "b-1")
+    storage = S3Storage(config, client=build_client(config))
+    error = storage._error(exc, "suno/archive/t/a.mp3", "upload")
+    assert isinstance(error, StorageError)
+    assert isinstance(error, StorageAccessError) is access
+    assert "s3://b-1/suno/archive/t/a.mp3" in str(error) and "\n" not in str(error)
