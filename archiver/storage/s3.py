@@ -218,8 +218,14 @@ class S3Storage:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             message = err.get("Message") or code
             if code in _ACCESS_CODES or status == 403:
+                hint = (
+                    "; the credentials need s3:GetObject, s3:PutObject and s3:ListBucket"
+                    if status == 403
+                    else ""
+                )
                 return StorageAccessError(
                     f"{where}: {doing}: {code or status} {message} (endpoint {self.endpoint})"
+                    + hint
                 )
             return StorageError(f"{where}: {doing}: {code or status} {message}")
         if isinstance(exc, bx.BotoCoreError | OSError):
