@@ -1,0 +1,318 @@
+"""One URL → a verified local temp file: hash, length, resume, magic bytes, size limit.
+
+The downloader of the pipeline (gallery-dl's split): it knows nothing of tasks or storage. It
+streams into a uniquely named `*.part` file, hashes while writing, resumes an interrupted body
+with `Range`, checks what the body *is* from its magic bytes (never `Content-Type`), and either
+returns a complete, fsynced file the caller owns or raises `FetchError` and leaves nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from time import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiofiles
+import aiohttp
+import structlog
+
+from archiver import media
+from archiver.backoff import backoff_delay
+from archiver.errors import FetchError
+
+log = structlog.get_logger()
+
+_DEAD = frozenset({401, 403, 404, 410})  # the URL expired or is refused: try the next one
+_TRANSIENT = frozenset({408, 425, 429})  # and every 5xx
+_MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After is the engine's business, not one fetch's
+_HEAD_BYTES = 512  # enough of the body's start to tell an HTML page from the rest
+_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    path: Path  # a temp file in temp_dir the caller now owns (moves or deletes it)
+    url: str  # the URL that worked
+    bytes: int
+    sha256: str  # hex, of exactly the bytes in `path`
+    media: str  # archiver.media type sniffed from the magic bytes (MP3/PNG/JPEG)
+
+
+class _Retry(Exception):
+    """This try failed in a way another try of the same URL may fix."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Dead(Exception):
+    """This URL will not give the file (expired, refused, not media): try the next URL."""
+
+
+@dataclass
+class _Part:
+    """The `.part` file and what is known of the bytes in it."""
+
+    path: Path
+    handle: Any  # aiofiles binary handle
+    have: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
+    kind: str | None = None  # media type, once the first bytes were sniffed
+
+    async def restart(self) -> None:
+        await self.handle.seek(0)
+        await self.handle.truncate()
+        self.have = 0
+        self.hasher = hashlib.sha256()
+        self.kind = None
+
+    async def write(self, chunk: bytes) -> None:
+        try:
+            await self.handle.write(chunk)
+        except OSError as exc:  # disk full, I/O error: local, not the host's fault
+            raise FetchError(f"cannot write temp file: {exc}", permanent=False) from exc
+        self.hasher.update(chunk)
+        self.have += len(chunk)
+
+
+class Fetcher:
+    """Downloads files from the CDN URLs of a record.
+
+    `session` must not carry the API key: it is meant for file hosts only.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        temp_dir: Path,
+        max_bytes: int,
+        attempts: int = 5,
+        read_timeout_s: float = 60.0,
+        backoff_base_s: float = 1.0,
+        chunk_bytes: int = 256 * 1024,
+    ) -> None:
+        if "Authorization" in session.headers or session.auth is not None:
+            raise ValueError("the file-host session must not carry credentials")
+        self._session = session
+        self._temp_dir = temp_dir
+        self._max_bytes = max_bytes
+        self._attempts = max(1, attempts)
+        self._backoff_base_s = backoff_base_s
+        self._chunk_bytes = chunk_bytes
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=read_timeout_s, sock_read=read_timeout_s
+        )
+
+    async def fetch(self, urls: Sequence[str], accept: frozenset[str]) -> Fetched:
+        """The first of `urls` that gives a complete body of a type in `accept`.
+
+        Dead URLs (401/403/404/410, not media) fall through to the next one; transient
+        failures are retried up to `attempts` times per URL, resuming with Range.
+        """
+        wanted = "/".join(sorted(accept)) or "nothing"
+        failures: list[tuple[str, str, bool]] = []  # (url, reason, permanent)
+        part: _Part | None = None
+        try:
+            for url in urls:
+                if urlsplit(url).scheme.lower() not in ("http", "https"):
+                    log.warning("fetch_url_refused", url=url, reason="not http or https")
+                    failures.append((url, "not an http(s) URL", True))
+                    continue
+                if part is None:
+                    part = await self._open_part()
+                elif part.have or part.kind:
+                    await part.restart()  # bytes of another host are not resumed
+                try:
+                    fetched = await self._fetch_url(url, part, accept, wanted)
+                except _Dead as dead:
+                    failures.append((url, str(dead), True))
+                except _Retry as retry:
+                    failures.append((url, retry.reason, False))
+                else:
+                    part = None  # the caller owns the file now
+                    return fetched
+            raise _final_error(failures)
+        finally:
+            if part is not None:
+                with contextlib.suppress(OSError):
+                    part.path.unlink()  # first: a second cancellation must not skip it
+                await part.handle.close()
+
+    async def _open_part(self) -> _Part:
+        self._temp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=self._temp_dir)
+        os.close(fd)
+        path = Path(name)
+        try:
+            handle = await aiofiles.open(path, "r+b")
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return _Part(path, handle)
+
+    async def _fetch_url(
+        self, url: str, part: _Part, accept: frozenset[str], wanted: str
+    ) -> Fetched:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await self._transfer(url, part, accept, wanted)
+            except _Retry as retry:
+                if attempt == self._attempts:
+                    log.warning("fetch_gave_up", url=url, attempts=attempt, reason=retry.reason)
+                    raise
+                delay = backoff_delay(
+                    attempt, base_s=self._backoff_base_s, retry_after_s=retry.retry_after
+                )
+                log.info(
+                    "fetch_retry",
+                    url=url,
+                    attempt=attempt,
+                    reason=retry.reason,
+                    have=part.have,
+                    delay_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+            else:
+                return await self._finish(url, part)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _transfer(self, url: str, part: _Part, accept: frozenset[str], wanted: str) -> None:
+        """One request; returns when the whole body is in the part file."""
+        headers = {"Accept-Encoding": "identity"}
+        if part.have:
+            headers["Range"] = f"bytes={part.have}-"
+        try:
+            async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
+                total = await self._check_response(url, resp, part)
+                await self._read_body(resp, part, accept, wanted)
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            # resets, ClientPayloadError (body shorter than Content-Length), read stalls
+            raise _Retry(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        if total is not None and part.have != total:
+            raise _Retry(f"body ended at {part.have} of {total} bytes")
+
+    async def _check_response(
+        self, url: str, resp: aiohttp.ClientResponse, part: _Part
+    ) -> int | None:
+        """Classify the status and position the part file; returns the file's declared size."""
+        status = resp.status
+        if status in _DEAD:
+            log.warning("fetch_url_dead", url=url, status=status)
+            raise _Dead(f"expired or refused ({status})")
+        if status in _TRANSIENT or status >= 500:
+            raise _Retry(f"HTTP {status}", retry_after=_retry_after(resp.headers))
+        if status == 416:
+            log.info("fetch_restarted", url=url, reason="range_not_satisfiable", had=part.have)
+            await part.restart()
+            raise _Retry("HTTP 416")
+        if status not in (200, 206):
+            raise _Dead(f"unexpected HTTP {status}")
+        encoded = resp.headers.get("Content-Encoding", "identity").lower() != "identity"
+        length = None if encoded else resp.content_length
+        if status == 200:
+            if part.have:
+                log.info("fetch_restarted", url=url, reason="range_ignored", had=part.have)
+                await part.restart()
+            self._check_size(length)
+            return length
+        match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", "").strip())
+        start = int(match.group(1)) if match else -1
+        if start != part.have:
+            log.info("fetch_restarted", url=url, reason="range_mismatch", had=part.have)
+            await part.restart()
+            raise _Retry(f"206 starting at {start}, not {part.have}")
+        total = None if match is None or match.group(3) == "*" else int(match.group(3))
+        if total is None and length is not None:
+            total = start + length
+        self._check_size(total)
+        if start:
+            log.info("fetch_resumed", url=url, offset=start, total=total)
+        return total
+
+    def _check_size(self, declared: int | None) -> None:
+        if declared is not None and declared > self._max_bytes:
+            raise FetchError(
+                f"file is {declared} bytes, over the limit of {self._max_bytes}", permanent=True
+            )
+
+    async def _read_body(
+        self, resp: aiohttp.ClientResponse, part: _Part, accept: frozenset[str], wanted: str
+    ) -> None:
+        head = b""  # the body's first bytes, held back until their type is known
+        async for chunk in resp.content.iter_chunked(self._chunk_bytes):
+            if part.have + len(head) + len(chunk) > self._max_bytes:
+                raise FetchError(
+                    f"body grew over the limit of {self._max_bytes} bytes", permanent=True
+                )
+            if part.kind is None:
+                head += chunk
+                if len(head) < _HEAD_BYTES:
+                    continue
+                part.kind = _classify(head, accept, wanted)
+                chunk, head = head, b""
+            await part.write(chunk)
+        if part.kind is None:  # a body shorter than _HEAD_BYTES
+            part.kind = _classify(head, accept, wanted)
+            await part.write(head)
+
+    async def _finish(self, url: str, part: _Part) -> Fetched:
+        await part.handle.flush()
+        await asyncio.to_thread(os.fsync, part.handle.fileno())
+        assert part.kind is not None
+        fetched = Fetched(part.path, url, part.have, part.hasher.hexdigest(), part.kind)
+        await part.handle.close()
+        log.info("fetch_done", url=url, bytes=fetched.bytes, media=fetched.media)
+        return fetched
+
+
+def _classify(head: bytes, accept: frozenset[str], wanted: str) -> str:
+    """The media type of a body from its first bytes, or why it is not what we want."""
+    kind = media.sniff(head[: media.SNIFF_BYTES])
+    if kind is not None and kind in accept:
+        return kind
+    if kind is None and _looks_like_html(head):
+        raise _Retry(f"got an HTML page, not {wanted}")  # CDNs serve these under load
+    if kind is None:
+        raise _Dead(f"got {'an empty body' if not head else 'unknown content'}, not {wanted}")
+    raise _Dead(f"got {kind}, not {wanted}")
+
+
+def _looks_like_html(head: bytes) -> bool:
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith(_HTML_STARTS)
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(0.0, seconds), _MAX_RETRY_AFTER_S)
+
+
+def _final_error(failures: list[tuple[str, str, bool]]) -> FetchError:
+    if not failures:
+        return FetchError("no URL to fetch", permanent=True)
+    permanent = all(p for _, _, p in failures)
+    detail = "; ".join(f"{url}: {reason}" for url, reason, _ in failures)
+    return FetchError(f"could not fetch the file: {detail}", permanent=permanent)
