@@ -1,17 +1,32 @@
-"""TOML → frozen dataclasses. Every error names the file and the key."""
+"""TOML → frozen dataclasses. Every error names the file and the key.
+
+Relative paths resolve against the config file's folder (the cwd when there is no file) and
+come back absolute, so nothing downstream depends on the process's working directory.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NoReturn
+from urllib.parse import urlsplit
+
+from archiver.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "archive.toml"
+API_KEY_ENV = "SUNO_API_KEY"
 
 
 @dataclass(frozen=True)
 class ApiConfig:
     base_url: str = "https://api.kie.ai"
-    api_key: str = field(default="", repr=False)  # never printed
+    api_key: str = field(default="", repr=False)  # never printed; "" = none configured
     requests_per_second: float = 2.0
     timeout_s: float = 30.0
     user_agent: str = "suno-archiver"  # cli/engine append the version
@@ -28,17 +43,20 @@ class StorageConfig:
     backend: Literal["local", "s3"] = "local"
     path: Path = Path("archive")
     bucket: str = ""
-    prefix: str = ""
+    prefix: str = ""  # s3: without leading/trailing "/" (load_config strips them)
     endpoint_url: str = ""
     region: str = ""
-    cache_dir: Path | None = None  # s3: local folder for downloads; default under state dir
+    cache_dir: Path | None = None  # s3: local folder for downloads (default <state dir>/cache);
+    #                                local: None unless set (temp files stay on the archive's fs)
     checksum_when_required: bool = False  # s3: for stores that reject boto3's default CRC headers
     max_concurrent_uploads: int = 4
 
 
 @dataclass(frozen=True)
 class StateConfig:
-    path: Path = Path("archive/.suno-archiver.sqlite3")
+    # local backend: beside the archive folder (archive → archive.state.sqlite3);
+    # s3 backend: <config folder>/state/suno-archiver.sqlite3
+    path: Path = Path("archive.state.sqlite3")
 
 
 @dataclass(frozen=True)
@@ -71,9 +89,331 @@ class Config:
     download: DownloadConfig = DownloadConfig()
     tagging: TaggingConfig = TaggingConfig()
     daemon: DaemonConfig = DaemonConfig()
-    source: Path | None = None  # the config file read, if any
+    source: Path | None = None  # the config file read, if any (absolute)
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema: every key, its TOML type, what a valid value is (said in the error), and a check.
+
+
+@dataclass(frozen=True)
+class _Key:
+    type: type  # str, float (int accepted), int, bool
+    expect: str  # "a number > 0": the error says "expected <expect>, got <value>"
+    ok: Callable[[Any], bool] = lambda _v: True
+    secret: bool = False  # never echo the value
+
+
+def _is_url(value: str, *, allow_empty: bool) -> bool:
+    if value == "":
+        return allow_empty
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not any(c.isspace() or ord(c) < 32 for c in value)
+    )
+
+
+def _is_listen(value: str) -> bool:
+    if value == "":
+        return True
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit():
+        return False
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        return False
+    return 1 <= int(port) <= 65535 and not any(c.isspace() for c in host)
+
+
+def _printable(value: str) -> bool:
+    return not any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+def _path_ok(value: str) -> bool:
+    return "\x00" not in value
+
+
+def _nonempty_path(value: str) -> bool:
+    return value.strip() != "" and "\x00" not in value
+
+
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _between(lo: int, hi: int) -> Callable[[int], bool]:
+    return lambda v: lo <= v <= hi
+
+
+_PATH = _Key(str, "a path (a string)", _path_ok)
+_TIMEOUT = _Key(float, "a number of seconds > 0", _positive)
+
+_SCHEMA: dict[str, dict[str, _Key]] = {
+    "api": {
+        "base_url": _Key(str, "an http:// or https:// URL", lambda v: _is_url(v, allow_empty=False)),
+        "api_key": _Key(str, "a string", secret=True),
+        "api_key_file": _PATH,
+        "requests_per_second": _Key(float, "a number > 0", _positive),
+        "timeout_s": _TIMEOUT,
+        "user_agent": _Key(
+            str, "a non-empty string without control characters", lambda v: v and _printable(v)
+        ),
+    },
+    "tasks": {
+        "list": _Key(str, "a non-empty path", _nonempty_path),
+        "give_up_after_s": _Key(float, "a number of seconds > 0", _positive),
+    },
+    "storage": {
+        "backend": _Key(str, '"local" or "s3"', lambda v: v in ("local", "s3")),
+        "path": _Key(str, "a non-empty path", _nonempty_path),
+        "bucket": _Key(str, "a bucket name without spaces or '/'", lambda v: _bucket_ok(v)),
+        "prefix": _Key(str, "a string without control characters", _printable),
+        "endpoint_url": _Key(
+            str, 'an http:// or https:// URL, or ""', lambda v: _is_url(v, allow_empty=True)
+        ),
+        "region": _Key(str, "a region name such as \"eu-west-1\"", lambda v: _region_ok(v)),
+        "cache_dir": _PATH,
+        "checksum_when_required": _Key(bool, "true or false"),
+        "max_concurrent_uploads": _Key(int, "an integer from 1 to 64", _between(1, 64)),
+    },
+    "state": {"path": _PATH},
+    "download": {
+        "concurrency": _Key(int, "an integer from 1 to 64", _between(1, 64)),
+        "max_file_bytes": _Key(int, "an integer > 0 (bytes)", lambda v: v > 0),
+        "attempts": _Key(int, "an integer from 1 to 20", _between(1, 20)),
+        "timeout_s": _TIMEOUT,
+    },
+    "tagging": {
+        "enabled": _Key(bool, "true or false"),
+        "id3_version": _Key(int, "3 or 4", lambda v: v in (3, 4)),
+        "embed_cover": _Key(bool, "true or false"),
+    },
+    "daemon": {
+        "grace_period_s": _Key(
+            float, "a number of seconds >= 0", lambda v: math.isfinite(v) and v >= 0
+        ),
+        "metrics_listen": _Key(str, 'host:port (e.g. "127.0.0.1:9464") or ""', _is_listen),
+    },
+}
+
+
+def _bucket_ok(v: str) -> bool:
+    return "/" not in v and not any(c.isspace() for c in v) and _printable(v)
+
+
+def _region_ok(v: str) -> bool:
+    return not any(c.isspace() for c in v) and _printable(v)
+
+
+def _show(value: Any) -> str:
+    """A TOML-ish rendering of a bad value for an error message (short)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 60 else text[:56] + '…"'
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"  # TOML dates and times
+
+
+class _Loader:
+    def __init__(self, label: str, base: Path) -> None:
+        self.label = label  # the config file as the user named it, or "(defaults)"
+        self.base = base  # the folder relative paths resolve against
+
+    def fail(self, where: str, message: str) -> NoReturn:
+        raise ConfigError(f"{self.label}: {where}: {message}")
+
+    # -- shape -----------------------------------------------------------------------------
+
+    def sections(self, doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Check sections and keys and value types; return {section: {key: typed value}}."""
+        out: dict[str, dict[str, Any]] = {name: {} for name in _SCHEMA}
+        for name, table in doc.items():
+            if name not in _SCHEMA:
+                if not isinstance(table, dict):
+                    self.fail(name, "unknown key outside any section" + _hint_anywhere(name))
+                close = difflib.get_close_matches(name, _SCHEMA, n=1)
+                hint = f" (did you mean [{close[0]}]?)" if close else ""
+                known = ", ".join(f"[{s}]" for s in _SCHEMA)
+                self.fail(f"[{name}]", f"unknown section{hint}; known sections: {known}")
+            if not isinstance(table, dict):
+                self.fail(f"[{name}]", f"expected a table, got {_show(table)}")
+            for key, value in table.items():
+                out[name][key] = self.value(name, key, value)
+        return out
+
+    def value(self, section: str, key: str, value: Any) -> Any:
+        where = f"[{section}] {key}"
+        spec = _SCHEMA[section].get(key)
+        if spec is None:
+            close = difflib.get_close_matches(key, _SCHEMA[section], n=1)
+            if close:
+                hint = f" (did you mean {close[0]}?)"
+            else:
+                hint = _hint_anywhere(key) or (
+                    "; known keys: " + ", ".join(_SCHEMA[section])
+                )
+            self.fail(where, "unknown key" + hint)
+        typed = _coerce(spec.type, value)
+        if typed is None or not spec.ok(typed):
+            got = "" if spec.secret else f", got {_show(value)}"
+            self.fail(where, f"expected {spec.expect}{got}")
+        return typed
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def path(self, raw: str) -> Path:
+        return Path(os.path.abspath(self.base / Path(raw).expanduser()))
+
+
+def _coerce(kind: type, value: Any) -> Any:
+    """The value as `kind`, or None when TOML gave another type (a bool is not a number)."""
+    if isinstance(value, bool):
+        return value if kind is bool else None
+    if kind is float and isinstance(value, int | float):
+        return float(value)
+    if kind is int and isinstance(value, int):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    return None
+
+
+def _hint_anywhere(key: str) -> str:
+    """' (did you mean [storage] bucket?)' when `key` belongs in another section."""
+    for section, keys in _SCHEMA.items():
+        if key in keys:
+            return f" (it belongs in [{section}])"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def load_config(path: Path | None, env: Mapping[str, str]) -> Config:
-    """Read `path` (None: `./archive.toml` if it exists, else built-in defaults)."""
-    raise NotImplementedError
+    """Read `path` (None: `./archive.toml` if it exists, else built-in defaults).
+
+    Raises ConfigError with one line naming the file and the key. A missing API key is not
+    an error here: `demo` needs none, and the CLI says what to set when a command needs one.
+    """
+    if path is None and Path(DEFAULT_CONFIG_NAME).exists():
+        path = Path(DEFAULT_CONFIG_NAME)
+    if path is None:
+        loader = _Loader("(defaults)", Path.cwd())
+        return _build(loader, {name: {} for name in _SCHEMA}, env, source=None)
+
+    label = str(path)
+    loader = _Loader(label, Path(os.path.abspath(path)).parent)
+    if not path.exists():
+        raise ConfigError(f"{label}: config file not found")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot read config: {e.strerror or e}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # tomllib's message carries "(at line L, column C)" and never the offending text.
+        raise ConfigError(f"{label}: invalid TOML: {e}") from None
+    return _build(loader, loader.sections(doc), env, source=Path(os.path.abspath(path)))
+
+
+def _build(
+    loader: _Loader, raw: dict[str, dict[str, Any]], env: Mapping[str, str], source: Path | None
+) -> Config:
+    api = raw["api"]
+    storage = raw["storage"]
+    backend = storage.get("backend", "local")
+    if backend == "s3" and not storage.get("bucket"):
+        loader.fail("[storage] bucket", 'required when backend = "s3"')
+
+    storage_path = loader.path(storage.get("path", "archive"))
+    state_raw = raw["state"].get("path", "")
+    if state_raw.strip():
+        state_path = loader.path(state_raw)
+    elif backend == "s3":
+        state_path = loader.path("state/suno-archiver.sqlite3")
+    elif storage_path.name:
+        state_path = storage_path.with_name(storage_path.name + ".state.sqlite3")
+    else:  # the archive is a filesystem root: there is no "beside"
+        state_path = storage_path / ".suno-archiver.state.sqlite3"
+
+    cache_raw = storage.get("cache_dir", "")
+    if cache_raw.strip():
+        cache_dir: Path | None = loader.path(cache_raw)
+    elif backend == "s3":
+        cache_dir = state_path.parent / "cache"
+    else:
+        cache_dir = None
+
+    if "list" in raw["tasks"]:
+        task_list: Path | None = loader.path(raw["tasks"]["list"])
+    else:
+        task_list = loader.path("tasks.txt") if source is not None else None
+
+    storage_fields = {
+        k: v for k, v in storage.items() if k not in ("path", "cache_dir", "prefix")
+    }
+    return Config(
+        api=ApiConfig(
+            **{k: v for k, v in api.items() if k not in ("api_key", "api_key_file")},
+            api_key=_api_key(loader, api, env),
+        ),
+        tasks=TasksConfig(list=task_list, **{k: v for k, v in raw["tasks"].items() if k != "list"}),
+        storage=StorageConfig(
+            **storage_fields,
+            path=storage_path,
+            cache_dir=cache_dir,
+            prefix=storage.get("prefix", "").strip("/"),
+        ),
+        state=StateConfig(path=state_path),
+        download=DownloadConfig(**raw["download"]),
+        tagging=TaggingConfig(**raw["tagging"]),
+        daemon=DaemonConfig(**raw["daemon"]),
+        source=source,
+    )
+
+
+def _api_key(loader: _Loader, api: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """api_key, else the api_key_file's contents, else $SUNO_API_KEY, else "". Never echoed."""
+    key = api.get("api_key", "").strip()
+    key_file = api.get("api_key_file", "").strip()
+    if key and key_file:
+        loader.fail("[api] api_key_file", "set either api_key or api_key_file, not both")
+    where = "[api] api_key"
+    if key_file:
+        where = "[api] api_key_file"
+        file = loader.path(key_file)
+        try:
+            key = file.read_bytes().decode("utf-8-sig").strip()
+        except UnicodeDecodeError:
+            loader.fail(where, f"{file} is not UTF-8 text")
+        except OSError as e:
+            loader.fail(where, f"cannot read {file}: {e.strerror or type(e).__name__}")
+        if not key:
+            loader.fail(where, f"{file} is empty")
+    elif not key:
+        key = env.get(API_KEY_ENV, "").strip()
+        if key and not _key_chars_ok(key):
+            raise ConfigError(f"{API_KEY_ENV}: the API key contains spaces or control characters")
+        return key
+    if not _key_chars_ok(key):
+        loader.fail(where, "the API key contains spaces or control characters")
+    return key
+
+
+def _key_chars_ok(key: str) -> bool:
+    return _printable(key) and not any(c.isspace() for c in key)

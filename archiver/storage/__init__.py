@@ -9,6 +9,10 @@ from archiver.storage.local import LocalStorage
 
 async def open_storage(config: StorageConfig) -> Storage:
     """The backend `config` names, ready to use (an unusable one raises StorageAccessError)."""
+    if config.backend == "s3":
+        from archiver.storage.s3 import S3Storage  # boto3 loads only when a bucket is used
+
+        return await S3Storage.open(config)
     return LocalStorage(config.path)
 
 

@@ -1,0 +1,84 @@
+"""The task-list format (SPEC "Task list"): one `ID`, `music:ID` or `cover:ID` a line.
+
+Blank lines and `#` comments are ignored, surrounding spaces trimmed; a bad line is reported
+with its number and skipped, never fatal; the same ID twice is archived once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from archiver.errors import UsageError
+from archiver.records import Kind
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_PREFIXES = {f"{kind.value}:": kind for kind in Kind}
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    task_id: str
+    kind: Kind | None  # None: the archiver finds out which endpoint knows the ID
+
+
+@dataclass(frozen=True)
+class BadLine:
+    line_no: int
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TaskList:
+    tasks: tuple[TaskRef, ...]
+    bad_lines: tuple[BadLine, ...]
+
+
+def parse_task_list(text: str) -> TaskList:
+    """Every task in file order, first mention wins; and every line that is not one."""
+    tasks: dict[str, TaskRef] = {}
+    bad: list[BadLine] = []
+    for line_no, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        ref, reason = _parse_line(line)
+        if ref is None:
+            bad.append(BadLine(line_no, line, reason))
+            continue
+        seen = tasks.get(ref.task_id)
+        if seen is None or (seen.kind is None and ref.kind is not None):
+            tasks[ref.task_id] = ref  # a later `music:ID` settles what a bare ID left open
+        elif ref.kind is not None and seen.kind is not ref.kind:
+            bad.append(BadLine(line_no, line, f"already listed as {seen.kind.value}"))
+    return TaskList(tuple(tasks.values()), tuple(bad))
+
+
+def _parse_line(line: str) -> tuple[TaskRef | None, str]:
+    kind: Kind | None = None
+    task_id = line
+    prefix, colon, rest = line.partition(":")
+    if colon:
+        kind = _PREFIXES.get(prefix.strip().lower() + ":")
+        if kind is None:
+            return None, 'unknown prefix (expected "music:" or "cover:")'
+        task_id = rest.strip()
+    if _ID.fullmatch(task_id) is None:
+        return None, "not a task ID (1-128 of A-Z a-z 0-9 _ -)"
+    return TaskRef(task_id, kind), ""
+
+
+def read_task_list(path: Path) -> TaskList:
+    """Parse the file at `path`; a missing or unreadable file is a UsageError naming it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: task list not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: task list is a directory") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read task list: {exc.strerror or exc}") from None
+    # A byte that is not UTF-8 spoils only its own line, which is then reported as bad.
+    return parse_task_list(data.decode("utf-8-sig", errors="replace"))
