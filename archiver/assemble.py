@@ -35,6 +35,7 @@ async def open_engine(
     fatal_errors: bool,
     on_change: Callable[[TaskState], None] | None = None,
     retry_base_s: float = 30.0,
+    poll_time_scale: float = 1.0,
 ) -> AsyncIterator[Engine]:
     require_api_key(config)
     user_agent = f"{config.api.user_agent}/{__version__}"
@@ -80,6 +81,7 @@ async def open_engine(
                     give_up_after_s=config.tasks.give_up_after_s,
                     fatal_errors=fatal_errors,
                     retry_base_s=retry_base_s,
+                    poll_time_scale=poll_time_scale,
                     on_change=on_change,
                 )
         finally:

@@ -38,12 +38,17 @@ async def backfill(
     on_start: Callable[[Mapping[str, TaskState]], None] | None = None,
     on_change: Callable[[TaskState], None] | None = None,
     retry_base_s: float = 30.0,
+    poll_time_scale: float = 1.0,
 ) -> BackfillReport:
     tasklist = read_task_list(ids_file)
     for bad in tasklist.bad_lines:
         log.warning("task_line_skipped", file=str(ids_file), line=bad.line_no, reason=bad.reason)
     async with open_engine(
-        config, fatal_errors=True, on_change=on_change, retry_base_s=retry_base_s
+        config,
+        fatal_errors=True,
+        on_change=on_change,
+        retry_base_s=retry_base_s,
+        poll_time_scale=poll_time_scale,
     ) as engine:
         engine.set_tasks(tasklist.tasks, retry=RETRYABLE)
         if on_start is not None:

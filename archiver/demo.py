@@ -15,6 +15,8 @@ from archiver.sandbox import Sandbox
 from archiver.sandbox.scenarios import add_demo_tasks
 from archiver.state import Phase, TaskState
 
+DEMO_TIME_SCALE = 0.05  # 60 s between polls of a PENDING task become 3 s
+
 
 async def run_demo(
     dest: Path,
@@ -37,8 +39,15 @@ async def run_demo(
                 storage=StorageConfig(path=dest.resolve()),
                 state=StateConfig(path=Path(work, "state.sqlite3")),
             )
+            # The sample's pending task finishes in seconds, not minutes: the polling
+            # schedule is compressed to match (DEMO_TIME_SCALE).
             return await backfill(
-                config, ids_file, on_start=on_start, on_change=on_change, retry_base_s=1.0
+                config,
+                ids_file,
+                on_start=on_start,
+                on_change=on_change,
+                retry_base_s=1.0,
+                poll_time_scale=DEMO_TIME_SCALE,
             )
     finally:
         await sandbox.stop()
