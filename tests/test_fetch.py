@@ -202,8 +202,11 @@ async def test_body_shorter_than_content_length_is_resumed(
     assert_same(fetched, SONG)
     ranges = host.ranges("song.mp3")
     assert len(ranges) == 3
-    assert _resume_offset(ranges[1]) == 30_000
-    assert _resume_offset(ranges[2]) == 60_000
+    # aiohttp drops what it had buffered when it raises the short-body error, so a resume may
+    # start a little before the truncation point, never after it and never back at 0.
+    first, second = _resume_offset(ranges[1]), _resume_offset(ranges[2])
+    assert 0 < first <= 30_000
+    assert first < second <= first + 30_000
 
 
 async def test_read_stall_times_out_and_is_resumed(
