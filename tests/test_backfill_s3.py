@@ -1,0 +1,296 @@
+"""`backfill` end to end into a bucket (moto's server mode) from the stand-in API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from s3server import DUMMY_ENV, MotoServer
+
+import archiver.storage.s3 as s3
+from archiver.backfill import backfill
+from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
+from archiver.errors import StorageAccessError
+from archiver.sandbox import Sandbox, fake_hex_id
+from archiver.state import Phase
+
+PREFIX = "suno/archive"
+UPLOADS = ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path_factory.mktemp("aws") / "none"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name, value in DUMMY_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MotoServer]:
+    srv = MotoServer()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+@pytest.fixture
+def bucket(server: MotoServer, request: pytest.FixtureRequest) -> Any:
+    """A new bucket; returns a plain boto3 client's view of it."""
+    name = "bf-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+    client = boto3.session.Session().client("s3", endpoint_url=server.url)
+    client.create_bucket(Bucket=name)
+    return Bucket(client, name)
+
+
+class Bucket:
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def objects(self) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def get(self, key: str) -> tuple[bytes, dict[str, Any]]:
+        response = self.client.get_object(Bucket=self.name, Key=key)
+        return response["Body"].read(), response
+
+    def versions(self) -> dict[str, tuple[str, Any]]:
+        return {
+            k: (h["ETag"], h["LastModified"])
+            for k in self.objects()
+            for h in [self.client.head_object(Bucket=self.name, Key=k)]
+        }
+
+
+@pytest.fixture
+def uploads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every upload request (PUT, part, multipart start/complete) the archiver's S3 clients
+    send, by operation name."""
+    seen: list[str] = []
+    real = s3.build_client
+
+    def counting_client(*args: Any, **kwargs: Any) -> Any:
+        client = real(*args, **kwargs)
+
+        def record(event_name: str, **_: Any) -> None:
+            operation = event_name.rsplit(".", 1)[-1]
+            if operation in UPLOADS:
+                seen.append(operation)
+
+        client.meta.events.register("before-send.s3", record)
+        return client
+
+    monkeypatch.setattr(s3, "build_client", counting_client)
+    return seen
+
+
+def make_config(tmp_path: Path, sandbox: Sandbox, url: str, bucket: str, **tasks: Any) -> Config:
+    return Config(
+        api=ApiConfig(base_url=sandbox.base_url, api_key=sandbox.api_key),
+        tasks=TasksConfig(**tasks),
+        storage=StorageConfig(
+            backend="s3",
+            bucket=bucket,
+            prefix=PREFIX,
+            endpoint_url=url,
+            region="us-east-1",
+            cache_dir=tmp_path / "cache",
+        ),
+        state=StateConfig(path=tmp_path / "state" / "suno-archiver.sqlite3"),
+    )
+
+
+def add_tasks(sandbox: Sandbox, tmp_path: Path) -> tuple[list[str], Path]:
+    rock, callback, cover = (fake_hex_id(f"s3:{n}") for n in range(3))
+    sandbox.add_music(rock, title="Neon Highway", create_time="ms", tags="synthwave")
+    sandbox.add_music(callback, title="Callback Blues", callback_exception=True)
+    sandbox.add_cover(cover, parent_task_id=rock)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(f"music:{rock}\n{callback}\ncover:{cover}\n", encoding="utf-8")
+    return [rock, callback, cover], ids_file
+
+
+def file_entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = [e for e in doc.get("images", []) if e]
+    for track in doc.get("tracks", []):
+        entries += [track[role] for role in ("audio", "image") if track.get(role)]
+    return entries
+
+
+def verify_bucket(bucket: Bucket, tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """Every object a manifest names is in the bucket with the manifest's size, SHA-256 and
+    content type; every object under the prefix is named; no temp file is left."""
+    manifests: dict[str, dict[str, Any]] = {}
+    named: set[str] = set()
+    keys = bucket.objects()
+    assert all(k.startswith(PREFIX + "/") for k in keys), keys
+    for key in keys:
+        if not key.endswith("/manifest.json"):
+            continue
+        data, response = bucket.get(key)
+        assert response["ContentType"] == "application/json"
+        doc = json.loads(data)
+        assert f"{PREFIX}/{doc['task_id']}/manifest.json" == key
+        manifests[doc["task_id"]] = doc
+        named.add(key)
+        for entry in file_entries(doc):
+            assert "path" in entry, entry
+            body, response = bucket.get(f"{PREFIX}/{entry['path']}")
+            assert len(body) == entry["bytes"] == response["ContentLength"]
+            assert hashlib.sha256(body).hexdigest() == entry["sha256"]
+            assert response["Metadata"]["sha256"] == entry["sha256"]
+            assert response["ContentType"] == entry["content_type"]
+            named.add(f"{PREFIX}/{entry['path']}")
+    assert set(keys) == named, f"objects no manifest names: {sorted(set(keys) - named)}"
+    temp = tmp_path / "cache" / s3.TEMP_NAME
+    assert sorted(p.name for p in temp.iterdir()) == [".suno-archiver.lock"]
+    return manifests
+
+
+async def test_backfill_into_a_bucket_then_a_rerun_uploads_nothing(
+    tmp_path: Path, sandbox: Sandbox, server: MotoServer, bucket: Bucket, uploads: list[str]
+) -> None:
+    ids, ids_file = add_tasks(sandbox, tmp_path)
+    config = make_config(tmp_path, sandbox, server.url, bucket.name)
+
+    report = await backfill(config, ids_file, retry_base_s=0.1)
+    assert report.complete, [(t.task_id, t.phase, t.last_error) for t in report.tasks]
+    manifests = verify_bucket(bucket, tmp_path)
+    assert sorted(manifests) == sorted(ids)
+    assert all(doc["outcome"] == "archived" for doc in manifests.values())
+    files = sum(len(file_entries(doc)) for doc in manifests.values())
+    assert files == 10  # two music tasks of two tracks (audio + image), one cover of two
+    assert uploads == ["PutObject"] * (files + len(ids))  # small files: no multipart
+    before = bucket.versions()
+
+    uploads.clear()
+    report = await backfill(config, ids_file, retry_base_s=0.1)
+    assert report.complete
+    assert uploads == []
+    assert bucket.versions() == before
+
+    # The state lost: the manifests in the bucket are trusted, nothing goes up again.
+    config.state.path.unlink()
+    report = await backfill(config, ids_file, retry_base_s=0.1)
+    assert report.complete
+    assert uploads == []
+    assert bucket.versions() == before
+
+
+async def test_a_task_archived_again_finds_its_files_already_there(
+    tmp_path: Path, sandbox: Sandbox, server: MotoServer, bucket: Bucket, uploads: list[str]
+) -> None:
+    """No state and no manifest, but the files are in the bucket (a run killed just before
+    the manifest): they are recognised by their SHA-256, and only the manifest goes up."""
+    ids, ids_file = add_tasks(sandbox, tmp_path)
+    config = make_config(tmp_path, sandbox, server.url, bucket.name)
+    assert (await backfill(config, ids_file, retry_base_s=0.1)).complete
+    files_before = {k: v for k, v in bucket.versions().items() if "manifest" not in k}
+
+    config.state.path.unlink()
+    for task_id in ids:
+        bucket.client.delete_object(Bucket=bucket.name, Key=f"{PREFIX}/{task_id}/manifest.json")
+    uploads.clear()
+    report = await backfill(config, ids_file, retry_base_s=0.1)
+    assert report.complete, [(t.task_id, t.phase, t.last_error) for t in report.tasks]
+    assert uploads == ["PutObject"] * 3  # the manifests
+    verify_bucket(bucket, tmp_path)
+    assert {k: v for k, v in bucket.versions().items() if "manifest" not in k} == files_before
+
+
+async def test_an_upload_that_cannot_be_confirmed_leaves_no_manifest(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    server: MotoServer,
+    bucket: Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task_id = fake_hex_id("s3:unconfirmed")
+    sandbox.add_music(task_id, title="Never Confirmed")
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(task_id + "\n", encoding="utf-8")
+    real_head = s3.S3Storage._head
+
+    def short_head(self: s3.S3Storage, full: str) -> dict[str, Any] | None:
+        head = real_head(self, full)
+        if head is not None and full.endswith(".mp3"):
+            head = {**head, "ContentLength": head["ContentLength"] - 1}
+        return head
+
+    monkeypatch.setattr(s3.S3Storage, "_head", short_head)
+    config = make_config(tmp_path, sandbox, server.url, bucket.name, give_up_after_s=3.0)
+    report = await backfill(config, ids_file, retry_base_s=0.2)
+    assert not report.complete
+    (task,) = report.tasks
+    assert task.phase is Phase.TIMED_OUT
+    assert "upload not confirmed" in (task.last_error or "")
+    assert not [k for k in bucket.objects() if k.endswith("manifest.json")]
+    assert not [k for k in bucket.objects() if k.endswith(".mp3")]  # removed, not left half-trusted
+
+
+async def test_a_missing_bucket_ends_backfill_with_an_access_error(
+    tmp_path: Path, sandbox: Sandbox, server: MotoServer
+) -> None:
+    _, ids_file = add_tasks(sandbox, tmp_path)
+    config = make_config(tmp_path, sandbox, server.url, "no-such-bucket")
+    with pytest.raises(StorageAccessError, match=r"'no-such-bucket'.*does not exist"):
+        await backfill(config, ids_file, retry_base_s=0.1)
+    assert sandbox.api.total_calls == 0  # the bucket is checked before any work
+
+
+async def test_the_s3_server_stopped_mid_run_and_restarted(
+    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store goes away at the first upload and comes back a little later (empty, as moto
+    restarts): the failed uploads are retried by the engine and the backfill completes."""
+    srv = MotoServer()
+    srv.start()
+    name = "outage"
+    client = boto3.session.Session().client("s3", endpoint_url=srv.url)
+    client.create_bucket(Bucket=name)
+    real = s3.build_client
+    stopped = threading.Event()
+    restarted = threading.Event()
+
+    def come_back() -> None:
+        srv.start()
+        boto3.session.Session().client("s3", endpoint_url=srv.url).create_bucket(Bucket=name)
+        restarted.set()
+
+    def stop_at_first_upload(**_: Any) -> None:
+        if not stopped.is_set():
+            stopped.set()
+            srv.kill()
+            threading.Timer(1.5, come_back).start()
+
+    def quick_client(config: StorageConfig, **_: Any) -> Any:
+        client = real(config, max_attempts=2, connect_timeout_s=2, read_timeout_s=10)
+        client.meta.events.register("before-send.s3.PutObject", stop_at_first_upload)
+        return client
+
+    monkeypatch.setattr(s3, "build_client", quick_client)
+    try:
+        _, ids_file = add_tasks(sandbox, tmp_path)
+        config = make_config(tmp_path, sandbox, srv.url, name)
+        report = await backfill(config, ids_file, retry_base_s=0.2)
+        assert stopped.is_set() and restarted.is_set()
+        assert report.complete, [(t.task_id, t.phase, t.last_error) for t in report.tasks]
+        assert sum(t.attempts for t in report.tasks) == 0  # attempts reset once archived
+        verify_bucket(Bucket(client, name), tmp_path)
+    finally:
+        restarted.wait(10)
+        srv.kill()
