@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 TEMP_DIR = ".suno-archiver-tmp"
+LOCK_FILE = ".suno-archiver.lock"  # held while a LocalStorage is open; not a temp file
 
 
 def sha256_of(path: Path) -> str:
@@ -16,6 +17,22 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def id3v2_size(head: bytes) -> int:
+    """Bytes of a leading ID3v2 tag, by the size in its header (footer included); 0 if none."""
+    if not head.startswith(b"ID3"):
+        return 0
+    size = 0
+    for byte in head[6:10]:
+        size = (size << 7) | byte
+    footer = 10 if head[3] == 4 and head[5] & 0x10 else 0
+    return 10 + size + footer
+
+
+def strip_id3v2(data: bytes) -> bytes:
+    """The audio frames: what follows the leading ID3v2 tag."""
+    return data[id3v2_size(data[:10]) :]
 
 
 def file_entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -48,6 +65,6 @@ def verify_archive(root: Path) -> dict[str, dict[str, Any]]:
     on_disk = {p for p in root.rglob("*") if p.is_file() and TEMP_DIR not in p.parts}
     assert on_disk <= named, f"files no manifest names: {sorted(map(str, on_disk - named))}"
     temp = root / TEMP_DIR
-    leftovers = list(temp.iterdir()) if temp.exists() else []
+    leftovers = [p for p in temp.iterdir() if p.name != LOCK_FILE] if temp.exists() else []
     assert not leftovers, f"temp files left: {leftovers}"
     return manifests

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from archive_checks import id3v2_size, strip_id3v2
 from mutagen.id3 import ID3, TALB, TCON, TIT2, TXXX
 from mutagen.mp3 import MP3
 
@@ -29,21 +30,6 @@ TRACK = Track(
     source_audio_url="",
     source_image_url="",
 )
-
-
-def id3v2_size(head: bytes) -> int:
-    """Bytes of a leading ID3v2 tag, by the size in its header (footer included); 0 if none."""
-    if not head.startswith(b"ID3"):
-        return 0
-    size = 0
-    for byte in head[6:10]:
-        size = (size << 7) | byte
-    footer = 10 if head[3] == 4 and head[5] & 0x10 else 0
-    return 10 + size + footer
-
-
-def strip_id3v2(data: bytes) -> bytes:
-    return data[id3v2_size(data[:10]) :]
 
 
 def synchsafe(n: int) -> bytes:

@@ -1,0 +1,350 @@
+"""`backfill` end to end, in process, against the stand-in API over loopback HTTP.
+
+Each test archives into a real folder with a real SQLite state and then checks the archive
+with `verify_archive`: what the manifests say is exactly what is on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from archive_checks import TEMP_DIR, strip_id3v2, verify_archive
+from mutagen.id3 import ID3
+from mutagen.mp3 import MP3
+
+from archiver.backfill import BackfillReport, backfill, format_summary
+from archiver.config import (
+    ApiConfig,
+    Config,
+    DownloadConfig,
+    StateConfig,
+    StorageConfig,
+    TasksConfig,
+)
+from archiver.errors import AuthError
+from archiver.sandbox import Sandbox, fake_hex_id
+from archiver.sandbox.cdn import FileFaults
+from archiver.state import Phase
+
+FAST_POLLS = 0.01  # the polling schedule compressed 100 times: a 60 s wait becomes 0.6 s
+
+
+class Site:
+    """A sandbox, an archive folder, a state file and a task-list file: one user's setup."""
+
+    def __init__(self, sandbox: Sandbox, tmp_path: Path) -> None:
+        self.sb = sandbox
+        self.archive = tmp_path / "archive"
+        self.state = tmp_path / "state.sqlite3"
+        self.ids_file = tmp_path / "ids.txt"
+        self.give_up_after_s = 120.0
+        self.api_key = sandbox.api_key
+
+    def config(self) -> Config:
+        return Config(
+            api=ApiConfig(base_url=self.sb.base_url, api_key=self.api_key, requests_per_second=50),
+            tasks=TasksConfig(give_up_after_s=self.give_up_after_s),
+            storage=StorageConfig(path=self.archive),
+            state=StateConfig(path=self.state),
+            download=DownloadConfig(attempts=3),
+        )
+
+    async def backfill(self, *lines: str) -> BackfillReport:
+        if lines:
+            self.ids_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return await backfill(
+            self.config(), self.ids_file, retry_base_s=0.05, poll_time_scale=FAST_POLLS
+        )
+
+    def manifest(self, task_id: str) -> dict[str, Any]:
+        return verify_archive(self.archive)[task_id]
+
+    def source_bytes(self, name: str) -> bytes:
+        """A file exactly as the file host serves it."""
+        data = self.sb.cdn._files[name].data
+        return data.read_bytes() if isinstance(data, Path) else data
+
+
+@pytest.fixture
+def site(sandbox: Sandbox, tmp_path: Path) -> Site:
+    return Site(sandbox, tmp_path)
+
+
+def phases(report: BackfillReport) -> dict[str, Phase]:
+    return {t.task_id: t.phase for t in report.tasks}
+
+
+# --- the happy path ------------------------------------------------------------------------
+
+
+async def test_archives_music_and_cover_tasks_with_verified_manifests(site: Site) -> None:
+    music, callback, cover = (fake_hex_id(f"ok:{n}") for n in range(3))
+    site.sb.add_music(music, create_time="string", extra_fields=True)
+    site.sb.add_music(callback, callback_exception=True)
+    site.sb.add_cover(cover, parent_task_id=music)
+
+    report = await site.backfill(music, f"music:{callback}", cover)
+
+    assert report.complete
+    manifests = verify_archive(site.archive)
+    assert set(manifests) == {music, callback, cover}
+    doc = manifests[music]
+    assert (doc["schema_version"], doc["kind"], doc["status"], doc["outcome"]) == (
+        1,
+        "music",
+        "SUCCESS",
+        "archived",
+    )
+    assert doc["raw"]["newFeatureFlag"] == {"nested": [1, "two", None]}  # unknown fields kept
+    assert doc["error"] is None and doc["archived_at"].endswith("Z")
+    for track in doc["tracks"]:
+        audio = track["audio"]
+        assert audio["path"].startswith(f"{music}/") and audio["content_type"] == "audio/mpeg"
+        name = audio["source_url"].rsplit("/", 1)[1]
+        source = site.source_bytes(name)
+        assert audio["source_sha256"] == hashlib.sha256(source).hexdigest()
+        assert audio["source_bytes"] == len(source)
+        assert track["image"]["content_type"] == "image/jpeg"
+    assert manifests[callback]["status"] == "CALLBACK_EXCEPTION"
+    assert manifests[callback]["outcome"] == "archived"
+    assert [i["content_type"] for i in manifests[cover]["images"]] == ["image/png"] * 2
+    assert manifests[cover]["parent_task_id"] == music
+    assert "archived" in format_summary(report, str(site.archive))
+
+
+async def test_tags_read_back_and_audio_frames_are_the_download(site: Site) -> None:
+    task = fake_hex_id("tags")
+    site.sb.add_music(task, title="Neon Highway", tags="synthwave", seconds=4.0)
+
+    await site.backfill(task)
+
+    track = site.manifest(task)["tracks"][0]
+    stored = site.archive / track["audio"]["path"]
+    tags = ID3(stored)
+    assert tags.version[:2] == (2, 3)
+    assert str(tags["TIT2"]) == "Neon Highway"
+    assert str(tags["TCON"]) == "synthwave"
+    assert str(tags["TLEN"]) == "4000"
+    assert "Sandbox lyrics" in tags.getall("USLT")[0].text
+    assert str(tags["TXXX:SUNO_TASK_ID"]) == task
+    assert str(tags["TXXX:SUNO_AUDIO_ID"]) == track["audio_id"]
+    assert str(tags["TXXX:SUNO_MODEL"]) == "chirp-v4"
+    assert str(tags["TDRC"]) == "2025"  # mutagen reads the v2.3 TYER frame as TDRC
+    assert b"TYER" in stored.read_bytes()[:4096]
+    cover = tags.getall("APIC")[0]
+    assert cover.type == 3 and cover.data == (site.archive / track["image"]["path"]).read_bytes()
+    assert str(tags["TSSE"]).startswith("suno-archiver sandbox")  # the file's own tag kept
+    source = site.source_bytes(track["audio"]["source_url"].rsplit("/", 1)[1])
+    assert strip_id3v2(stored.read_bytes()) == strip_id3v2(source)
+    assert MP3(stored).info.length > 3.5
+
+
+# --- reruns: nothing fetched, nothing asked ------------------------------------------------
+
+
+async def test_rerun_fetches_nothing_and_asks_the_api_nothing(site: Site) -> None:
+    tasks = [fake_hex_id(f"rerun:{n}") for n in range(3)]
+    for task in tasks:
+        site.sb.add_music(task)
+    await site.backfill(*tasks)
+    before = site.archive.joinpath(tasks[0], "manifest.json").read_bytes()
+    calls, hits = site.sb.api.total_calls, sum(site.sb.cdn.hits.values())
+
+    report = await site.backfill()
+
+    assert report.complete
+    assert (site.sb.api.total_calls, sum(site.sb.cdn.hits.values())) == (calls, hits)
+    assert site.archive.joinpath(tasks[0], "manifest.json").read_bytes() == before
+
+
+async def test_deleted_state_trusts_the_manifests(site: Site) -> None:
+    task = fake_hex_id("lost-state")
+    site.sb.add_music(task)
+    await site.backfill(task)
+    site.state.unlink()
+    calls, hits = site.sb.api.total_calls, sum(site.sb.cdn.hits.values())
+
+    report = await site.backfill()
+
+    assert report.complete
+    assert (site.sb.api.total_calls, sum(site.sb.cdn.hits.values())) == (calls, hits)
+
+
+async def test_duplicates_are_archived_once(site: Site) -> None:
+    task = fake_hex_id("dup")
+    site.sb.add_music(task)
+
+    report = await site.backfill(task, f"  {task}  ", f"music:{task}")
+
+    assert report.complete and len(report.tasks) == 1
+    assert site.sb.cdn.hits[f"{task}-1.mp3"] == 1
+
+
+# --- tasks that do not end archived --------------------------------------------------------
+
+
+async def test_failed_task_gets_a_manifest_with_the_api_error(site: Site) -> None:
+    task = fake_hex_id("failed")
+    site.sb.add_music(task, fail_status="GENERATE_AUDIO_FAILED", error_code=501)
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.FAILED} and not report.complete
+    doc = site.manifest(task)
+    assert doc["outcome"] == "failed" and doc["status"] == "GENERATE_AUDIO_FAILED"
+    assert doc["error"]["code"] == 501 and doc["error"]["message"]
+    assert task in format_summary(report, str(site.archive))
+
+
+async def test_expired_url_is_partial_and_a_later_run_completes_it(site: Site) -> None:
+    task = fake_hex_id("expired")
+    site.sb.add_music(task)
+    site.sb.cdn.set_faults(f"{task}-2.mp3", FileFaults(status=404))
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.PARTIAL}
+    doc = site.manifest(task)
+    assert doc["outcome"] == "partial"
+    missing = doc["tracks"][1]["audio"]
+    assert "404" in missing["error"] and missing["source_url"].endswith(f"{task}-2.mp3")
+    assert doc["tracks"][0]["audio"]["sha256"]  # the rest is archived all the same
+    assert "partial" in format_summary(report, str(site.archive))
+
+    site.sb.cdn.set_faults(f"{task}-2.mp3", FileFaults())  # e.g. a vendor that re-hosted it
+    again = await site.backfill()
+
+    assert again.complete and site.manifest(task)["outcome"] == "archived"
+
+
+async def test_unknown_task_is_not_found(site: Site) -> None:
+    report = await site.backfill("no_such_task")
+
+    assert phases(report) == {"no_such_task": Phase.NOT_FOUND}
+    assert not site.archive.joinpath("no_such_task").exists()
+
+
+async def test_unfinished_task_times_out(site: Site) -> None:
+    task = fake_hex_id("slow")
+    site.sb.add_music(task, ready_after_s=3600)
+    site.give_up_after_s = 1.0
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.TIMED_OUT}
+    assert "not finished" in (report.tasks[0].last_error or "")
+    assert not site.archive.joinpath(task, "manifest.json").exists()
+
+
+async def test_pending_task_is_waited_for_without_hammering_the_api(site: Site) -> None:
+    task = fake_hex_id("pending")
+    site.sb.add_music(task, ready_after_s=1.5, pending_data="empty")
+
+    report = await site.backfill(task)
+
+    assert report.complete
+    # 1.5 s is 150 s of compressed schedule: a fixed 5 s poll would have taken 30 calls.
+    assert site.sb.api.total_calls <= 12
+
+
+async def test_bad_key_ends_backfill(site: Site) -> None:
+    site.api_key = "wrong-key"
+    with pytest.raises(AuthError) as caught:
+        await site.backfill(fake_hex_id("any"))
+    assert "wrong-key" not in str(caught.value)
+
+
+# --- faults on the way ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["http500", "http455", "html", "badjson", "body430"])
+async def test_api_faults_are_retried(site: Site, fault: str) -> None:
+    task = fake_hex_id(f"api-{fault}")
+    site.sb.add_music(task)
+    site.sb.api.fail_next(2, fault, retry_after=0.1)
+
+    report = await site.backfill(task)
+
+    assert report.complete
+
+
+async def test_connection_reset_mid_file_is_resumed(site: Site) -> None:
+    task = fake_hex_id("reset")
+    site.sb.add_music(task, seconds=20)
+    site.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(reset_after_bytes=100_000))
+
+    report = await site.backfill(task)
+
+    assert report.complete
+    ranges = [r.range for r in site.sb.cdn.requests if r.name == f"{task}-1.mp3"]
+    assert ranges[0] is None and ranges[-1] is not None and ranges[-1].startswith("bytes=")
+    verify_archive(site.archive)
+
+
+async def test_truncated_body_and_ignored_range_still_give_the_whole_file(site: Site) -> None:
+    task = fake_hex_id("truncated")
+    site.sb.add_music(task, seconds=20)
+    site.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(truncate_to=50_000, ignore_range=True))
+
+    report = await site.backfill(task)
+
+    assert report.complete
+    track = site.manifest(task)["tracks"][0]
+    source = site.source_bytes(f"{task}-1.mp3")
+    assert track["audio"]["source_sha256"] == hashlib.sha256(source).hexdigest()
+
+
+async def test_html_served_as_mp3_is_never_archived_as_a_song(site: Site) -> None:
+    task = fake_hex_id("html")
+    site.sb.add_music(task)
+    site.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(html=True))
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.PARTIAL}
+    audio = site.manifest(task)["tracks"][0]["audio"]
+    assert "path" not in audio and "html" in audio["error"].lower()
+    assert not list(site.archive.joinpath(task).glob("*.mp3"))[1:]  # only track 2's MP3
+
+
+async def test_source_url_is_the_fallback_when_the_main_url_is_gone(site: Site) -> None:
+    task = fake_hex_id("fallback")
+    site.sb.add_music(task, source_urls="ok")
+    site.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(status=403))
+
+    report = await site.backfill(task)
+
+    assert report.complete
+    audio = site.manifest(task)["tracks"][0]["audio"]
+    assert audio["source_url"].endswith(f"{task}-1-source.mp3")
+
+
+# --- hostile names -------------------------------------------------------------------------
+
+
+async def test_path_like_titles_and_audio_ids_stay_inside_the_archive(site: Site) -> None:
+    task = fake_hex_id("paths")
+    site.sb.add_music(
+        task, title="../../etc/passwd", audio_ids=["../../../escape", "a/b\\c\x00.mp3"]
+    )
+
+    report = await site.backfill(task, "../outside", "a/b", "music:..")
+
+    assert report.complete is False  # the three bad lines are reported and skipped
+    assert [b.line_no for b in report.bad_lines] == [2, 3, 4]
+    doc = site.manifest(task)
+    for track in doc["tracks"]:
+        assert Path(track["audio"]["path"]).parent.name == task
+        assert ".." not in track["audio"]["path"] and "\\" not in track["audio"]["path"]
+    assert {t["audio_id"] for t in doc["tracks"]} == {"../../../escape", "a/b\\c\x00.mp3"}
+    outside = [p for p in site.archive.parent.rglob("*") if p.is_file()]
+    assert all(
+        p.is_relative_to(site.archive) or p.name.startswith(("state.sqlite3", "ids.txt"))
+        for p in outside
+    )
+    assert not (site.archive / TEMP_DIR).exists() or not [
+        p for p in (site.archive / TEMP_DIR).iterdir() if p.suffix == ".part"
+    ]

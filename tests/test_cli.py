@@ -1,0 +1,249 @@
+"""The command line as a user runs it: a real `suno-archiver` process, real signals.
+
+The stand-in API runs in the test process (so a test can inject faults and count calls); the
+CLI runs as `python -m archiver.cli` in a child process with its own working folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from archive_checks import TEMP_DIR, verify_archive
+
+from archiver.sandbox import Sandbox, fake_hex_id
+from archiver.sandbox.cdn import FileFaults
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def log_events(self) -> list[dict[str, object]]:
+        """stderr's JSON log lines (stderr is not a terminal here)."""
+        return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
+
+
+class Cli:
+    """A working folder with archive.toml pointing at the sandbox; runs the CLI in it."""
+
+    def __init__(self, sandbox: Sandbox, workdir: Path) -> None:
+        self.sb = sandbox
+        self.workdir = workdir
+        self.archive = workdir / "archive"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SUNO_")}
+        self.env["SUNO_API_KEY"] = sandbox.api_key
+        self.write_config()
+
+    def write_config(self, extra: str = "") -> None:
+        self.workdir.joinpath("archive.toml").write_text(
+            f'[api]\nbase_url = "{self.sb.base_url}"\nrequests_per_second = 50.0\n'
+            "[download]\nattempts = 2\n" + extra,
+            encoding="utf-8",
+        )
+
+    def ids(self, *lines: str) -> Path:
+        path = self.workdir / "ids.txt"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    async def start(self, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "archiver.cli", *args,
+            cwd=self.workdir, env=self.env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    async def run(self, *args: str, timeout: float = 60.0) -> Result:
+        proc = await self.start(*args)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        assert proc.returncode is not None
+        return Result(proc.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture
+def cli(sandbox: Sandbox, tmp_path: Path) -> Cli:
+    return Cli(sandbox, tmp_path)
+
+
+def assert_one_line_error(result: Result, *needles: str) -> None:
+    assert result.code == 2, result
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def part_files(archive: Path) -> list[Path]:
+    temp = archive / TEMP_DIR
+    return [p for p in temp.iterdir() if p.suffix == ".part"] if temp.exists() else []
+
+
+# --- exit codes ----------------------------------------------------------------------------
+
+
+async def test_backfill_exits_0_when_everything_is_archived(cli: Cli) -> None:
+    tasks = [fake_hex_id(f"cli:{n}") for n in range(2)]
+    for task in tasks:
+        cli.sb.add_music(task)
+
+    result = await cli.run("backfill", str(cli.ids(*tasks)))
+
+    assert result.code == 0, result.stderr
+    assert "2 of 2 tasks archived" in result.stdout
+    assert set(verify_archive(cli.archive)) == set(tasks)
+    assert (cli.workdir / "archive.state.sqlite3").exists()  # SPEC: state beside the archive
+    events = result.log_events()
+    assert any(e["event"] == "task_archived" and e.get("task_id") == tasks[0] for e in events)
+
+    again = await cli.run("backfill", str(cli.ids(*tasks)))
+    assert again.code == 0 and "2 of 2 tasks archived" in again.stdout
+
+
+async def test_backfill_exits_1_and_names_every_task_that_did_not_archive(cli: Cli) -> None:
+    ok, failed = fake_hex_id("ok"), fake_hex_id("failed")
+    cli.sb.add_music(ok)
+    cli.sb.add_music(failed, fail_status="CREATE_TASK_FAILED")
+
+    result = await cli.run("backfill", str(cli.ids(ok, failed, "missing_one", "bad/line")))
+
+    assert result.code == 1, result.stderr
+    summary = result.stdout
+    assert "1 of 3 tasks archived" in summary
+    assert f"failed     {failed}" in summary and "not found  missing_one" in summary
+    assert "line 4" in summary and "bad/line" in summary
+
+
+async def test_status_after_backfill_lists_the_failures(cli: Cli) -> None:
+    failed = fake_hex_id("status-failed")
+    cli.sb.add_music(failed, fail_status="SENSITIVE_WORD_ERROR")
+    await cli.run("backfill", str(cli.ids(failed)))
+
+    result = await cli.run("status", "--json")
+
+    assert result.code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert failed in json.dumps(doc)
+
+
+@pytest.mark.parametrize(
+    ("toml", "needles"),
+    [
+        ("[api\n", ["archive.toml", "invalid TOML"]),
+        ("[storage]\nbackend = 's4'\n", ["archive.toml", "[storage] backend"]),
+        ("[storage]\nbucket_name = 'x'\n", ["archive.toml", "bucket_name", "unknown key"]),
+        ("[tasks]\ngive_up_after_s = 'soon'\n", ["[tasks] give_up_after_s"]),
+    ],
+)
+async def test_bad_config_is_one_line_and_exit_2(cli: Cli, toml: str, needles: list[str]) -> None:
+    cli.write_config(toml)
+
+    result = await cli.run("backfill", str(cli.ids("abc")))
+
+    assert_one_line_error(result, *needles)
+
+
+async def test_missing_key_says_what_to_set(cli: Cli) -> None:
+    del cli.env["SUNO_API_KEY"]
+
+    result = await cli.run("backfill", str(cli.ids("abc")))
+
+    assert_one_line_error(result, "SUNO_API_KEY", "api_key")
+
+
+async def test_rejected_key_exits_2_and_never_shows_the_key(cli: Cli) -> None:
+    cli.env["SUNO_API_KEY"] = SECRET
+    cli.sb.add_music(fake_hex_id("auth"))
+
+    result = await cli.run("backfill", str(cli.ids(fake_hex_id("auth"))))
+
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+    assert "401" in result.stderr or "key" in result.stderr.lower()
+    assert SECRET not in result.stderr + result.stdout
+
+
+async def test_missing_task_list_is_exit_2(cli: Cli) -> None:
+    result = await cli.run("backfill", "no-such-file.txt")
+
+    assert_one_line_error(result, "no-such-file.txt", "not found")
+
+
+async def test_version(cli: Cli) -> None:
+    result = await cli.run("--version")
+    assert result.code == 0 and result.stdout.startswith("suno-archiver ")
+
+
+# --- interruptions -------------------------------------------------------------------------
+
+
+async def test_sigkill_mid_download_leaves_nothing_and_a_rerun_archives_all(cli: Cli) -> None:
+    task, other = fake_hex_id("kill"), fake_hex_id("kill-other")
+    cli.sb.add_music(task, seconds=120)  # ~1.9 MB
+    cli.sb.add_music(other)
+    cli.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(stall_after_bytes=600_000))
+    ids = cli.ids(task, other)
+
+    proc = await cli.start("backfill", str(ids))
+    await wait_until(lambda: cli.sb.cdn.hits[f"{task}-1.mp3"] > 0 and bool(part_files(cli.archive)))
+    await asyncio.sleep(0.3)  # let the stalled download sit mid-file
+    proc.kill()
+    await proc.wait()
+
+    assert not cli.archive.joinpath(task, "manifest.json").exists()
+    finals = [p for p in cli.archive.rglob("*") if p.is_file() and TEMP_DIR not in p.parts]
+    assert all(p.parent.name == other for p in finals), finals  # only a finished task's files
+
+    result = await cli.run("backfill", str(ids))
+
+    assert result.code == 0, result.stderr
+    assert set(verify_archive(cli.archive)) == {task, other}  # and no .part left anywhere
+
+
+async def test_sigint_mid_download_exits_130_and_removes_temp_files(cli: Cli) -> None:
+    task = fake_hex_id("sigint")
+    cli.sb.add_music(task, seconds=120)
+    cli.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(stall_after_bytes=600_000))
+
+    proc = await cli.start("backfill", str(cli.ids(task)))
+    await wait_until(lambda: bool(part_files(cli.archive)))
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+
+    assert proc.returncode == 130, err.decode()
+    assert "Traceback" not in err.decode()
+    assert part_files(cli.archive) == []
+    assert not cli.archive.joinpath(task, "manifest.json").exists()
+
+
+# --- demo ----------------------------------------------------------------------------------
+
+
+async def test_demo_archives_and_tags_the_samples(cli: Cli) -> None:
+    result = await cli.run("demo", timeout=120)
+
+    assert result.code == 0, result.stderr
+    assert "Demo complete" in result.stdout and "cover embedded" in result.stdout
+    manifests = verify_archive(cli.workdir / "demo-archive")
+    outcomes = sorted(doc["outcome"] for doc in manifests.values())
+    assert outcomes.count("failed") == 1 and set(outcomes) == {"archived", "failed"}
