@@ -7,6 +7,7 @@ CLI runs as `python -m archiver.cli` in a child process with its own working fol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -247,3 +248,28 @@ async def test_demo_archives_and_tags_the_samples(cli: Cli) -> None:
     manifests = verify_archive(cli.workdir / "demo-archive")
     outcomes = sorted(doc["outcome"] for doc in manifests.values())
     assert outcomes.count("failed") == 1 and set(outcomes) == {"archived", "failed"}
+
+
+async def test_a_terminal_gets_a_progress_bar_and_readable_lines(cli: Cli) -> None:
+    task = fake_hex_id("tty")
+    cli.sb.add_music(task)
+    master, slave = os.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "archiver.cli", "backfill", str(cli.ids(task, "bad/line")),
+            cwd=cli.workdir, env=cli.env, stdout=asyncio.subprocess.PIPE, stderr=slave,
+        )  # fmt: skip
+        os.close(slave)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        screen = b""
+        with contextlib.suppress(OSError):  # EIO once the child's end is closed
+            while chunk := os.read(master, 65536):
+                screen += chunk
+    finally:
+        os.close(master)
+
+    assert proc.returncode == 1  # the bad line makes the run incomplete
+    text = screen.decode()
+    assert "[########################] 1/1" in text
+    assert "task_line_skipped" in text and not text.lstrip().startswith("{")
+    assert "1 of 1 tasks archived" in out.decode()
