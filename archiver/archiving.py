@@ -18,7 +18,7 @@ import structlog
 
 from archiver import media
 from archiver.config import TaggingConfig
-from archiver.errors import FetchError, StorageConflict, TaggingError
+from archiver.errors import FetchError, StorageConflict, StorageError, TaggingError
 from archiver.fetch import Fetched, Fetcher
 from archiver.lifecycle import FileSpec
 from archiver.manifest import (
@@ -157,6 +157,8 @@ class Archivist:
             except TaggingError as exc:
                 log.warning("tagging_failed", key=key, error=str(exc))
                 return error_entry(source_url=fetched.url, error=f"not a readable MP3: {exc}")
+            except OSError as exc:  # e.g. a full disk: the task is tried again later
+                raise StorageError(f"cannot write the tagged copy of {key}: {exc}") from exc
             finally:
                 fetched.path.unlink(missing_ok=True)
             path, size, sha256 = tagged.path, tagged.bytes, tagged.sha256
