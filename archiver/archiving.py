@@ -73,7 +73,7 @@ class Archivist:
     async def archive(
         self, record: Record, specs: Sequence[FileSpec], *, task_failed: bool, final: bool
     ) -> Archived:
-        fetched = await asyncio.gather(*(self._fetch(spec) for spec in specs))
+        fetched = await self._fetch_all(specs)
         results: dict[FileSpec, Fetched | FetchError] = dict(zip(specs, fetched, strict=True))
         try:
             transient = [r for r in fetched if isinstance(r, FetchError) and not r.permanent]
@@ -104,6 +104,20 @@ class Archivist:
             if "error" in entry
         )
         return Archived(doc["outcome"], len(stored), sum(e["bytes"] for e in stored), problems)
+
+    async def _fetch_all(self, specs: Sequence[FileSpec]) -> list[Fetched | FetchError]:
+        """Every file of the task, fetched concurrently. Cancelled (SIGINT, the daemon's grace
+        period over), the files already complete are removed with the one in flight."""
+        fetches = [asyncio.ensure_future(self._fetch(spec)) for spec in specs]
+        try:
+            return await asyncio.gather(*fetches)
+        except BaseException:
+            for fetch in fetches:
+                fetch.cancel()
+            for result in await asyncio.gather(*fetches, return_exceptions=True):
+                if isinstance(result, Fetched):
+                    result.path.unlink(missing_ok=True)
+            raise
 
     async def _fetch(self, spec: FileSpec) -> Fetched | FetchError:
         async with self._slots:

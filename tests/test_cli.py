@@ -227,7 +227,9 @@ async def test_sigint_mid_download_exits_130_and_removes_temp_files(cli: Cli) ->
     cli.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(stall_after_bytes=600_000))
 
     proc = await cli.start("backfill", str(cli.ids(task)))
-    await wait_until(lambda: bool(part_files(cli.archive)))
+    others = (f"{task}-2.mp3", f"{task}-1.jpg", f"{task}-2.jpg")
+    await wait_until(lambda: all(cli.sb.cdn.hits[name] for name in others))
+    await asyncio.sleep(0.3)  # the task's other files are complete, waiting for the stalled one
     proc.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(proc.communicate(), 30)
 
