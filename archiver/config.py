@@ -155,7 +155,9 @@ _TIMEOUT = _Key(float, "a number of seconds > 0", _positive)
 
 _SCHEMA: dict[str, dict[str, _Key]] = {
     "api": {
-        "base_url": _Key(str, "an http:// or https:// URL", lambda v: _is_url(v, allow_empty=False)),
+        "base_url": _Key(
+            str, "an http:// or https:// URL", lambda v: _is_url(v, allow_empty=False)
+        ),
         "api_key": _Key(str, "a string", secret=True),
         "api_key_file": _PATH,
         "requests_per_second": _Key(float, "a number > 0", _positive),
@@ -176,7 +178,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "endpoint_url": _Key(
             str, 'an http:// or https:// URL, or ""', lambda v: _is_url(v, allow_empty=True)
         ),
-        "region": _Key(str, "a region name such as \"eu-west-1\"", lambda v: _region_ok(v)),
+        "region": _Key(str, 'a region name such as "eu-west-1"', lambda v: _region_ok(v)),
         "cache_dir": _PATH,
         "checksum_when_required": _Key(bool, "true or false"),
         "max_concurrent_uploads": _Key(int, "an integer from 1 to 64", _between(1, 64)),
@@ -261,9 +263,7 @@ class _Loader:
             if close:
                 hint = f" (did you mean {close[0]}?)"
             else:
-                hint = _hint_anywhere(key) or (
-                    "; known keys: " + ", ".join(_SCHEMA[section])
-                )
+                hint = _hint_anywhere(key) or ("; known keys: " + ", ".join(_SCHEMA[section]))
             self.fail(where, "unknown key" + hint)
         typed = _coerce(spec.type, value)
         if typed is None or not spec.ok(typed):
@@ -364,9 +364,7 @@ def _build(
     else:
         task_list = loader.path("tasks.txt") if source is not None else None
 
-    storage_fields = {
-        k: v for k, v in storage.items() if k not in ("path", "cache_dir", "prefix")
-    }
+    storage_fields = {k: v for k, v in storage.items() if k not in ("path", "cache_dir", "prefix")}
     return Config(
         api=ApiConfig(
             **{k: v for k, v in api.items() if k not in ("api_key", "api_key_file")},
