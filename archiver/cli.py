@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 def _load(args: argparse.Namespace) -> Config | None:
     if args.command == "demo":
         return None
-    return load_config(args.config, os.environ)
+    return load_config(args.config, os.environ, read_key=args.command != "status")
 
 
 def _backfill(config: Config, ids_file: Path, *, progress: bool) -> int:

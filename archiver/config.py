@@ -10,6 +10,7 @@ import difflib
 import json
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -212,6 +213,15 @@ def _region_ok(v: str) -> bool:
     return not any(c.isspace() for c in v) and _printable(v)
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key_name(name: str) -> str:
+    """A key or section name as TOML writes it: quoted when not bare, so a newline in a
+    quoted key cannot break the one-line error."""
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+
+
 def _show(value: Any) -> str:
     """A TOML-ish rendering of a bad value for an error message (short)."""
     if isinstance(value, bool):
@@ -244,19 +254,21 @@ class _Loader:
         for name, table in doc.items():
             if name not in _SCHEMA:
                 if not isinstance(table, dict):
-                    self.fail(name, "unknown key outside any section" + _hint_anywhere(name))
+                    hint = _hint_anywhere(name)
+                    self.fail(_key_name(name), "unknown key outside any section" + hint)
                 close = difflib.get_close_matches(name, _SCHEMA, n=1)
                 hint = f" (did you mean [{close[0]}]?)" if close else ""
                 known = ", ".join(f"[{s}]" for s in _SCHEMA)
-                self.fail(f"[{name}]", f"unknown section{hint}; known sections: {known}")
+                self.fail(f"[{_key_name(name)}]", f"unknown section{hint}; known sections: {known}")
             if not isinstance(table, dict):
-                self.fail(f"[{name}]", f"expected a table, got {_show(table)}")
+                # Not the value: `api = "<the key>"` must not echo the key.
+                self.fail(f"[{name}]", f"expected a section [{name}], not a value")
             for key, value in table.items():
                 out[name][key] = self.value(name, key, value)
         return out
 
     def value(self, section: str, key: str, value: Any) -> Any:
-        where = f"[{section}] {key}"
+        where = f"[{section}] {_key_name(key)}"
         spec = _SCHEMA[section].get(key)
         if spec is None:
             close = difflib.get_close_matches(key, _SCHEMA[section], n=1)
@@ -291,7 +303,7 @@ def _coerce(kind: type, value: Any) -> Any:
 
 
 def _hint_anywhere(key: str) -> str:
-    """' (did you mean [storage] bucket?)' when `key` belongs in another section."""
+    """' (it belongs in [storage])' when `key` is a key of another section, else ""."""
     for section, keys in _SCHEMA.items():
         if key in keys:
             return f" (it belongs in [{section}])"
@@ -301,17 +313,19 @@ def _hint_anywhere(key: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_config(path: Path | None, env: Mapping[str, str]) -> Config:
+def load_config(path: Path | None, env: Mapping[str, str], *, read_key: bool = True) -> Config:
     """Read `path` (None: `./archive.toml` if it exists, else built-in defaults).
 
     Raises ConfigError with one line naming the file and the key. A missing API key is not
     an error here: `demo` needs none, and the CLI says what to set when a command needs one.
+    read_key=False leaves api_key "" without reading api_key_file or $SUNO_API_KEY: `status`
+    needs no key, and its user may not be able to read a systemd credential.
     """
     if path is None and Path(DEFAULT_CONFIG_NAME).exists():
         path = Path(DEFAULT_CONFIG_NAME)
     if path is None:
         loader = _Loader("(defaults)", Path.cwd())
-        return _build(loader, {name: {} for name in _SCHEMA}, env, source=None)
+        return _build(loader, {name: {} for name in _SCHEMA}, env, None, read_key)
 
     label = str(path)
     loader = _Loader(label, Path(os.path.abspath(path)).parent)
@@ -328,11 +342,16 @@ def load_config(path: Path | None, env: Mapping[str, str]) -> Config:
     except tomllib.TOMLDecodeError as e:
         # tomllib's message carries "(at line L, column C)" and never the offending text.
         raise ConfigError(f"{label}: invalid TOML: {e}") from None
-    return _build(loader, loader.sections(doc), env, source=Path(os.path.abspath(path)))
+    source = Path(os.path.abspath(path))
+    return _build(loader, loader.sections(doc), env, source, read_key)
 
 
 def _build(
-    loader: _Loader, raw: dict[str, dict[str, Any]], env: Mapping[str, str], source: Path | None
+    loader: _Loader,
+    raw: dict[str, dict[str, Any]],
+    env: Mapping[str, str],
+    source: Path | None,
+    read_key: bool,
 ) -> Config:
     api = raw["api"]
     storage = raw["storage"]
@@ -368,7 +387,7 @@ def _build(
     return Config(
         api=ApiConfig(
             **{k: v for k, v in api.items() if k not in ("api_key", "api_key_file")},
-            api_key=_api_key(loader, api, env),
+            api_key=_api_key(loader, api, env) if read_key else "",
         ),
         tasks=TasksConfig(list=task_list, **{k: v for k, v in raw["tasks"].items() if k != "list"}),
         storage=StorageConfig(
