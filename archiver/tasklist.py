@@ -14,6 +14,9 @@ from archiver.errors import UsageError
 from archiver.records import Kind
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# Lines end as in an editor: not at the form feeds, NELs and U+2028s str.splitlines() also
+# splits at, which would accept a mangled line as several IDs and misnumber the lines after it.
+_LINE_END = re.compile(r"\r\n?|\n")
 _PREFIXES = {f"{kind.value}:": kind for kind in Kind}
 
 
@@ -40,7 +43,7 @@ def parse_task_list(text: str) -> TaskList:
     """Every task in file order, first mention wins; and every line that is not one."""
     tasks: dict[str, TaskRef] = {}
     bad: list[BadLine] = []
-    for line_no, raw in enumerate(text.splitlines(), start=1):
+    for line_no, raw in enumerate(_LINE_END.split(text), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
