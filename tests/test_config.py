@@ -128,10 +128,10 @@ def test_s3_cache_follows_the_state_unless_set(tmp_path: Path) -> None:
     moved = load(
         write(tmp_path, '[storage]\nbackend = "s3"\nbucket = "b"\n[state]\npath = "db/x"\n')
     )
-    set_ = load(write(tmp_path, '[storage]\nbackend = "s3"\nbucket = "b"\ncache_dir = "c"\n'))
+    explicit = load(write(tmp_path, '[storage]\nbackend = "s3"\nbucket = "b"\ncache_dir = "c"\n'))
 
     assert moved.storage.cache_dir == tmp_path / "db" / "cache"
-    assert set_.storage.cache_dir == tmp_path / "c"
+    assert explicit.storage.cache_dir == tmp_path / "c"
 
 
 def test_s3_needs_a_bucket(tmp_path: Path) -> None:
