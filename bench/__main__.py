@@ -1,0 +1,92 @@
+"""`python -m bench`: run the benchmarks and print one Markdown table per measurement.
+
+Exit status 0 when every measurement ran and its checks held (targets missed are reported in
+the tables, not by the exit status), 1 when a check failed (e.g. a rerun made an API call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench import machine, memory, polling, scale, throughput
+from bench.options import MEASUREMENTS, QUICK, Options
+from bench.report import Table
+
+
+def _sizes(text: str) -> tuple[float, ...]:
+    sizes = tuple(sorted(float(part) for part in text.split(",")))
+    if len(sizes) < 2 or sizes[0] <= 0:
+        raise argparse.ArgumentTypeError("two or more sizes > 0, e.g. 10,100,1000")
+    return sizes
+
+
+def _parse(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test): < 60 s")
+    p.add_argument(
+        "--only", action="append", choices=MEASUREMENTS, help="run this measurement (repeatable)"
+    )
+    p.add_argument("--workdir", type=Path, help="keep the files here (default: a temp folder)")
+    sizes = p.add_argument_group("sizes (defaults: full run; --quick scales them down)")
+    sizes.add_argument("--tasks", type=int, help="throughput: tasks of 2 tracks")
+    sizes.add_argument("--seconds", type=float, help="throughput: track length (s)")
+    sizes.add_argument("--parallel", type=int, help="throughput: files at once, both sides")
+    sizes.add_argument("--rounds", type=int, help="throughput: runs of each side")
+    sizes.add_argument(
+        "--mp3-mb", type=_sizes, help="memory: MP3 sizes in MB, comma-separated (10,100,1000)"
+    )
+    sizes.add_argument("--poll-tasks", type=int, help="polling: simulated tasks")
+    sizes.add_argument("--seed", type=int, help="polling: random seed of the finish times")
+    sizes.add_argument("--ids", type=int, help="scale: IDs in the long task list")
+    sizes.add_argument("--rerun-tasks", type=int, help="scale: archived tasks rerun")
+    args = p.parse_args(argv)
+    opts = QUICK if args.quick else Options()
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("quick", "only")}
+    if args.only:
+        given["only"] = tuple(dict.fromkeys(args.only))
+    return replace(opts, **given)
+
+
+def _measure(name: str, opts: Options, work: Path, curl: str | None) -> Table:
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if name == "throughput":
+        return throughput.measure(opts, folder, curl)
+    if name == "memory":
+        return memory.measure(opts, folder)
+    if name == "polling":
+        return polling.measure(opts)
+    return scale.measure(opts, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = _parse(argv)
+    started = time.perf_counter()
+    failed = False
+    with contextlib.ExitStack() as stack:
+        if opts.workdir is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="suno-bench-")))
+        else:
+            work = opts.workdir.resolve()
+            work.mkdir(parents=True, exist_ok=True)
+        print(machine.describe(work), flush=True)
+        curl = shutil.which("curl") if shutil.which("sha256sum") else None
+        for name in opts.only:
+            t0 = time.perf_counter()
+            table = _measure(name, opts, work, curl)
+            table.notes.append(f"measured in {time.perf_counter() - t0:.0f} s")
+            failed = failed or bool(table.failures)
+            print(table.render(), flush=True)
+    print(f"python -m bench: {time.perf_counter() - started:.0f} s in all", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""What to measure and how big: the full defaults, and `--quick` (the smoke test's sizes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MEASUREMENTS = ("throughput", "memory", "polling", "scale")
+
+
+@dataclass(frozen=True)
+class Options:
+    only: tuple[str, ...] = MEASUREMENTS
+    workdir: Path | None = None  # None: a temporary folder, removed afterwards
+    # throughput
+    tasks: int = 50  # music tasks of two tracks each
+    seconds: float = 180.0  # length of each track (128 kbit/s: 2.9 MB for 3 minutes)
+    parallel: int = 4  # files at once, both sides ([download] concurrency is 4 by default)
+    rounds: int = 3  # alternating runs of each side; the median is reported
+    # memory: one task of one MP3 per size (100 MB: above the 64 MiB S3 multipart threshold)
+    mp3_mb: tuple[float, ...] = (10.0, 100.0, 1000.0)
+    # polling
+    poll_tasks: int = 600
+    seed: int = 1
+    # scale
+    ids: int = 100_000
+    rerun_tasks: int = 10_000
+
+
+QUICK = Options(tasks=4, rounds=1, mp3_mb=(1.0, 20.0), poll_tasks=60, ids=5_000, rerun_tasks=100)

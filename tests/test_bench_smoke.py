@@ -1,0 +1,33 @@
+"""`python -m bench --quick` still runs: every measurement prints its table and exits 0.
+
+The quick sizes take well under a minute; the full benchmark is run by hand (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEADERS = (
+    "### Machine",
+    "### Throughput:",
+    "### Memory:",
+    "### Polling cost:",
+    "### Scale:",
+)
+
+
+def test_quick_benchmark_prints_every_table(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--workdir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for header in HEADERS:
+        assert header in result.stdout, header
+    assert "**FAILED:**" not in result.stdout
