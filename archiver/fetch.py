@@ -3,7 +3,8 @@
 The downloader of the pipeline (gallery-dl's split): it knows nothing of tasks or storage. It
 streams into a uniquely named `*.part` file, hashes while writing, resumes an interrupted body
 with `Range`, checks what the body *is* from its magic bytes (never `Content-Type`), and either
-returns a complete, fsynced file the caller owns or raises `FetchError` and leaves nothing.
+returns a complete file the caller owns (fsynced, unless `fsync=False`) or raises `FetchError`
+and leaves nothing.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class _Part:
 class Fetcher:
     """Downloads files from the CDN URLs of a record.
 
-    `session` must not carry the API key: it is meant for file hosts only.
+    `session` must not carry the API key: it is meant for file hosts only. With `fsync=False`
+    the returned file is not synced: for a caller that syncs (or uploads) what it keeps.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class Fetcher:
         read_timeout_s: float = 60.0,
         backoff_base_s: float = 1.0,
         chunk_bytes: int = 256 * 1024,
+        fsync: bool = True,
     ) -> None:
         if "Authorization" in session.headers or session.auth is not None:
             raise ValueError("the file-host session must not carry credentials")
@@ -113,6 +116,7 @@ class Fetcher:
         self._attempts = max(1, attempts)
         self._backoff_base_s = backoff_base_s
         self._chunk_bytes = chunk_bytes
+        self._fsync = fsync
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=read_timeout_s, sock_read=read_timeout_s
         )
@@ -271,7 +275,8 @@ class Fetcher:
 
     async def _finish(self, url: str, part: _Part) -> Fetched:
         await part.handle.flush()
-        await asyncio.to_thread(os.fsync, part.handle.fileno())
+        if self._fsync:
+            await asyncio.to_thread(os.fsync, part.handle.fileno())
         assert part.kind is not None
         fetched = Fetched(part.path, url, part.have, part.hasher.hexdigest(), part.kind)
         await part.handle.close()
