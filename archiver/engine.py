@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
@@ -35,6 +36,9 @@ from archiver.tasklist import TaskRef
 log = structlog.get_logger()
 
 AUTH_RETRY_S = 300.0  # a rejected key is fixed by a person, not by hammering the API
+# A state write that failed (full disk) pauses the daemon this many base retry delays (60 s),
+# at most AUTH_RETRY_S.
+STATE_RETRY_FACTOR = 2.0
 ARCHIVE_ATTEMPTS = 5  # transient file failures before the manifest records them
 _PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "failed": Phase.FAILED}
 
@@ -195,7 +199,32 @@ class Engine:
             except Exception as exc:  # a bug must cost one task a retry, never the daemon
                 log.exception("task_step_crashed")
                 new = self._retry_later(state, exc)
-            self._record(new)
+            try:
+                self._record(new)
+            except sqlite3.Error as exc:  # a full disk, a read-only or locked database
+                self._state_write_failed(state, exc)
+
+    def _state_write_failed(self, state: TaskState, exc: sqlite3.Error) -> None:
+        """The step's outcome could not be saved. Backfill ends with the error; the daemon
+        pauses and does the task again from the state it had (which is what the state still
+        says; storing is idempotent, so files already stored are not stored twice)."""
+        if self._fatal_errors:
+            log.error("state_write_failed", error=str(exc), path=str(self._state.path))
+            self._fatal = exc
+            self._wake.set()
+            return
+        pause_s = min(AUTH_RETRY_S, STATE_RETRY_FACTOR * self._retry_base_s)
+        self._paused_until = max(self._paused_until, self._clock() + pause_s)
+        log.error(
+            "state_write_failed",
+            error=str(exc),
+            path=str(self._state.path),
+            retry_in_s=round(self._paused_until - self._clock(), 1),
+        )
+        current = self._active.get(state.task_id)
+        if current is not None and current.phase is Phase.PENDING:
+            self._active[state.task_id] = replace(current, next_poll_at=self._paused_until)
+            heapq.heappush(self._due, (self._paused_until, state.task_id))
 
     async def _step(self, state: TaskState) -> TaskState:
         if state.polls == 0 and state.attempts == 0:
