@@ -142,8 +142,10 @@ def measure(opts: Options) -> Table:
             f"{percentile(delays, 95):.1f}",
             f"{max(delays):.1f}",
         )
-    table.notes.append(
+    table.notes += [
         "calls counted by the stand-in API; FIRST_SUCCESS shows 15-60 s before SUCCESS "
-        f"(1/4 of the finish time); seed {opts.seed}"
-    )
+        f"(1/4 of the finish time); finish times uniform, seed {opts.seed}",
+        "delay: from finishing to the poll that sees it finished (the download follows: "
+        "see the throughput table)",
+    ]
     return table
