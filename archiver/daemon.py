@@ -3,8 +3,9 @@
 The same engine as `backfill` (`open_engine`), fed differently: the list is read at start, again
 whenever the file changes (checked every `WATCH_INTERVAL_S`: inode, size and mtime) and on
 SIGHUP, and `engine.run` never finishes on its own. A missing or unreadable list is logged and
-waited for; the daemon keeps the tasks it had. Around it sit the systemd protocol (READY,
-STATUS, WATCHDOG, STOPPING) and the optional metrics listener.
+waited for; the daemon keeps the tasks it had. So is storage that cannot be opened at start
+(a missing bucket, denied access): logged, retried slowly, never an exit. Around it sit the
+systemd protocol (READY, STATUS, WATCHDOG, STOPPING) and the optional metrics listener.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager, suppress
 from pathlib import Path
 
 import structlog
 
 from archiver.assemble import open_engine
 from archiver.backfill import RETRYABLE
+from archiver.backoff import backoff_delay
 from archiver.config import Config
 from archiver.engine import Engine
-from archiver.errors import UsageError
+from archiver.errors import StorageError, UsageError
 from archiver.metrics import Metrics, phase_counts
 from archiver.sdnotify import Notifier
 from archiver.state import Phase, TaskState
@@ -32,6 +34,9 @@ log = structlog.get_logger()
 
 WATCH_INTERVAL_S = 2.0  # how soon an edited task list is noticed (and STATUS= refreshed)
 TICK_S = 1.0  # the loop's heartbeat for /healthz
+# Storage unusable at start is retried with backoff from `retry_base_s`, capped at this many
+# times it (30 s → at most 300 s between attempts): a missing bucket waits for a person.
+STORAGE_RETRY_CAP = 10.0
 
 _STATUS_ORDER = (
     (Phase.ARCHIVED, "archived"),
@@ -144,7 +149,9 @@ async def run_daemon(
     """Archive the tasks of `config.tasks.list` until SIGTERM/SIGINT, then stop cleanly.
 
     Raises UsageError for what a person must fix before it can start (no key, no task-list
-    setting, the state in use by another archiver, a metrics address that cannot be bound).
+    setting, the state in use by another archiver, a metrics address that cannot be bound);
+    storage that cannot be opened is not among them: it is waited for (see
+    `_open_engine_when_storage_opens`).
     """
     if config.tasks.list is None:
         raise UsageError("run needs a task list: set [tasks] list in a config file (--config)")
@@ -185,76 +192,180 @@ async def _serve(
     reread: asyncio.Event,
     retry_base_s: float,
 ) -> None:
-    assert config.tasks.list is not None
-    loop = asyncio.get_running_loop()
-    dirty = True
+    readiness = _Readiness(notifier)
+    status_stale = asyncio.Event()  # a task changed since STATUS= was last sent
 
     def changed(state: TaskState) -> None:
-        nonlocal dirty
         metrics.task_changed(state)
-        dirty = True
+        status_stale.set()
 
-    async with open_engine(
-        config, fatal_errors=False, on_change=changed, retry_base_s=retry_base_s
-    ) as engine:
-        watcher = _TaskListWatcher(config.tasks.list, engine, metrics)
-        metrics.bind(lambda: engine.tasks, lambda: engine.in_flight)
+    beat = asyncio.create_task(_heartbeat(notifier, metrics, readiness), name="heartbeat")
+    try:
+        async with AsyncExitStack() as stack:
+            engine = await _open_engine_when_storage_opens(
+                stack, config, changed, retry_base_s, stop, reread, readiness
+            )
+            if engine is not None and not stop.is_set():
+                await _archive(config, engine, readiness, metrics, stop, reread, status_stale)
+    finally:
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
 
-        def status() -> str:
-            return status_line(list(engine.tasks.values()) if watcher.loaded else None)
 
-        await watcher.check()
-        listen = config.daemon.metrics_listen
-        runner = await metrics.serve(listen) if listen else None
-        work = asyncio.create_task(
-            engine.run(stop, grace_s=config.daemon.grace_period_s), name="engine"
-        )
+class _Readiness:
+    """READY=1 the first time the daemon has something to report, STATUS= after that."""
 
-        async def watch() -> None:
-            nonlocal dirty
-            while True:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(reread.wait(), WATCH_INTERVAL_S)
-                force = reread.is_set()
-                reread.clear()
-                if await watcher.check(force=force):
-                    dirty = True
-                if dirty and not stop.is_set():
-                    dirty = False
-                    notifier.status(status())
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.sent = False
 
-        async def heartbeat() -> None:
-            interval = min(TICK_S, notifier.watchdog_s or TICK_S)
-            next_ping = 0.0
-            while True:
-                metrics.tick()
-                if notifier.watchdog_s is not None and loop.time() >= next_ping:
-                    notifier.watchdog()
-                    next_ping = loop.time() + notifier.watchdog_s
-                await asyncio.sleep(interval)
+    def announce(self, status: str) -> None:
+        if self.sent:
+            self.notifier.status(status)
+        else:
+            self.notifier.ready(status)
+            self.sent = True
 
-        helpers = [
-            asyncio.create_task(watch(), name="task-list-watch"),
-            asyncio.create_task(heartbeat(), name="heartbeat"),
-        ]
-        log.info(
-            "daemon_ready",
-            task_list=str(config.tasks.list),
-            archive=str(config.storage.path),
-            state=str(config.state.path),
-            tasks=len(engine.tasks),
-            metrics=config.daemon.metrics_listen or None,
-        )
-        dirty = False
-        notifier.ready(status())
+
+async def _heartbeat(notifier: Notifier, metrics: Metrics, readiness: _Readiness) -> None:
+    """Tick /healthz's loop clock every second and, once READY=1 is sent, ping the systemd
+    watchdog every half of WATCHDOG_USEC: from start to stop, storage waits included."""
+    loop = asyncio.get_running_loop()
+    interval = min(TICK_S, notifier.watchdog_s or TICK_S)
+    next_ping = 0.0
+    while True:
+        metrics.tick()
+        if readiness.sent and notifier.watchdog_s is not None and loop.time() >= next_ping:
+            notifier.watchdog()
+            next_ping = loop.time() + notifier.watchdog_s
+        await asyncio.sleep(interval)
+
+
+async def _open_engine_when_storage_opens(
+    stack: AsyncExitStack,
+    config: Config,
+    on_change: Callable[[TaskState], None],
+    retry_base_s: float,
+    stop: asyncio.Event,
+    reread: asyncio.Event,
+    readiness: _Readiness,
+) -> Engine | None:
+    """The engine, entered on `stack` once its storage opens; None if stopped before.
+
+    Storage that cannot be used (a missing bucket, denied access, an unreachable endpoint, an
+    archive folder not mounted yet) is waited out, not a reason to exit: systemd hears READY=1
+    with the reason in STATUS=, the log says it once per attempt, and the attempts slow down to
+    one every `STORAGE_RETRY_CAP` base delays (300 s by default). SIGHUP tries again at once.
+    Other errors at start (no API key, the state in use) still end the daemon.
+    """
+    attempt = 0
+    while True:
         try:
-            await work  # returns once `stop` is set and in-flight tasks are done or cancelled
-        finally:
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-            if not work.done():
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
-            if runner is not None:
-                await runner.cleanup()
+            engine = await stack.enter_async_context(
+                open_engine(
+                    config, fatal_errors=False, on_change=on_change, retry_base_s=retry_base_s
+                )
+            )
+        except StorageError as exc:
+            attempt += 1
+            delay_s = backoff_delay(
+                attempt, base_s=retry_base_s, cap_s=STORAGE_RETRY_CAP * retry_base_s
+            )
+            log.error(
+                "storage_unavailable",
+                storage=_storage_name(config),
+                error=str(exc),
+                attempt=attempt,
+                retry_in_s=round(delay_s, 1),
+            )
+            if stop.is_set():  # SIGTERM during the attempt: STOPPING=1 is already sent
+                return None
+            readiness.announce(f"waiting for storage: {exc}")
+            if await _sleep_unless_signalled(delay_s, stop, reread):
+                return None
+            continue
+        if attempt:
+            log.info("storage_available", storage=_storage_name(config), attempts=attempt + 1)
+        return engine
+
+
+async def _sleep_unless_signalled(
+    delay_s: float, stop: asyncio.Event, reread: asyncio.Event
+) -> bool:
+    """Wait `delay_s`, cut short by SIGHUP; True when SIGTERM/SIGINT came instead."""
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(reread.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    reread.clear()  # the task list is read anyway once the engine opens
+    return stop.is_set()
+
+
+def _storage_name(config: Config) -> str:
+    storage = config.storage
+    if storage.backend == "s3":
+        return f"s3://{storage.bucket}/{storage.prefix}".rstrip("/")
+    return str(storage.path)
+
+
+async def _archive(
+    config: Config,
+    engine: Engine,
+    readiness: _Readiness,
+    metrics: Metrics,
+    stop: asyncio.Event,
+    reread: asyncio.Event,
+    status_stale: asyncio.Event,
+) -> None:
+    """Serve with an open engine until `stop`: the task-list watcher, the metrics listener,
+    STATUS= updates."""
+    assert config.tasks.list is not None
+    watcher = _TaskListWatcher(config.tasks.list, engine, metrics)
+    metrics.bind(lambda: engine.tasks, lambda: engine.in_flight)
+
+    def status() -> str:
+        return status_line(list(engine.tasks.values()) if watcher.loaded else None)
+
+    await watcher.check()
+    listen = config.daemon.metrics_listen
+    runner = await metrics.serve(listen) if listen else None
+    work = asyncio.create_task(
+        engine.run(stop, grace_s=config.daemon.grace_period_s), name="engine"
+    )
+
+    async def watch() -> None:
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(reread.wait(), WATCH_INTERVAL_S)
+            force = reread.is_set()
+            reread.clear()
+            if await watcher.check(force=force):
+                status_stale.set()
+            if status_stale.is_set() and not stop.is_set():
+                status_stale.clear()
+                readiness.notifier.status(status())
+
+    watching = asyncio.create_task(watch(), name="task-list-watch")
+    log.info(
+        "daemon_ready",
+        task_list=str(config.tasks.list),
+        archive=_storage_name(config),
+        state=str(config.state.path),
+        tasks=len(engine.tasks),
+        metrics=config.daemon.metrics_listen or None,
+    )
+    status_stale.clear()
+    readiness.announce(status())
+    try:
+        await work  # returns once `stop` is set and in-flight tasks are done or cancelled
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
