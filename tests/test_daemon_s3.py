@@ -1,0 +1,468 @@
+"""`suno-archiver run` into a bucket: the daemon as a real subprocess, moto's S3 server as a real
+HTTP endpoint (another subprocess), the stand-in API in the test process.
+
+The daemon is the real CLI with one change: its base retry delay (30 s in production) is short,
+so that waiting out a missing bucket or an S3 outage takes seconds. The AWS environment is
+the dummy one of test_backfill_s3 (`aws_env`), inherited by the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions as bx
+import pytest
+from botocore.config import Config as BotoConfig
+from s3server import MotoServer, free_port
+from test_backfill_s3 import (
+    PREFIX,
+    Bucket,
+    aws_env,  # noqa: F401  (autouse: dummy AWS credentials only)
+    file_entries,
+    verify_bucket,
+)
+from test_daemon import REPO, Daemon
+
+from archiver.sandbox import Sandbox
+from archiver.storage.s3 import TEMP_NAME
+
+RETRY_BASE_S = 0.3
+
+# The CLI, with `run_daemon`'s retry_base_s set from argv[1].
+_LAUNCH = """
+import functools, sys
+import archiver.daemon
+archiver.daemon.run_daemon = functools.partial(
+    archiver.daemon.run_daemon, retry_base_s=float(sys.argv[1])
+)
+from archiver.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+class S3Daemon(Daemon):
+    """A `run` child with a chosen retry base; `start` returns at the `started` event."""
+
+    def __init__(
+        self, workdir: Path, env: dict[str, str] | None, *, retry_base_s: float, started: str
+    ) -> None:
+        super().__init__(workdir, env)
+        self.retry_base_s = retry_base_s
+        self.started = started
+
+    async def start(self) -> S3Daemon:
+        env = {**os.environ, "PYTHONPATH": str(REPO), **self.extra_env}
+        env.pop("SUNO_API_KEY", None)
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _LAUNCH, str(self.retry_base_s),
+            "run", "--config", "archive.toml",
+            cwd=self.workdir, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for(self.started)
+        return self
+
+
+def quick_client(url: str) -> Any:
+    """A test-side client that gives up at once while the store is down."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=url,
+        config=BotoConfig(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+    )
+
+
+class Site:
+    """A work folder (archive.toml, tasks.txt, state, cache) archiving into `bucket`."""
+
+    def __init__(self, root: Path, sandbox: Sandbox, endpoint: str, bucket: Bucket) -> None:
+        self.root = root
+        self.sandbox = sandbox
+        self.bucket = bucket
+        self.daemons: list[S3Daemon] = []
+        (root / "archive.toml").write_text(
+            f"""
+[api]
+base_url = "{sandbox.base_url}"
+api_key = "sandbox-key"
+requests_per_second = 50
+
+[tasks]
+list = "tasks.txt"
+give_up_after_s = 600
+
+[storage]
+backend = "s3"
+bucket = "{bucket.name}"
+prefix = "{PREFIX}"
+endpoint_url = "{endpoint}"
+region = "us-east-1"
+cache_dir = "cache"
+
+[state]
+path = "state/suno-archiver.sqlite3"
+
+[download]
+attempts = 2
+
+[daemon]
+grace_period_s = 10
+""",
+            encoding="utf-8",
+        )
+
+    def list_tasks(self, *lines: str) -> None:
+        tmp = self.root / "tasks.new"
+        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        tmp.replace(self.root / "tasks.txt")
+
+    async def daemon(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        retry_base_s: float = RETRY_BASE_S,
+        started: str = "daemon_ready",
+    ) -> S3Daemon:
+        d = S3Daemon(self.root, env, retry_base_s=retry_base_s, started=started)
+        self.daemons.append(d)
+        return await d.start()
+
+    def archived(self) -> set[str]:
+        """Task IDs whose manifest is in the bucket (none while the store is down)."""
+        try:
+            keys = self.bucket.objects()
+        except (bx.BotoCoreError, bx.ClientError):
+            return set()
+        return {k.split("/")[-2] for k in keys if k.endswith("/manifest.json")}
+
+    async def wait_archived(self, *task_ids: str, timeout: float = 40.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if set(task_ids) <= await asyncio.to_thread(self.archived):
+                return
+            assert self.daemons[-1].running, "\n".join(self.daemons[-1].raw)
+            await asyncio.sleep(0.1)
+        raise AssertionError(
+            f"not archived within {timeout} s: {set(task_ids) - self.archived()}; log:\n"
+            + "\n".join(self.daemons[-1].raw)
+        )
+
+    def downloading(self) -> bool:
+        temp = self.root / "cache" / TEMP_NAME
+        return temp.exists() and any(p.name != ".suno-archiver.lock" for p in temp.iterdir())
+
+
+class ManifestWatch:
+    """Lists the bucket over and over while the daemon works: a manifest must never be seen
+    before every object it names (the manifest goes up last)."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
+        self.rounds = 0
+        self.violations: list[str] = []
+
+    def check_once(self) -> None:
+        keys = set(self.bucket.objects())
+        for key in sorted(k for k in keys if k.endswith("/manifest.json")):
+            doc = json.loads(self.bucket.get(key)[0])
+            for entry in file_entries(doc):
+                if "path" in entry and f"{PREFIX}/{entry['path']}" not in keys:
+                    self.violations.append(f"{key} seen before {entry['path']}")
+        self.rounds += 1
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(bx.BotoCoreError, bx.ClientError):  # the store is down
+                await asyncio.to_thread(self.check_once)
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def watching(bucket: Bucket) -> AsyncIterator[ManifestWatch]:
+    watch = ManifestWatch(bucket)
+    task = asyncio.create_task(watch.run())
+    try:
+        yield watch
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert watch.rounds > 0
+    assert watch.violations == []
+
+
+class Gate:
+    """A TCP door on its own port in front of the S3 server. Closed, it stops listening and
+    resets every connection through it, as a store that went away does; reopened on the same
+    port, it lets the daemon see the restarted server only once the test has set it up."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(1 << 16):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        try:
+            await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        finally:
+            self._writers -= {writer, up_writer}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MotoServer]:
+    srv = MotoServer()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+def new_bucket(url: str, request: pytest.FixtureRequest, *, create: bool = True) -> Bucket:
+    name = "run-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+    bucket = Bucket(quick_client(url), name)
+    if create:
+        bucket.client.create_bucket(Bucket=name)
+    return bucket
+
+
+@pytest.fixture
+async def sites() -> AsyncIterator[list[Site]]:
+    made: list[Site] = []
+    try:
+        yield made
+    finally:
+        for site in made:
+            for d in site.daemons:
+                await d.kill()
+
+
+def _site(
+    sites: list[Site], tmp_path: Path, sandbox: Sandbox, endpoint: str, bucket: Bucket
+) -> Site:
+    site = Site(tmp_path, sandbox, endpoint, bucket)
+    sites.append(site)
+    return site
+
+
+def _events_of(daemon: Daemon, event: str, task_id: str) -> list[dict[str, Any]]:
+    return [e for e in daemon.named(event) if e.get("task_id") == task_id]
+
+
+# --- the tests --------------------------------------------------------------------------------
+
+
+async def test_archives_the_list_into_a_bucket_manifest_last(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    server: MotoServer,
+    request: pytest.FixtureRequest,
+    sites: list[Site],
+) -> None:
+    bucket = new_bucket(server.url, request)
+    site = _site(sites, tmp_path, sandbox, server.url, bucket)
+    sandbox.add_music("song_a")
+    sandbox.add_music("song_b", tracks=1)
+    sandbox.add_cover("cover_c")
+    site.list_tasks("song_a", "music:song_b", "cover:cover_c")
+    async with watching(bucket):
+        daemon = await site.daemon()
+        assert daemon.named("daemon_ready")[0]["archive"] == f"s3://{bucket.name}/{PREFIX}"
+        await site.wait_archived("song_a", "song_b", "cover_c")
+    assert await daemon.stop() == 0
+    assert not daemon.named("storage_unavailable")
+    manifests = verify_bucket(bucket, tmp_path)  # sizes, SHA-256, content types, no strays
+    assert sorted(manifests) == ["cover_c", "song_a", "song_b"]
+    assert all(doc["outcome"] == "archived" for doc in manifests.values())
+    assert sum(len(file_entries(doc)) for doc in manifests.values()) == 4 + 2 + 2
+
+
+async def test_a_missing_bucket_is_waited_for_then_archived_into(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    server: MotoServer,
+    request: pytest.FixtureRequest,
+    sites: list[Site],
+) -> None:
+    bucket = new_bucket(server.url, request, create=False)
+    site = _site(sites, tmp_path, sandbox, server.url, bucket)
+    sandbox.add_music("song_a")
+    site.list_tasks("song_a")
+    received, stop_listening = _notify_socket(tmp_path / "notify.sock")
+    try:
+        daemon = await site.daemon(
+            {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"},
+            started="storage_unavailable",
+        )
+        first = daemon.named("storage_unavailable")[0]
+        assert first["level"] == "error"
+        assert f"'{bucket.name}'" in first["error"] and "does not exist" in first["error"]
+        assert first["retry_in_s"] > 0
+        # Retried, more slowly each time; nothing polled while there is nowhere to store.
+        await daemon.wait_for("storage_unavailable", where=lambda e: e["attempt"] >= 3)
+        await asyncio.sleep(1.5)
+        assert daemon.running
+        assert sandbox.api.total_calls == 0
+        waits = [e["retry_in_s"] for e in daemon.named("storage_unavailable")]
+        assert waits[2] > waits[0]
+
+        bucket.client.create_bucket(Bucket=bucket.name)
+        await daemon.wait_for("storage_available")
+        await site.wait_archived("song_a")
+        for _ in range(100):  # STATUS= is refreshed every 2 s
+            if "STATUS=1 archived" in received:
+                break
+            await asyncio.sleep(0.05)
+        assert await daemon.stop() == 0
+        await asyncio.sleep(0.1)
+    finally:
+        stop_listening()
+    verify_bucket(bucket, tmp_path)
+
+    ready = [m for m in received if m.startswith("READY=1")]
+    assert len(ready) == 1  # sent while waiting, not again once the bucket answered
+    assert "STATUS=waiting for storage: " in ready[0] and bucket.name in ready[0]
+    serving = next(i for i, m in enumerate(received) if m.startswith("STATUS=1 "))
+    assert "WATCHDOG=1" in received[received.index(ready[0]) : serving]  # pinged while waiting
+    assert "STATUS=1 archived" in received
+    assert received[-1].startswith("STOPPING=1")
+
+
+async def test_sigterm_while_waiting_for_storage_exits_0_and_sighup_retries_at_once(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    server: MotoServer,
+    request: pytest.FixtureRequest,
+    sites: list[Site],
+) -> None:
+    bucket = new_bucket(server.url, request, create=False)
+    site = _site(sites, tmp_path, sandbox, server.url, bucket)
+    site.list_tasks("song_a")
+    daemon = await site.daemon(retry_base_s=30.0, started="storage_unavailable")  # production
+    assert daemon.named("storage_unavailable")[0]["retry_in_s"] >= 15
+    await daemon.send(signal.SIGHUP)
+    await daemon.wait_for("storage_unavailable", timeout=10, where=lambda e: e["attempt"] == 2)
+    started = time.monotonic()
+    assert await daemon.stop() == 0
+    assert time.monotonic() - started < 5
+    assert daemon.named("daemon_stopped")
+    assert not daemon.named("daemon_ready")
+
+
+async def test_the_s3_server_killed_mid_run_and_restarted(
+    tmp_path: Path, sandbox: Sandbox, request: pytest.FixtureRequest, sites: list[Site]
+) -> None:
+    """The store dies while a big file is on its way and comes back empty (moto keeps its
+    state in memory) with the bucket recreated: the daemon keeps running, retries, and
+    archives what was in flight; no manifest is ever seen without its objects."""
+    srv = MotoServer()
+    srv.start()
+    gate = Gate(srv.port)
+    await gate.open()
+    try:
+        bucket = new_bucket(srv.url, request)
+        site = _site(sites, tmp_path, sandbox, gate.url, bucket)
+        sandbox.add_music("song_a")
+        site.list_tasks("song_a")
+        daemon = await site.daemon()
+        await site.wait_archived("song_a")
+
+        sandbox.add_music("big_b", tracks=1, seconds=1800)  # ~29 MB
+        sandbox.add_music("song_c")
+        site.list_tasks("song_a", "big_b")
+        for _ in range(2000):
+            if site.downloading():
+                break
+            await asyncio.sleep(0.005)
+        else:
+            raise AssertionError("no download started")
+        await gate.close()
+        srv.kill()
+        site.list_tasks("song_a", "big_b", "song_c")  # listed while the store is down
+        for task_id in ("big_b", "song_c"):  # each tried and failed against the dead store
+            await daemon.wait_for(
+                "task_retry_later", timeout=60, where=lambda e, t=task_id: e.get("task_id") == t
+            )
+        assert daemon.running
+
+        async with watching(bucket):
+            srv.start()
+            bucket.client.create_bucket(Bucket=bucket.name)  # before the daemon can see it
+            await gate.open()
+            await site.wait_archived("big_b", "song_c", timeout=90)
+        assert await daemon.stop() == 0
+        for task_id in ("big_b", "song_c"):
+            assert "s3://" in _events_of(daemon, "task_retry_later", task_id)[0]["error"]
+        assert not daemon.named("archiving_paused")  # an outage is not an access problem
+        manifests = verify_bucket(bucket, tmp_path)  # what went up after the restart
+        assert sorted(manifests) == ["big_b", "song_c"]
+        assert all(doc["outcome"] == "archived" for doc in manifests.values())
+        assert bucket.client.list_multipart_uploads(Bucket=bucket.name).get("Uploads", []) == []
+    finally:
+        await gate.close()
+        srv.kill()
+
+
+def _notify_socket(path: Path) -> tuple[list[str], Callable[[], None]]:
+    """A fake systemd notify socket: the messages it receives, and how to stop listening."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    received: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def drain() -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                received.append(sock.recv(4096).decode())
+
+    sock.setblocking(False)
+    loop.add_reader(sock.fileno(), drain)
+
+    def close() -> None:
+        drain()
+        loop.remove_reader(sock.fileno())
+        sock.close()
+
+    return received, close
