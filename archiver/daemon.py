@@ -112,7 +112,12 @@ class _TaskListWatcher:
         before = set(self._engine.tasks)
         # Process start: tasks that ended without everything archived are tried again, as a
         # new `backfill` would. Later edits only add and remove.
-        self._engine.set_tasks(tasklist.tasks, retry=() if self.loaded else RETRYABLE)
+        try:
+            self._engine.set_tasks(tasklist.tasks, retry=() if self.loaded else RETRYABLE)
+        except UsageError as exc:  # the state cannot be written: try again at the next check
+            self._signature = None
+            self._report("task_list_not_applied", str(exc))
+            return False
         self._metrics.seed(self._engine.tasks.values())
         after = set(self._engine.tasks)
         log.info(

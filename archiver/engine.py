@@ -25,6 +25,7 @@ from archiver.errors import (
     StorageAccessError,
     StorageError,
     UnknownTask,
+    UsageError,
 )
 from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide
 from archiver.manifest import decode_manifest
@@ -95,10 +96,13 @@ class Engine:
         refs = list(refs)
         ids = [ref.task_id for ref in refs]
         now = self._clock()
-        self._state.add(((ref.task_id, ref.kind) for ref in refs), now)
-        if retry:
-            self._state.reopen(ids, retry, now)
-        known = self._state.get_many(ids)
+        try:
+            self._state.add(((ref.task_id, ref.kind) for ref in refs), now)
+            if retry:
+                self._state.reopen(ids, retry, now)
+            known = self._state.get_many(ids)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
         self._active = {task_id: known[task_id] for task_id in ids}
         self._due = [
             (s.next_poll_at, s.task_id)
@@ -210,7 +214,7 @@ class Engine:
         says; storing is idempotent, so files already stored are not stored twice)."""
         if self._fatal_errors:
             log.error("state_write_failed", error=str(exc), path=str(self._state.path))
-            self._fatal = exc
+            self._fatal = _state_error(self._state, exc)
             self._wake.set()
             return
         pause_s = min(AUTH_RETRY_S, STATE_RETRY_FACTOR * self._retry_base_s)
@@ -339,3 +343,8 @@ class Engine:
 
     def _stamp(self, state: TaskState, **changes: object) -> TaskState:
         return replace(state, updated_at=self._clock(), **changes)  # type: ignore[arg-type]
+
+
+def _state_error(state: StateStore, exc: sqlite3.Error) -> UsageError:
+    """A state that cannot be written is for a person to fix (a full disk, a locked file)."""
+    return UsageError(f"{state.path}: cannot save the task state: {exc}")

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 
 from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
+from archiver.errors import UsageError
 from archiver.sandbox import Sandbox
 from archiver.state import Phase, StateStore
 from archiver.tasklist import TaskRef
@@ -86,7 +87,7 @@ async def test_backfill_ends_with_the_error(tmp_path: Path, sandbox: Sandbox) ->
             engine.set_tasks([TaskRef("song_a", None)])
             with (
                 _write_locked(config.state.path),
-                pytest.raises(sqlite3.OperationalError, match="locked"),
+                pytest.raises(UsageError, match=r"cannot save the task state.*locked"),
             ):
                 await asyncio.wait_for(engine.run(asyncio.Event(), until_done=True), 30)
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["state_write_failed"]
