@@ -16,7 +16,7 @@ class Options:
     tasks: int = 50  # music tasks of two tracks each
     seconds: float = 180.0  # length of each track (128 kbit/s: 2.9 MB for 3 minutes)
     parallel: int = 4  # files at once, both sides ([download] concurrency is 4 by default)
-    rounds: int = 3  # alternating runs of each side; the median is reported
+    rounds: int = 5  # alternating runs of each side; the median is reported
     # memory: one task of one MP3 per size (100 MB: above the 64 MiB S3 multipart threshold)
     mp3_mb: tuple[float, ...] = (10.0, 100.0, 1000.0)
     # polling
