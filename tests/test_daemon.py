@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import signal
@@ -22,24 +21,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from archive_checks import LOCK_FILE, TEMP_DIR, verify_archive
 
 from archiver.metrics import Metrics
 from archiver.sandbox import Sandbox
 from archiver.state import Phase, TaskState
 
 REPO = Path(__file__).resolve().parent.parent
-TEMP_DIR = ".suno-archiver-tmp"
-LOCK_NAME = ".suno-archiver.lock"
 
 Event = dict[str, Any]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _free_port() -> int:
@@ -185,22 +175,12 @@ metrics_listen = "127.0.0.1:{self.metrics_port}"
     def temp_leftovers(self) -> list[str]:
         temp = self.archive / TEMP_DIR
         return (
-            sorted(p.name for p in temp.iterdir() if p.name != LOCK_NAME) if temp.exists() else []
+            sorted(p.name for p in temp.iterdir() if p.name != LOCK_FILE) if temp.exists() else []
         )
 
     def check_archive(self) -> None:
         """Every file a manifest names is there, whole; no temp file is left behind."""
-        for path in self.archive.glob("*/manifest.json"):
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            entries = list(doc.get("images", []))
-            for track in doc.get("tracks", []):
-                entries += [track[r] for r in ("audio", "image") if track.get(r)]
-            for entry in entries:
-                if "path" in entry:
-                    stored = self.archive / entry["path"]
-                    assert stored.stat().st_size == entry["bytes"]
-                    assert sha256_of(stored) == entry["sha256"]
-        assert self.temp_leftovers() == []
+        verify_archive(self.archive)
 
     async def get(self, path: str) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.metrics_port}{path}"
@@ -331,7 +311,7 @@ async def test_sigkill_mid_download_leaves_no_partial_file_and_a_restart_complet
     daemon = await site.daemon()
     temp = site.archive / TEMP_DIR
     for _ in range(2000):
-        if any(p.name != LOCK_NAME for p in temp.iterdir()):
+        if any(p.name != LOCK_FILE for p in temp.iterdir()):
             break
         await asyncio.sleep(0.005)
     else:
@@ -357,7 +337,7 @@ async def test_sigterm_exits_0_within_the_grace_period_and_leaves_no_temp_file(
     daemon = await site.daemon()
     temp = site.archive / TEMP_DIR
     for _ in range(2000):
-        if any(p.name != LOCK_NAME for p in temp.iterdir()):
+        if any(p.name != LOCK_FILE for p in temp.iterdir()):
             break
         await asyncio.sleep(0.005)
     sb.api.fail_next(1, "hang")  # the next poll never answers: in flight until cancelled
