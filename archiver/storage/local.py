@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
 import shutil
@@ -21,9 +20,8 @@ from pathlib import Path
 
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
 from archiver.storage.base import check_key
+from archiver.storage.tempdir import TEMP_NAME, TempDir
 
-TEMP_NAME = ".suno-archiver-tmp"  # starts with "." so no valid key can name it
-_LOCK_NAME = ".suno-archiver.lock"
 _CHUNK = 1 << 20
 _NO_HARDLINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
@@ -59,48 +57,19 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.temp_dir = self.root / TEMP_NAME
-        self._lock_fd: int | None = None
+        self._temp = TempDir(self.root / TEMP_NAME)
+        self.temp_dir = self._temp.path
         try:
-            self.temp_dir.mkdir(parents=True, exist_ok=True)
             self._root_real = Path(os.path.realpath(self.root))
-            self._lock_fd = os.open(self.temp_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-            self._clean_temp_dir()
+            self._temp.open()  # also removes what a killed run left there
             fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.temp_dir)
             os.close(fd)
             os.unlink(probe)
         except OSError as e:
-            self._release_lock()
+            self._temp.close()
             raise StorageAccessError(
                 f"{self.root}: cannot use as archive folder: {e.strerror or e}"
             ) from e
-
-    def _clean_temp_dir(self) -> None:
-        """Remove what a killed run left in the temp folder, unless another archiver is using
-        this archive right now (then its files are in flight, not stale).
-
-        Every running archiver holds a shared lock on the temp folder; one that gets the
-        exclusive lock is alone and may clean, then it too keeps a shared lock.
-        """
-        assert self._lock_fd is not None
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-            return
-        for entry in os.scandir(self.temp_dir):
-            if entry.name == _LOCK_NAME:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-
-    def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor drops the flock
-            self._lock_fd = None
 
     def _target(self, key: str) -> Path:
         """The file for `key`, refused unless it stays inside the root once symlinks resolve."""
@@ -238,4 +207,4 @@ class LocalStorage:
             raise _storage_error(target, e) from e
 
     async def close(self) -> None:
-        self._release_lock()
+        self._temp.close()

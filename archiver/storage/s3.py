@@ -21,10 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
 import hashlib
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +38,7 @@ from s3transfer.utils import ChunksizeAdjuster
 from archiver.config import StorageConfig
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
 from archiver.storage.base import check_key
+from archiver.storage.tempdir import TEMP_NAME, TempDir
 
 log = structlog.get_logger()
 
@@ -50,8 +48,6 @@ MULTIPART_THRESHOLD = 64 * MIB
 PART_SIZE = 16 * MIB
 MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
 META_SHA256 = "sha256"  # sent as x-amz-meta-sha256: the hex SHA-256 of the object
-TEMP_NAME = ".suno-archiver-tmp"  # inside cache_dir: only this folder is ever cleaned
-_LOCK_NAME = ".suno-archiver.lock"
 _CHUNK = MIB
 _READ_CAP = 64 * MIB  # read() is for manifests
 _ACCESS_CODES = frozenset(
@@ -159,7 +155,9 @@ class S3Storage:
             raise StorageAccessError('[storage] cache_dir: required when backend = "s3"')
         self.bucket = config.bucket
         self.prefix = config.prefix.strip("/")
-        self.temp_dir = Path(config.cache_dir) / TEMP_NAME
+        # Inside cache_dir: only this folder of it is ever cleaned.
+        self._temp = TempDir(Path(config.cache_dir) / TEMP_NAME)
+        self.temp_dir = self._temp.path
         self._checksums = not config.checksum_when_required
         self._client = client if client is not None else build_client(config)
         self.endpoint = str(self._client.meta.endpoint_url)
@@ -176,7 +174,6 @@ class S3Storage:
         )
         self._uploads = asyncio.Semaphore(config.max_concurrent_uploads)
         self._in_flight: set[asyncio.Future[Any]] = set()
-        self._lock_fd: int | None = None
 
     @classmethod
     async def open(cls, config: StorageConfig, **kwargs: Any) -> S3Storage:
@@ -263,26 +260,9 @@ class S3Storage:
             raise StorageAccessError(f"{what}: cannot reach the endpoint: {exc}") from exc
 
     def _prepare_temp_dir(self) -> None:
-        """Create the temp folder and empty it of what a killed run left, unless another
-        archiver uses it right now (it holds a shared lock; see local.py)."""
+        """Create the temp folder and empty it of what a killed run left (see tempdir.py)."""
         try:
-            self.temp_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.temp_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-                return
-            removed = 0
-            for entry in os.scandir(self.temp_dir):
-                if entry.name == _LOCK_NAME:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
-                removed += 1
-            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            removed = self._temp.open()
         except OSError as exc:
             raise StorageAccessError(
                 f"{self.temp_dir}: cannot use as cache folder: {exc.strerror or exc}"
@@ -297,9 +277,7 @@ class S3Storage:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
         await asyncio.to_thread(self._transfer.shutdown)
         self._client.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._temp.close()
 
     # --- the Storage interface -----------------------------------------------------------------
 
