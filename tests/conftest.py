@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from s3server import DUMMY_ENV, MotoServer
 
 from archiver.sandbox import Sandbox
 
@@ -18,3 +19,27 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
     finally:
         await sb.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dummy credentials only; no profile or config of the machine running the tests."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path_factory.mktemp("aws") / "none"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name, value in DUMMY_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MotoServer]:
+    """moto's S3 server in a subprocess on 127.0.0.1, one per test module."""
+    srv = MotoServer()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.kill()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from s3server import DUMMY_ENV, MotoServer
+from s3server import MotoServer
 
 import archiver.storage.s3 as s3
 from archiver.backfill import backfill
@@ -24,26 +23,7 @@ PREFIX = "suno/archive"
 UPLOADS = ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    empty = tmp_path_factory.mktemp("aws") / "none"
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name, value in DUMMY_ENV.items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[MotoServer]:
-    srv = MotoServer()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from s3server import MotoServer, free_port
 from test_backfill_s3 import (
     PREFIX,
     Bucket,
-    aws_env,  # noqa: F401  (autouse: dummy AWS credentials only)
     file_entries,
     verify_bucket,
 )
@@ -50,6 +49,8 @@ archiver.daemon.run_daemon = functools.partial(
 from archiver.cli import main
 sys.exit(main(sys.argv[2:]))
 """
+
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 class S3Daemon(Daemon):
@@ -248,16 +249,6 @@ class Gate:
             await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
         finally:
             self._writers -= {writer, up_writer}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[MotoServer]:
-    srv = MotoServer()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
 
 
 def new_bucket(url: str, request: pytest.FixtureRequest, *, create: bool = True) -> Bucket:

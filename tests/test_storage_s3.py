@@ -6,7 +6,6 @@ import base64
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,7 @@ from archiver.storage.s3 import MIB, TEMP_NAME, S3Storage, build_client
 _bucket_numbers = itertools.count()
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Dummy credentials only; no profile or config of the machine running the tests."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    empty = tmp_path_factory.mktemp("aws") / "none"
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name, value in DUMMY_ENV.items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[MotoServer]:
-    srv = MotoServer()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.kill()
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 def raw_client(url: str) -> Any:
