@@ -7,17 +7,15 @@ Every answer is classified in one place (`classify_answer`, with its code table
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import structlog
 
-from archiver.backoff import backoff_delay
+from archiver.backoff import backoff_delay, parse_retry_after
 from archiver.errors import (
     ApiError,
     ApiRejected,
@@ -185,7 +183,7 @@ def classify_answer(
     doc = _json_or_none(body)
     msg = _short(doc.get("msg")) if isinstance(doc, dict) else ""
     if status != 200:
-        raise error_for_code(status, msg or reason, retry_after=parse_retry_after(retry_after))
+        raise error_for_code(status, msg or reason, retry_after=_retry_after_s(retry_after))
     if doc is None:
         looks_html = body.lstrip()[:1] == b"<"
         what = "an HTML page" if looks_html else "malformed JSON"
@@ -198,7 +196,7 @@ def classify_answer(
     if not isinstance(code, int) or isinstance(code, bool):
         raise TransientApiError(f"the API's answer has no usable code ({_short(code)})")
     if code != 200:
-        raise error_for_code(code, msg, retry_after=parse_retry_after(retry_after))
+        raise error_for_code(code, msg, retry_after=_retry_after_s(retry_after))
     data = doc.get("data")
     if data is None:
         raise UnknownTask(f"the {kind} endpoint does not know this task (data: null)")
@@ -230,29 +228,8 @@ def error_for_code(code: int, msg: str, *, retry_after: float | None = None) -> 
     return TransientApiError(f"the API answered an unexpected code ({said})")
 
 
-def parse_retry_after(
-    value: str | None, *, now: Callable[[], datetime] | None = None
-) -> float | None:
-    """Retry-After as seconds (a number, or an HTTP date), capped; None if absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or _utcnow)()).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+def _retry_after_s(value: str | None) -> float | None:
+    return parse_retry_after(value, cap_s=MAX_RETRY_AFTER_S)
 
 
 def _json_or_none(body: bytes) -> Any:

@@ -17,9 +17,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from time import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +26,7 @@ import aiohttp
 import structlog
 
 from archiver import media
-from archiver.backoff import backoff_delay
+from archiver.backoff import backoff_delay, parse_retry_after
 from archiver.errors import FetchError
 
 log = structlog.get_logger()
@@ -218,7 +216,12 @@ class Fetcher:
             log.warning("fetch_url_dead", url=url, status=status)
             raise _Dead(f"expired or refused ({status})")
         if status in _TRANSIENT or status >= 500:
-            raise _Retry(f"HTTP {status}", retry_after=_retry_after(resp.headers))
+            raise _Retry(
+                f"HTTP {status}",
+                retry_after=parse_retry_after(
+                    resp.headers.get("Retry-After"), cap_s=_MAX_RETRY_AFTER_S
+                ),
+            )
         if status == 416:
             log.info("fetch_restarted", url=url, reason="range_not_satisfiable", had=part.have)
             await part.restart()
@@ -299,20 +302,6 @@ def _classify(head: bytes, accept: frozenset[str], wanted: str) -> str:
 def _looks_like_html(head: bytes) -> bool:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return text.startswith(_HTML_STARTS)
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time()
-        except (TypeError, ValueError):
-            return None
-    return min(max(0.0, seconds), _MAX_RETRY_AFTER_S)
 
 
 def _final_error(failures: list[tuple[str, str, bool]]) -> FetchError:

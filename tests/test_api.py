@@ -17,7 +17,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from archiver import media
-from archiver.api import RateLimiter, SunoApi, classify_answer, parse_retry_after
+from archiver.api import MAX_RETRY_AFTER_S, RateLimiter, SunoApi, classify_answer
+from archiver.backoff import parse_retry_after
 from archiver.errors import (
     ApiRejected,
     AuthError,
@@ -468,12 +469,15 @@ def test_odd_json_shapes_are_transient(body):
 
 def test_retry_after_forms():
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert parse_retry_after("2") == 2.0
-    assert parse_retry_after("0.3") == 0.3
-    assert parse_retry_after("Thu, 01 Jan 2026 00:00:10 GMT", now=lambda: now) == 10.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("99999999") == 3600.0
+    cap = MAX_RETRY_AFTER_S
+    assert parse_retry_after("2", cap_s=cap) == 2.0
+    assert parse_retry_after("0.3", cap_s=cap) == 0.3
+    date = "Thu, 01 Jan 2026 00:00:10 GMT"
+    assert parse_retry_after(date, cap_s=cap, now=lambda: now) == 10.0
+    assert parse_retry_after("soon", cap_s=cap) is None
+    assert parse_retry_after("nan", cap_s=cap) is None
+    assert parse_retry_after(None, cap_s=cap) is None
+    assert parse_retry_after("99999999", cap_s=cap) == 3600.0
 
 
 # --- the sandbox as a process -----------------------------------------------------------------
