@@ -18,10 +18,9 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-import aiofiles
 import aiohttp
 import structlog
 
@@ -63,28 +62,49 @@ class _Dead(Exception):
 
 @dataclass
 class _Part:
-    """The `.part` file and what is known of the bytes in it."""
+    """The `.part` file and what is known of the bytes in it.
+
+    Every file operation runs in a worker thread, the hashing with the write: SHA-256 releases
+    the GIL, so it runs beside the event loop instead of stalling every other download.
+    """
 
     path: Path
-    handle: Any  # aiofiles binary handle
+    handle: BinaryIO
     have: int = 0
     hasher: Any = field(default_factory=hashlib.sha256)
     kind: str | None = None  # media type, once the first bytes were sniffed
 
     async def restart(self) -> None:
-        await self.handle.seek(0)
-        await self.handle.truncate()
+        await asyncio.to_thread(self._truncate)
         self.have = 0
         self.hasher = hashlib.sha256()
         self.kind = None
 
+    def _truncate(self) -> None:
+        self.handle.seek(0)
+        self.handle.truncate()
+
     async def write(self, chunk: bytes) -> None:
         try:
-            await self.handle.write(chunk)
+            await asyncio.to_thread(self._write, chunk)
         except OSError as exc:  # disk full, I/O error: local, not the host's fault
             raise FetchError(f"cannot write temp file: {exc}", permanent=False) from exc
-        self.hasher.update(chunk)
         self.have += len(chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        self.handle.write(chunk)
+        self.hasher.update(chunk)
+
+    async def close(self, *, fsync: bool = False) -> None:
+        await asyncio.to_thread(self._close, fsync)
+
+    def _close(self, fsync: bool) -> None:
+        if self.handle.closed:  # closed by _finish, whose fsync then failed
+            return
+        with self.handle:
+            self.handle.flush()
+            if fsync:
+                os.fsync(self.handle.fileno())
 
 
 class Fetcher:
@@ -152,19 +172,14 @@ class Fetcher:
             if part is not None:
                 with contextlib.suppress(OSError):
                     part.path.unlink()  # first: a second cancellation must not skip it
-                await part.handle.close()
+                await part.close()
 
     async def _open_part(self) -> _Part:
         self._temp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="fetch-", suffix=".part", dir=self._temp_dir)
-        os.close(fd)
-        path = Path(name)
-        try:
-            handle = await aiofiles.open(path, "r+b")
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return _Part(path, handle)
+        fd, name = await asyncio.to_thread(
+            tempfile.mkstemp, prefix="fetch-", suffix=".part", dir=self._temp_dir
+        )
+        return _Part(Path(name), os.fdopen(fd, "r+b"))
 
     async def _fetch_url(
         self, url: str, part: _Part, accept: frozenset[str], wanted: str
@@ -277,12 +292,9 @@ class Fetcher:
             await part.write(head)
 
     async def _finish(self, url: str, part: _Part) -> Fetched:
-        await part.handle.flush()
-        if self._fsync:
-            await asyncio.to_thread(os.fsync, part.handle.fileno())
+        await part.close(fsync=self._fsync)
         assert part.kind is not None
         fetched = Fetched(part.path, url, part.have, part.hasher.hexdigest(), part.kind)
-        await part.handle.close()
         log.info("fetch_done", url=url, bytes=fetched.bytes, media=fetched.media)
         return fetched
 
