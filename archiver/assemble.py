@@ -64,11 +64,6 @@ async def open_engine(
                     max_bytes=config.download.max_file_bytes,
                     attempts=config.download.attempts,
                     read_timeout_s=config.download.timeout_s,
-                    # A fetched file is a temp file: tagging writes and fsyncs a new copy, and
-                    # storage fsyncs (local) or uploads (S3) what it keeps. Syncing the temp
-                    # file too wrote every downloaded byte to disk only to delete it (it cost
-                    # a third of a backfill's wall time: docs/benchmarks.md).
-                    fsync=False,
                 )
                 archivist = Archivist(
                     fetcher=fetcher,

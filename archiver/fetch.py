@@ -3,8 +3,8 @@
 The downloader of the pipeline (gallery-dl's split): it knows nothing of tasks or storage. It
 streams into a uniquely named `*.part` file, hashes while writing, resumes an interrupted body
 with `Range`, checks what the body *is* from its magic bytes (never `Content-Type`), and either
-returns a complete file the caller owns (fsynced, unless `fsync=False`) or raises `FetchError`
-and leaves nothing.
+returns a complete file the caller owns or raises `FetchError` and leaves nothing. The file is a
+temp file and is not fsynced: storage makes durable what it keeps (local) or uploads it (S3).
 """
 
 from __future__ import annotations
@@ -95,23 +95,21 @@ class _Part:
         self.handle.write(chunk)
         self.hasher.update(chunk)
 
-    async def close(self, *, fsync: bool = False) -> None:
-        await asyncio.to_thread(self._close, fsync)
+    async def close(self) -> None:
+        try:
+            await asyncio.to_thread(self._close)
+        except OSError as exc:  # the last buffered bytes could not be written
+            raise FetchError(f"cannot write temp file: {exc}", permanent=False) from exc
 
-    def _close(self, fsync: bool) -> None:
-        if self.handle.closed:  # closed by _finish, whose fsync then failed
-            return
-        with self.handle:
-            self.handle.flush()
-            if fsync:
-                os.fsync(self.handle.fileno())
+    def _close(self) -> None:
+        if not self.handle.closed:  # _finish closed it, then failed
+            self.handle.close()
 
 
 class Fetcher:
     """Downloads files from the CDN URLs of a record.
 
-    `session` must not carry the API key: it is meant for file hosts only. With `fsync=False`
-    the returned file is not synced: for a caller that syncs (or uploads) what it keeps.
+    `session` must not carry the API key: it is meant for file hosts only.
     """
 
     def __init__(
@@ -124,7 +122,6 @@ class Fetcher:
         read_timeout_s: float = 60.0,
         backoff_base_s: float = 1.0,
         chunk_bytes: int = 256 * 1024,
-        fsync: bool = True,
     ) -> None:
         if "Authorization" in session.headers or session.auth is not None:
             raise ValueError("the file-host session must not carry credentials")
@@ -134,7 +131,6 @@ class Fetcher:
         self._attempts = max(1, attempts)
         self._backoff_base_s = backoff_base_s
         self._chunk_bytes = chunk_bytes
-        self._fsync = fsync
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=read_timeout_s, sock_read=read_timeout_s
         )
@@ -172,7 +168,8 @@ class Fetcher:
             if part is not None:
                 with contextlib.suppress(OSError):
                     part.path.unlink()  # first: a second cancellation must not skip it
-                await part.close()
+                with contextlib.suppress(FetchError):  # its bytes are discarded anyway
+                    await part.close()
 
     async def _open_part(self) -> _Part:
         self._temp_dir.mkdir(parents=True, exist_ok=True)
@@ -292,7 +289,7 @@ class Fetcher:
             await part.write(head)
 
     async def _finish(self, url: str, part: _Part) -> Fetched:
-        await part.close(fsync=self._fsync)
+        await part.close()
         assert part.kind is not None
         fetched = Fetched(part.path, url, part.have, part.hasher.hexdigest(), part.kind)
         log.info("fetch_done", url=url, bytes=fetched.bytes, media=fetched.media)

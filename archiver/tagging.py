@@ -7,7 +7,8 @@ buffer, and the stored file is written as
 
     new ID3v2 tag  +  every byte of the download after its original ID3v2 tag
 
-streamed in chunks and hashed while written. Stripping the ID3v2 tag of the result gives back the
+streamed in chunks and hashed while written (not fsynced: storage makes durable what it keeps,
+or uploads it). Stripping the ID3v2 tag of the result gives back the
 downloaded audio byte for byte (an ID3v1 or APE trailer is part of that audio tail and is kept).
 """
 
@@ -222,8 +223,6 @@ def _write(src: BinaryIO, dest: Path, *, header: bytes, audio_start: int, size: 
             written = len(header)
             src.seek(audio_start)
             written += _copy(src, out, digest.update)
-            out.flush()
-            os.fsync(out.fileno())
         if written != expected:
             raise TaggingError(
                 f"{dest.name}: wrote {written} bytes, expected {expected} (source changed?)"
