@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,6 +146,42 @@ async def test_put_bytes_writes_and_replaces(storage: LocalStorage) -> None:
     await storage.put_bytes("t/manifest.json", b'{"v": 2}', content_type="application/json")
     assert await storage.read("t/manifest.json") == b'{"v": 2}'
     assert _leftovers(storage) == []
+
+
+async def test_files_are_durable_before_the_manifest_that_names_them(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order a power cut could otherwise break: a file's bytes are synced before its name
+    appears, and the folder holding the names is synced before the manifest appears (and
+    after). The calls are observed, not replaced."""
+    folder = storage.root / "t"
+    events: list[str] = []
+
+    def label(target: int | str | Path) -> str:
+        path = Path(os.readlink(f"/proc/self/fd/{target}") if isinstance(target, int) else target)
+        return "folder" if path == folder else path.name
+
+    def spy(real: Any, verb: str, arg: int) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            events.append(f"{verb} {label(args[arg])}")
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(local_mod.os, "fsync", spy(os.fsync, "fsync", 0))
+    monkeypatch.setattr(local_mod.os, "link", spy(os.link, "link", 1))
+    monkeypatch.setattr(local_mod.os, "replace", spy(os.replace, "replace", 1))
+    for stem in ("a", "b"):
+        data = os.urandom(1000)
+        src = _temp_file(storage, data, f"{stem}.part")
+        await storage.put_file(f"t/{stem}.mp3", src, sha256=_sha(data), content_type="audio/mpeg")
+    await storage.put_bytes("t/manifest.json", b"{}", content_type="application/json")
+
+    for stem in ("a", "b"):
+        assert events.index(f"fsync {stem}.part") < events.index(f"link {stem}.mp3")
+    published = events.index("replace manifest.json")
+    assert "fsync folder" in events[events.index("link b.mp3") : published]
+    assert "fsync folder" in events[published:]
 
 
 async def test_put_bytes_disk_full_leaves_old_content_and_no_temp(

@@ -39,7 +39,8 @@ class Storage(Protocol):
         ...
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
-        """Store small `data` (a manifest) under `key` atomically, replacing what was there."""
+        """Store small `data` (a manifest) under `key` atomically, replacing what was there.
+        Every file `put_file` stored before in the same folder is durable before `key` shows."""
         ...
 
     async def read(self, key: str) -> bytes | None:

@@ -1,10 +1,15 @@
 """Local-disk storage: an archive folder, with its temp folder inside so a store is a rename.
 
 Durability follows the usual recipe: fsync the file, link or rename it into place, fsync the
-folder (and the folder's parent when the folder is new). Finished files are published with
-`os.link`, not `os.replace`: a hard link fails when the name exists, so even a concurrent writer
-can never have its file overwritten (filesystems without hard links fall back to a checked
-`os.replace`). A crash leaves at worst a stray file in the temp folder, removed on next start.
+folder (and the folder's parent when the folder is new). The folder fsync is batched: files
+stored with `put_file` get durable names at the latest when `put_bytes` (the manifest, written
+last) syncs their folder before publishing, so a manifest never outlives the files it names.
+One folder sync a task instead of one a file: on ext4 each is a journal commit.
+
+Finished files are published with `os.link`, not `os.replace`: a hard link fails when the name
+exists, so even a concurrent writer can never have its file overwritten (filesystems without
+hard links fall back to a checked `os.replace`). A crash leaves at worst a stray file in the
+temp folder, removed on next start.
 """
 
 from __future__ import annotations
@@ -127,10 +132,6 @@ class LocalStorage:
                 _unlink_quietly(local)
                 raise _storage_error(target, e2) from e2
             _unlink_quietly(path)
-        try:
-            _fsync_path(target.parent)
-        except OSError as e:
-            raise _storage_error(target, e) from e
 
     def _publish(self, src: Path, target: Path) -> None:
         """Give `src` the name `target`, never replacing an existing file (FileExistsError)."""
@@ -188,6 +189,7 @@ class LocalStorage:
             finally:
                 os.close(fd)
             self._make_dirs(target.parent)
+            _fsync_path(target.parent)  # the names put_file gave first (see the docstring)
             os.replace(tmp, target)
             tmp = None
             _fsync_path(target.parent)
