@@ -8,6 +8,7 @@ and sees the last committed step of every task.
 from __future__ import annotations
 
 import sqlite3
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,8 +36,17 @@ class StatusReport:
 
 
 def read_status(state_path: Path) -> StatusReport:
-    """Counts by phase and the tasks that ended badly. UsageError when there is no state."""
-    if not state_path.is_file():
+    """Counts by phase and the tasks that ended badly. UsageError when there is no state, or
+    it cannot be reached (the service's state is under /var/lib/private, root's only)."""
+    try:
+        mode = state_path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:  # Path.is_file() would raise this one (PermissionError) too
+        raise UsageError(
+            f"{state_path}: cannot read state database: {exc.strerror or exc}"
+        ) from None
+    if mode is None or not stat.S_ISREG(mode):
         raise UsageError(f"{state_path}: no state database (nothing has run with this config yet)")
     uri = f"file:{quote(str(state_path.resolve()))}?mode=ro"
     try:

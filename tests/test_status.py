@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,11 +87,11 @@ def test_a_missing_state_is_a_usage_error_naming_the_file(tmp_path: Path) -> Non
         read_status(tmp_path / "nope.sqlite3")
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, cwd: Path, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("SUNO_API_KEY", None)
     return subprocess.run(
-        [sys.executable, "-m", "archiver.cli", *args],
+        [*wrapper, sys.executable, "-m", "archiver.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -117,3 +118,41 @@ def test_cli_status_json_and_exit_codes(tmp_path: Path) -> None:
         text = _cli("status", cwd=tmp_path)  # ./archive.toml is the default config
         assert text.returncode == 0, text.stderr
         assert "1 failed" in text.stdout
+
+
+# root without the two capabilities that let it enter any folder: what a non-root user is to a
+# folder it does not own. (Another uid cannot be used: the venv's interpreter may live under
+# /root, which only root can enter.)
+_NOT_ROOT_FOR_FILES = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+def test_a_state_behind_a_closed_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # As the shipped unit has it: the state in /var/lib/private (0700, the service's dynamic
+    # user), `status` run by someone else. Path.is_file() raised PermissionError there.
+    private = tmp_path / "private"
+    with StateStore.open(private / "state.sqlite3") as store:
+        _fill(store)
+    config = tmp_path / "archive.toml"
+    config.write_text(f'[state]\npath = "{private / "state.sqlite3"}"\n', encoding="utf-8")
+    wrapper: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot run status as a non-root user")
+        probe = subprocess.run([*_NOT_ROOT_FOR_FILES, "true"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip(f"running as root, setpriv cannot drop capabilities: {probe.stderr!r}")
+        wrapper = _NOT_ROOT_FOR_FILES
+        os.chown(private, 65534, 65534)  # nobody's folder
+        private.chmod(0o700)
+    else:
+        private.chmod(0o000)
+    try:
+        result = _cli("status", "--config", str(config), cwd=tmp_path, wrapper=wrapper)
+    finally:
+        private.chmod(0o700)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(private / "state.sqlite3") in lines[0]
+    assert "Permission denied" in lines[0]
