@@ -19,6 +19,7 @@ from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from archiver.errors import ConfigError
+from archiver.listen import is_loopback, parse_listen
 
 DEFAULT_CONFIG_NAME = "archive.toml"
 API_KEY_ENV = "SUNO_API_KEY"
@@ -78,7 +79,7 @@ class TaggingConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     grace_period_s: float = 30.0  # SIGTERM: how long in-flight files may take to finish
-    metrics_listen: str = ""  # e.g. "127.0.0.1:9464"; empty = off
+    metrics_listen: str = ""  # loopback only, e.g. "127.0.0.1:9464"; empty = off
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,11 @@ def _is_url(value: str, *, allow_empty: bool) -> bool:
 def _is_listen(value: str) -> bool:
     if value == "":
         return True
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isascii() or not port.isdigit():
+    try:
+        host, _port = parse_listen(value)
+    except ValueError:
         return False
-    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
-        return False
-    return 1 <= int(port) <= 65535 and not any(c.isspace() for c in host)
+    return is_loopback(host)
 
 
 def _printable(value: str) -> bool:
@@ -200,7 +200,9 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "grace_period_s": _Key(
             float, "a number of seconds >= 0", lambda v: math.isfinite(v) and v >= 0
         ),
-        "metrics_listen": _Key(str, 'host:port (e.g. "127.0.0.1:9464") or ""', _is_listen),
+        "metrics_listen": _Key(
+            str, 'a loopback host:port (e.g. "127.0.0.1:9464") or ""', _is_listen
+        ),
     },
 }
 

@@ -28,6 +28,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from archiver.errors import UsageError
+from archiver.listen import parse_listen
 from archiver.state import Phase, TaskState
 
 log = structlog.get_logger()
@@ -43,12 +44,6 @@ _RETRY_OUTCOMES = {
     "Maintenance": "maintenance",
     "TransientApiError": "transient",
 }
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """'127.0.0.1:9464' / '[::1]:9464' / 'localhost:9464' → (host, port)."""
-    host, _, port = value.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 def phase_counts(tasks: Iterable[TaskState]) -> dict[Phase, int]:

@@ -289,6 +289,11 @@ def test_read_key_false_still_checks_the_file(tmp_path: Path) -> None:
         ("[daemon]\nmetrics_listen = 'localhost:http'\n", ["[daemon] metrics_listen"]),
         ("[daemon]\nmetrics_listen = '::1:9464'\n", ["[daemon] metrics_listen"]),
         ("[daemon]\nmetrics_listen = '[::1:9464'\n", ["[daemon] metrics_listen"]),
+        # the listener is for this machine only
+        ("[daemon]\nmetrics_listen = '0.0.0.0:9464'\n", ["[daemon] metrics_listen", "loopback"]),
+        ("[daemon]\nmetrics_listen = '[::]:9464'\n", ["[daemon] metrics_listen", "loopback"]),
+        ("[daemon]\nmetrics_listen = '192.168.1.5:9464'\n", ["[daemon] metrics_listen"]),
+        ("[daemon]\nmetrics_listen = 'example.org:9464'\n", ["[daemon] metrics_listen"]),
     ],
 )
 def test_a_bad_config_is_one_line_naming_file_and_key(
@@ -301,7 +306,7 @@ def test_a_bad_config_is_one_line_naming_file_and_key(
 
 
 @pytest.mark.parametrize(
-    "listen", ["", "127.0.0.1:9464", "localhost:1", "[::1]:65535", "0.0.0.0:9464"]
+    "listen", ["", "127.0.0.1:9464", "localhost:1", "[::1]:65535", "127.0.0.2:9464"]
 )
 def test_good_metrics_listen(tmp_path: Path, listen: str) -> None:
     path = write(tmp_path, f'[daemon]\nmetrics_listen = "{listen}"\n')

@@ -5,26 +5,17 @@ Used by the tests, by `suno-archiver demo` and by the benchmarks (`python -m arc
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from archiver.listen import is_loopback
 from archiver.sandbox.cdn import Cdn
 from archiver.sandbox.fakeapi import FAULTS, FakeApi, fake_hex_id
 
 __all__ = ["FAULTS", "Cdn", "FakeApi", "Sandbox", "fake_hex_id", "is_loopback"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Sandbox:

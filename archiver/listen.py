@@ -1,0 +1,27 @@
+"""`host:port` addresses to listen on, and the rule that ours are loopback only: the metrics
+listener and the stand-in API serve this machine, never the network."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:9464' / '[::1]:9464' / 'localhost:9464' → (host, port); ValueError if not."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit():
+        raise ValueError(f"not host:port: {value!r}")
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise ValueError(f"an IPv6 host needs brackets ([::1]:9464): {value!r}")
+    if not 1 <= int(port) <= 65535 or any(c.isspace() for c in host):
+        raise ValueError(f"not host:port: {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
