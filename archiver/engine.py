@@ -198,7 +198,8 @@ class Engine:
                     self._wake.set()
                     return
                 self._paused_until = self._clock() + AUTH_RETRY_S
-                log.error("archiving_paused", error=str(exc), retry_in_s=AUTH_RETRY_S)
+                cause = "api_key" if isinstance(exc, AuthError) else "storage"
+                log.error("archiving_paused", cause=cause, error=str(exc), retry_in_s=AUTH_RETRY_S)
                 new = replace(state, next_poll_at=self._paused_until, last_error=str(exc))
             except Exception as exc:  # a bug must cost one task a retry, never the daemon
                 log.exception("task_step_crashed")

@@ -6,8 +6,9 @@ Counters come from two sources that need no hook inside the engine or the API cl
   answer from the API; one that ended `not_found` got one too; one that only counted a failed
   attempt ended in an API error after the client's own retries;
 * a structlog processor that sees the events the pipeline logs anyway: `api_retry` (one failed
-  call the client retries, with its error class), `archiving_paused` (the key was rejected),
-  `task_archived` (files and bytes stored). The daemon logs at INFO or below, so these are seen.
+  call the client retries, with its error class), `archiving_paused` (the key was rejected, or
+  the storage refused access: its `cause`), `task_archived` (files and bytes stored). The
+  daemon logs at INFO or below, so these are seen.
 
 Everything lives in one `CollectorRegistry` per `Metrics` (never the global one), so tests and
 several daemons in one process do not share numbers.
@@ -101,6 +102,12 @@ class Metrics:
         self.api_retries = Counter(
             "suno_archiver_api_retries", "Record-info calls retried by the client", registry=r
         )
+        self.storage_pauses = Counter(
+            "suno_archiver_storage_pauses",
+            "Times archiving paused because the storage refused access (a missing bucket, "
+            "denied credentials)",
+            registry=r,
+        )
         Gauge(
             "suno_archiver_seconds_since_api_success",
             "Seconds since the last answer of the API (since the start when none yet)",
@@ -152,7 +159,10 @@ class Metrics:
             outcome = _RETRY_OUTCOMES.get(str(event.get("error_class")), "other")
             self.api_calls.labels(outcome).inc()
         elif name == "archiving_paused":
-            self.api_calls.labels("auth_rejected").inc()
+            if event.get("cause") == "api_key":
+                self.api_calls.labels("auth_rejected").inc()
+            elif event.get("cause") == "storage":
+                self.storage_pauses.inc()
         elif name == "task_archived":
             self.files.inc(_number(event.get("files")))
             self.bytes.inc(_number(event.get("bytes")))

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import boto3
 import pytest
 from archive_checks import LOCK_FILE, TEMP_DIR, verify_archive
+from s3server import MotoServer
 
 from archiver.metrics import Metrics
 from archiver.sandbox import Sandbox
@@ -30,6 +32,7 @@ from archiver.state import Phase, TaskState
 REPO = Path(__file__).resolve().parent.parent
 
 Event = dict[str, Any]
+LOCAL = 'path = "archive"'
 
 
 def _free_port() -> int:
@@ -122,7 +125,9 @@ class Site:
         self.metrics_port = _free_port()
         self.daemons: list[Daemon] = []
 
-    def configure(self, *, api_key: str = "sandbox-key", grace_s: float = 10.0) -> None:
+    def configure(
+        self, *, api_key: str = "sandbox-key", grace_s: float = 10.0, storage: str = LOCAL
+    ) -> None:
         (self.root / "archive.toml").write_text(
             f"""
 [api]
@@ -135,7 +140,7 @@ list = "tasks.txt"
 give_up_after_s = 600
 
 [storage]
-path = "archive"
+{storage}
 
 [download]
 attempts = 2
@@ -383,7 +388,7 @@ async def test_a_wrong_key_is_said_plainly_and_retried_slowly(site: Site) -> Non
     site.list_tasks("song_a")
     daemon = await site.daemon()
     paused = await daemon.wait_for("archiving_paused")
-    assert paused["level"] == "error"
+    assert paused["level"] == "error" and paused["cause"] == "api_key"
     assert "key" in paused["error"].lower()
     assert paused["retry_in_s"] >= 60
     await asyncio.sleep(3)
@@ -391,8 +396,39 @@ async def test_a_wrong_key_is_said_plainly_and_retried_slowly(site: Site) -> Non
     assert sb.api.total_calls == 1  # no hammering with a key that cannot work
     _, body = await site.get("/metrics")
     assert _metric(body, 'suno_archiver_api_calls_total{outcome="auth_rejected"}') == 1
+    assert _metric(body, "suno_archiver_storage_pauses_total") == 0
     assert await daemon.stop() == 0
     assert not any("wrong-key-0123456789" in line for line in daemon.raw)
+
+
+@pytest.mark.usefixtures("aws_env")
+async def test_storage_refusing_access_pauses_without_counting_a_rejected_key(
+    site: Site, server: MotoServer
+) -> None:
+    sb = site.sandbox
+    s3 = boto3.session.Session().client("s3", endpoint_url=server.url)
+    s3.create_bucket(Bucket="pause-test")
+    site.configure(
+        storage=f'backend = "s3"\nbucket = "pause-test"\nendpoint_url = "{server.url}"\n'
+        'region = "us-east-1"\ncache_dir = "cache"'
+    )
+    sb.add_music("song_a")
+    sb.add_music("song_b")
+    site.list_tasks("song_a")
+    daemon = await site.daemon()
+    await daemon.wait_for("task_archived", where=lambda e: e["task_id"] == "song_a")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="pause-test"):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket="pause-test", Key=obj["Key"])
+    s3.delete_bucket(Bucket="pause-test")  # the bucket goes away while the daemon runs
+
+    site.list_tasks("song_a", "song_b")
+    paused = await daemon.wait_for("archiving_paused")
+    assert paused["cause"] == "storage" and "pause-test" in paused["error"]
+    _, body = await site.get("/metrics")
+    assert _metric(body, "suno_archiver_storage_pauses_total") == 1
+    assert 'outcome="auth_rejected"' not in body  # the key was fine all along
+    assert await daemon.stop() == 0
 
 
 async def test_a_missing_task_list_is_waited_for(site: Site) -> None:
@@ -482,6 +518,17 @@ def test_metrics_count_logged_retries_and_stored_files() -> None:
     assert value("suno_archiver_api_calls_total", {"outcome": "slow_down"}) == 1
     assert value("suno_archiver_files_archived_total") == 4
     assert value("suno_archiver_bytes_archived_total") == 1000
+
+
+def test_only_a_rejected_key_counts_as_auth_rejected() -> None:
+    metrics = Metrics()
+    value = metrics.registry.get_sample_value
+    metrics.log_processor(None, "error", {"event": "archiving_paused", "cause": "storage"})
+    assert value("suno_archiver_api_calls_total", {"outcome": "auth_rejected"}) is None
+    assert value("suno_archiver_storage_pauses_total") == 1
+    metrics.log_processor(None, "error", {"event": "archiving_paused", "cause": "api_key"})
+    assert value("suno_archiver_api_calls_total", {"outcome": "auth_rejected"}) == 1
+    assert value("suno_archiver_storage_pauses_total") == 1
 
 
 def test_health_turns_bad_when_pending_tasks_get_no_api_answer() -> None:
