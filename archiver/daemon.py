@@ -354,16 +354,17 @@ async def _archive(
                 readiness.notifier.status(status())
 
     watching = asyncio.create_task(watch(), name="task-list-watch")
-    log.info(
-        "daemon_ready",
-        task_list=str(config.tasks.list),
-        archive=_storage_name(config),
-        state=str(config.state.path),
-        tasks=len(engine.tasks),
-        metrics=config.daemon.metrics_listen or None,
-    )
-    status_stale.clear()
-    readiness.announce(status())
+    if not stop.is_set():  # SIGTERM while starting: STOPPING=1 is sent, READY=1 must not follow
+        log.info(
+            "daemon_ready",
+            task_list=str(config.tasks.list),
+            archive=_storage_name(config),
+            state=str(config.state.path),
+            tasks=len(engine.tasks),
+            metrics=config.daemon.metrics_listen or None,
+        )
+        status_stale.clear()
+        readiness.announce(status())
     try:
         await work  # returns once `stop` is set and in-flight tasks are done or cancelled
     finally:

@@ -41,27 +41,51 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# The CLI with keyword arguments for `run_daemon` from argv[1] (JSON): a short `retry_base_s`
+# (30 s in production) or a compressed `poll_time_scale`, so that a test waits seconds, not
+# minutes, for the engine's own retries and polls.
+_TUNED = """
+import functools, json, sys
+import archiver.daemon
+archiver.daemon.run_daemon = functools.partial(
+    archiver.daemon.run_daemon, **json.loads(sys.argv[1])
+)
+from archiver.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 class Daemon:
     """One `suno-archiver run` child; its JSON log lines are collected as they come."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        tuning: dict[str, float] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.extra_env = env or {}
+        self.tuning = tuning
         self.proc: asyncio.subprocess.Process | None = None
         self.events: list[Event] = []
         self.raw: list[str] = []
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> Daemon:
+    async def start(self, started: str | None = "daemon_ready") -> Daemon:
+        """Start it; return once it logged `started` (at once when None)."""
         env = {**os.environ, "PYTHONPATH": str(REPO), **self.extra_env}
         env.pop("SUNO_API_KEY", None)
+        cli = ["-c", _TUNED, json.dumps(self.tuning)] if self.tuning else ["-m", "archiver.cli"]
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "archiver.cli", "run", "--config", "archive.toml",
+            sys.executable, *cli, "run", "--config", "archive.toml",
             cwd=self.workdir, env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read())
-        await self.wait_for("daemon_ready")
+        if started is not None:
+            await self.wait_for(started)
         return self
 
     async def _read(self) -> None:
@@ -157,10 +181,16 @@ metrics_listen = "127.0.0.1:{self.metrics_port}"
         tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         tmp.replace(self.tasks)
 
-    async def daemon(self, env: dict[str, str] | None = None) -> Daemon:
-        d = Daemon(self.root, env)
+    async def daemon(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        tuning: dict[str, float] | None = None,
+        started: str | None = "daemon_ready",
+    ) -> Daemon:
+        d = Daemon(self.root, env, tuning=tuning)
         self.daemons.append(d)
-        return await d.start()
+        return await d.start(started)
 
     def manifest(self, task_id: str) -> dict[str, Any] | None:
         path = self.archive / task_id / "manifest.json"
@@ -443,14 +473,11 @@ async def test_a_missing_task_list_is_waited_for(site: Site) -> None:
     assert await daemon.stop(signal.SIGINT) == 0
 
 
-async def test_systemd_notify_socket_gets_ready_watchdog_status_and_stopping(
-    site: Site, tmp_path: Path
-) -> None:
-    sb = site.sandbox
-    sb.add_music("song_a")
-    site.list_tasks("song_a")
+@contextlib.asynccontextmanager
+async def notify_socket(path: Path) -> AsyncIterator[list[str]]:
+    """A systemd stand-in: every datagram sent to `path` (NOTIFY_SOCKET), in order."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify.sock"))
+    sock.bind(str(path))
     sock.setblocking(False)
     received: list[str] = []
 
@@ -463,6 +490,20 @@ async def test_systemd_notify_socket_gets_ready_watchdog_status_and_stopping(
 
     reader = asyncio.create_task(drain())
     try:
+        yield received
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        sock.close()
+
+
+async def test_systemd_notify_socket_gets_ready_watchdog_status_and_stopping(
+    site: Site, tmp_path: Path
+) -> None:
+    sb = site.sandbox
+    sb.add_music("song_a")
+    site.list_tasks("song_a")
+    async with notify_socket(tmp_path / "notify.sock") as received:
         daemon = await site.daemon(
             {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"}
         )
@@ -470,9 +511,6 @@ async def test_systemd_notify_socket_gets_ready_watchdog_status_and_stopping(
         await asyncio.sleep(2.5)
         assert await daemon.stop() == 0
         await asyncio.sleep(0.1)
-    finally:
-        reader.cancel()
-        sock.close()
     ready = [m for m in received if m.startswith("READY=1")]
     assert len(ready) == 1
     assert "STATUS=" in ready[0]
@@ -480,6 +518,33 @@ async def test_systemd_notify_socket_gets_ready_watchdog_status_and_stopping(
     assert "STATUS=1 archived" in received
     assert received[-1].startswith("STOPPING=1")
     assert received.index(ready[0]) < received.index("WATCHDOG=1")
+
+
+async def test_sigterm_while_starting_sends_no_ready_after_stopping(
+    site: Site, tmp_path: Path
+) -> None:
+    site.sandbox.add_music("song_a")
+    os.mkfifo(site.tasks)  # the first read of the task list blocks until the test writes it
+    async with notify_socket(tmp_path / "notify.sock") as received:
+        daemon = await site.daemon({"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}, started=None)
+        deadline = time.monotonic() + 20
+        while True:  # opens once the daemon has opened the list to read it
+            try:
+                fifo = os.open(site.tasks, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and daemon.running, "\n".join(daemon.raw)
+                await asyncio.sleep(0.02)
+        await daemon.send(signal.SIGTERM)  # mid-start: the list is being read
+        await daemon.wait_for("daemon_stopping")
+        os.write(fifo, b"song_a\n")
+        os.close(fifo)
+        assert await daemon.stop() == 0
+        await asyncio.sleep(0.1)
+    assert received and received[0].startswith("STOPPING=1")
+    assert not [m for m in received if "READY=1" in m], received
+    assert not daemon.named("daemon_ready")
+    assert daemon.named("task_list_loaded")  # the read finished; then the daemon stopped
 
 
 # --- metrics, in process ------------------------------------------------------------------------
