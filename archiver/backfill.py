@@ -12,6 +12,7 @@ import structlog
 from archiver.assemble import open_engine
 from archiver.config import Config
 from archiver.state import Phase, TaskState
+from archiver.status import PHASE_LABELS
 from archiver.tasklist import BadLine, read_task_list
 
 log = structlog.get_logger()
@@ -57,15 +58,6 @@ async def backfill(
         return BackfillReport(tuple(engine.tasks.values()), tasklist.bad_lines)
 
 
-_LABELS = {
-    Phase.FAILED: "failed",
-    Phase.NOT_FOUND: "not found",
-    Phase.TIMED_OUT: "timed out",
-    Phase.PARTIAL: "partial",
-    Phase.PENDING: "unfinished",
-}
-
-
 def format_summary(report: BackfillReport, archive: str) -> str:
     """The closing lines: counts, then every task that did not end archived, by name."""
     archived = sum(t.phase is Phase.ARCHIVED for t in report.tasks)
@@ -75,5 +67,5 @@ def format_summary(report: BackfillReport, archive: str) -> str:
     for task in report.tasks:
         if task.phase is not Phase.ARCHIVED:
             detail = task.last_error or task.last_status or ""
-            lines.append(f"  {_LABELS[task.phase]:<10} {task.task_id}  {detail}".rstrip())
+            lines.append(f"  {PHASE_LABELS[task.phase]:<10} {task.task_id}  {detail}".rstrip())
     return "\n".join(lines)

@@ -25,9 +25,10 @@ from archiver.backoff import backoff_delay
 from archiver.config import Config
 from archiver.engine import Engine
 from archiver.errors import StorageError, UsageError
-from archiver.metrics import Metrics, phase_counts
+from archiver.metrics import Metrics
 from archiver.sdnotify import Notifier
-from archiver.state import Phase, TaskState
+from archiver.state import TaskState
+from archiver.status import counts_text, phase_counts
 from archiver.tasklist import read_task_list
 
 log = structlog.get_logger()
@@ -38,15 +39,6 @@ TICK_S = 1.0  # the loop's heartbeat for /healthz
 # times it (30 s → at most 300 s between attempts): a missing bucket waits for a person.
 STORAGE_RETRY_CAP = 10.0
 
-_STATUS_ORDER = (
-    (Phase.ARCHIVED, "archived"),
-    (Phase.PENDING, "pending"),
-    (Phase.PARTIAL, "partial"),
-    (Phase.FAILED, "failed"),
-    (Phase.NOT_FOUND, "not found"),
-    (Phase.TIMED_OUT, "timed out"),
-)
-
 Signature = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 
 
@@ -54,9 +46,7 @@ def status_line(tasks: list[TaskState] | None) -> str:
     """'12 archived, 3 pending, 1 failed' (phases with no task left out)."""
     if tasks is None:
         return "waiting for the task list"
-    counts = phase_counts(tasks)
-    parts = [f"{counts[phase]} {label}" for phase, label in _STATUS_ORDER if counts[phase]]
-    return ", ".join(parts) if parts else "no tasks listed"
+    return counts_text(phase_counts(tasks)) or "no tasks listed"
 
 
 class _TaskListWatcher:

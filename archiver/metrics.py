@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 from archiver.errors import UsageError
 from archiver.listen import parse_listen
 from archiver.state import Phase, TaskState
+from archiver.status import phase_counts
 
 log = structlog.get_logger()
 
@@ -45,13 +46,6 @@ _RETRY_OUTCOMES = {
     "Maintenance": "maintenance",
     "TransientApiError": "transient",
 }
-
-
-def phase_counts(tasks: Iterable[TaskState]) -> dict[Phase, int]:
-    counts = dict.fromkeys(Phase, 0)
-    for task in tasks:
-        counts[task.phase] += 1
-    return counts
 
 
 class _TaskPhases(Collector):

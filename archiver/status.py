@@ -1,4 +1,6 @@
-"""`status`: what the state knows, read while the daemon may be running.
+"""`status`: what the state knows, read while the daemon may be running; and the one way
+tasks are counted by phase and said, which systemd's STATUS=, the progress line and the
+backfill summary share.
 
 The state is opened read-only with SQLite directly, not through `StateStore.open`: that takes
 the one-process lock the running daemon holds. A read-only WAL reader never blocks the writer
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +21,8 @@ from urllib.parse import quote
 from archiver.errors import UsageError
 from archiver.state import SCHEMA_VERSION, Phase, StateStore, TaskState
 
-_LABELS = {
+# Each phase as people read it, in the order counts are given.
+PHASE_LABELS: dict[Phase, str] = {
     Phase.ARCHIVED: "archived",
     Phase.PENDING: "pending",
     Phase.PARTIAL: "partial",
@@ -26,6 +30,23 @@ _LABELS = {
     Phase.NOT_FOUND: "not found",
     Phase.TIMED_OUT: "timed out",
 }
+
+
+def phase_counts(tasks: Iterable[TaskState]) -> dict[Phase, int]:
+    """How many of `tasks` are in each phase (every phase present, 0 when none)."""
+    counts = dict.fromkeys(Phase, 0)
+    for task in tasks:
+        counts[task.phase] += 1
+    return counts
+
+
+def counts_text(counts: Mapping[Phase, int], *, zeros: bool = False) -> str:
+    """'12 archived, 3 pending, 1 failed': phases with no task left out unless `zeros`."""
+    return ", ".join(
+        f"{counts.get(phase, 0)} {label}"
+        for phase, label in PHASE_LABELS.items()
+        if zeros or counts.get(phase, 0)
+    )
 
 
 @dataclass(frozen=True)
@@ -76,12 +97,11 @@ def _when(ts: float) -> str:
 
 def format_status(report: StatusReport) -> str:
     total = sum(report.counts.values())
-    counts = ", ".join(f"{report.counts[p]} {label}" for p, label in _LABELS.items())
-    lines = [f"{total} tasks in {report.state_path}", f"  {counts}"]
+    lines = [f"{total} tasks in {report.state_path}", f"  {counts_text(report.counts, zeros=True)}"]
     for task in report.problems:
         detail = task.last_error or task.last_status or ""
         when = _when(task.updated_at)
-        lines.append(f"  {_LABELS[task.phase]:<10} {task.task_id}  {when}  {detail}".rstrip())
+        lines.append(f"  {PHASE_LABELS[task.phase]:<10} {task.task_id}  {when}  {detail}".rstrip())
     return "\n".join(lines)
 
 

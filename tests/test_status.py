@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from archiver.backfill import BackfillReport, format_summary
+from archiver.daemon import status_line
 from archiver.errors import UsageError
+from archiver.progress import Progress
 from archiver.records import Kind
 from archiver.state import Phase, StateStore
 from archiver.status import format_status, read_status, status_json
@@ -55,6 +59,23 @@ def test_status_reads_the_state_while_another_process_holds_its_lock(tmp_path: P
     assert "2 archived, 1 pending, 1 partial, 1 failed, 1 not found, 1 timed out" in text
     assert "half1/t2.mp3: 404 expired" in text
     assert "timed out  late1" in text
+
+
+def test_every_count_by_phase_says_the_same_words_in_the_same_order(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with StateStore.open(path) as store:
+        _fill(store)
+        tasks = list(
+            store.get_many(["done1", "done2", "wait1", "bad1", "gone1", "late1", "half1"]).values()
+        )
+    said = "2 archived, 1 pending, 1 partial, 1 failed, 1 not found, 1 timed out"
+    assert f"\n  {said}\n" in format_status(read_status(path))  # `status`
+    assert status_line(tasks) == said  # systemd's STATUS=
+    screen = io.StringIO()
+    Progress(screen).start({t.task_id: t for t in tasks})  # the progress line
+    assert screen.getvalue().endswith(f"] 6/7  {said}")
+    summary = format_summary(BackfillReport(tuple(tasks), ()), "archive")  # backfill's
+    assert "pending    wait1" in summary and "not found  gone1" in summary
 
 
 def test_status_never_writes_the_state(tmp_path: Path) -> None:
