@@ -101,7 +101,7 @@ def _backfill(config: Config, ids_file: Path, *, progress: bool) -> int:
     finally:
         if display:
             display.close()
-    return _finish(report, str(config.storage.path))
+    return _finish(report, config.storage.location)
 
 
 def _run(config: Config) -> int:

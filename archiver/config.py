@@ -53,6 +53,13 @@ class StorageConfig:
     checksum_when_required: bool = False  # s3: for stores that reject boto3's default CRC headers
     max_concurrent_uploads: int = 4
 
+    @property
+    def location(self) -> str:
+        """Where the archive is, as people name it: the folder, or s3://bucket/prefix."""
+        if self.backend == "s3":
+            return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        return str(self.path)
+
 
 @dataclass(frozen=True)
 class StateConfig:

@@ -268,7 +268,7 @@ async def _open_engine_when_storage_opens(
             )
             log.error(
                 "storage_unavailable",
-                storage=_storage_name(config),
+                storage=config.storage.location,
                 error=str(exc),
                 attempt=attempt,
                 retry_in_s=round(delay_s, 1),
@@ -280,7 +280,7 @@ async def _open_engine_when_storage_opens(
                 return None
             continue
         if attempt:
-            log.info("storage_available", storage=_storage_name(config), attempts=attempt + 1)
+            log.info("storage_available", storage=config.storage.location, attempts=attempt + 1)
         return engine
 
 
@@ -297,13 +297,6 @@ async def _sleep_unless_signalled(
         await asyncio.gather(*waiters, return_exceptions=True)
     reread.clear()  # the task list is read anyway once the engine opens
     return stop.is_set()
-
-
-def _storage_name(config: Config) -> str:
-    storage = config.storage
-    if storage.backend == "s3":
-        return f"s3://{storage.bucket}/{storage.prefix}".rstrip("/")
-    return str(storage.path)
 
 
 async def _archive(
@@ -348,7 +341,7 @@ async def _archive(
         log.info(
             "daemon_ready",
             task_list=str(config.tasks.list),
-            archive=_storage_name(config),
+            archive=config.storage.location,
             state=str(config.state.path),
             tasks=len(engine.tasks),
             metrics=config.daemon.metrics_listen or None,

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 from archive_checks import TEMP_DIR, verify_archive
+from s3server import MotoServer
 
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
@@ -133,6 +135,24 @@ async def test_backfill_exits_1_and_names_every_task_that_did_not_archive(cli: C
     assert "1 of 3 tasks archived" in summary
     assert f"failed     {failed}" in summary and "not found  missing_one" in summary
     assert "line 4" in summary and "bad/line" in summary
+
+
+async def test_the_summary_names_the_bucket_it_archived_into(
+    aws_env: None, cli: Cli, server: MotoServer
+) -> None:  # aws_env first: `cli` copies the environment it sets
+    task = fake_hex_id("summary-s3")
+    cli.sb.add_music(task)
+    boto3.session.Session().client("s3", endpoint_url=server.url).create_bucket(Bucket="summary")
+    cli.write_config(
+        f'[storage]\nbackend = "s3"\nbucket = "summary"\nprefix = "suno/"\n'
+        f'endpoint_url = "{server.url}"\nregion = "us-east-1"\n'
+    )
+
+    result = await cli.run("backfill", str(cli.ids(task)))
+
+    assert result.code == 0, result.stderr
+    assert "1 of 1 tasks archived in s3://summary/suno\n" in result.stdout
+    assert not cli.archive.exists()  # nothing went to the local default
 
 
 async def test_status_after_backfill_lists_the_failures(cli: Cli) -> None:
