@@ -65,12 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         level = logging.DEBUG if args.verbose else logging.WARNING if interactive else logging.INFO
         if args.command == "run" and not args.verbose:
             level = logging.INFO  # a daemon's log is its only voice; metrics count its events
-        configure_logging(level=level, secrets=[config.api.api_key] if config else [])
+        display = (
+            Progress(sys.stderr)
+            if interactive and not args.verbose and args.command in ("backfill", "demo")
+            else None
+        )
+        configure_logging(
+            level=level,
+            secrets=[config.api.api_key] if config else [],
+            print_line=display.print_above if display else None,
+        )
         if args.command == "backfill":
-            return _backfill(config, args.ids_file, progress=interactive and not args.verbose)
+            return _backfill(config, args.ids_file, display)
         if args.command == "run":
             return _run(config)
-        return _demo(args.dir, progress=interactive and not args.verbose)
+        return _demo(args.dir, display)
     except UsageError as exc:
         print(f"suno-archiver: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -85,8 +94,7 @@ def _load(args: argparse.Namespace) -> Config | None:
     return load_config(args.config, os.environ, read_key=args.command != "status")
 
 
-def _backfill(config: Config, ids_file: Path, *, progress: bool) -> int:
-    display = Progress(sys.stderr) if progress else None
+def _backfill(config: Config, ids_file: Path, display: Progress | None) -> int:
     try:
         report = asyncio.run(
             backfill(
@@ -125,10 +133,9 @@ def _finish(report: BackfillReport, archive: str) -> int:
     return EXIT_OK if report.complete else EXIT_INCOMPLETE
 
 
-def _demo(dest: Path, *, progress: bool) -> int:
+def _demo(dest: Path, display: Progress | None) -> int:
     from archiver.demo import describe_archive, expected, run_demo  # loads the stand-in server
 
-    display = Progress(sys.stderr) if progress else None
     try:
         report = asyncio.run(
             run_demo(

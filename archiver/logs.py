@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -26,13 +26,31 @@ def _redactor(secrets: Sequence[str]) -> structlog.types.Processor:
     return redact
 
 
+class _LineLogger:
+    """structlog's last link when the terminal has a progress line: every rendered event goes
+    to `print_line`, which writes it above that line."""
+
+    def __init__(self, print_line: Callable[[str], None]) -> None:
+        self._print_line = print_line
+
+    def msg(self, message: str) -> None:
+        self._print_line(message)
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = log = msg
+
+
 def configure_logging(
-    *, json: bool | None = None, level: int = logging.INFO, secrets: Sequence[str] = ()
+    *,
+    json: bool | None = None,
+    level: int = logging.INFO,
+    secrets: Sequence[str] = (),
+    print_line: Callable[[str], None] | None = None,
 ) -> None:
     """Log to stderr: JSON lines when it is not a terminal (journald, files, pipes).
 
     Every value is scrubbed of `secrets` (the API key) as a last line of defence; code
-    should never log the key in the first place.
+    should never log the key in the first place. `print_line`, when given, writes each line
+    instead (a progress display's `print_above`).
     """
     if json is None:
         json = not sys.stderr.isatty()
@@ -51,6 +69,10 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=(
+            structlog.PrintLoggerFactory(file=sys.stderr)
+            if print_line is None
+            else lambda *_args: _LineLogger(print_line)
+        ),
         cache_logger_on_first_use=False,
     )

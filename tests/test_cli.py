@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -277,13 +278,12 @@ async def test_demo_archives_and_tags_the_samples(cli: Cli) -> None:
     assert outcomes.count("failed") == 1 and set(outcomes) == {"archived", "failed"}
 
 
-async def test_a_terminal_gets_a_progress_bar_and_readable_lines(cli: Cli) -> None:
-    task = fake_hex_id("tty")
-    cli.sb.add_music(task)
+async def on_a_terminal(cli: Cli, *args: str) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pty: (exit code, stdout, everything the terminal got)."""
     master, slave = os.openpty()
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "archiver.cli", "backfill", str(cli.ids(task, "bad/line")),
+            sys.executable, "-m", "archiver.cli", *args,
             cwd=cli.workdir, env=cli.env, stdout=asyncio.subprocess.PIPE, stderr=slave,
         )  # fmt: skip
         os.close(slave)
@@ -294,9 +294,54 @@ async def test_a_terminal_gets_a_progress_bar_and_readable_lines(cli: Cli) -> No
                 screen += chunk
     finally:
         os.close(master)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), screen.decode()
 
-    assert proc.returncode == 1  # the bad line makes the run incomplete
-    text = screen.decode()
+
+def terminal_rows(screen: str) -> list[str]:
+    """The rows a terminal shows for `screen`: colours dropped, \r back to the row's start,
+    ESC[K clears the rest of the row, \n starts a new row."""
+    rows: list[str] = []
+    row: list[str] = []
+    col = 0
+    for token in re.findall(r"\x1b\[K|\x1b\[[0-9;]*m|.|\n", re.sub(r"\r\n", "\n", screen)):
+        if token == "\n":
+            rows.append("".join(row))
+            row, col = [], 0
+        elif token == "\r":
+            col = 0
+        elif token == "\x1b[K":
+            del row[col:]
+        elif not token.startswith("\x1b"):
+            row[col : col + 1] = [token]
+            col += 1
+    return [*rows, "".join(row)]
+
+
+async def test_a_terminal_gets_a_progress_bar_and_readable_lines(cli: Cli) -> None:
+    task = fake_hex_id("tty")
+    cli.sb.add_music(task)
+
+    code, out, text = await on_a_terminal(cli, "backfill", str(cli.ids(task, "bad/line")))
+
+    assert code == 1  # the bad line makes the run incomplete
     assert "[########################] 1/1" in text
     assert "task_line_skipped" in text and not text.lstrip().startswith("{")
-    assert "1 of 1 tasks archived" in out.decode()
+    assert "1 of 1 tasks archived" in out
+
+
+async def test_a_log_line_never_lands_on_the_progress_bar(cli: Cli) -> None:
+    found = fake_hex_id("tty-found")
+    cli.sb.add_music(found)
+
+    # The bar is drawn before the first poll; `missing` logs task_not_found while it shows.
+    code, _, text = await on_a_terminal(cli, "backfill", str(cli.ids(found, "missing")))
+
+    assert code == 1
+    rows = terminal_rows(text)
+    logged = [row for row in rows if "task_not_found" in row]
+    assert len(logged) == 1, rows
+    assert re.match(r"\d{4}-\d\d-\d\dT", logged[0]), rows  # its own row, from its start
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert re.search(r"task_not_found[^\n]*\r?\n\[[#.]{24}\] \d/2", plain), plain  # bar again
+    assert rows[-1] == ""  # and the bar is cleared at the end
