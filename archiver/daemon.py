@@ -140,8 +140,12 @@ async def run_daemon(
     notifier: Notifier | None = None,
     metrics: Metrics | None = None,
     retry_base_s: float = 30.0,
+    poll_time_scale: float = 1.0,
 ) -> None:
     """Archive the tasks of `config.tasks.list` until SIGTERM/SIGINT, then stop cleanly.
+
+    `retry_base_s` (the engine's and the storage wait's first retry delay) and
+    `poll_time_scale` (< 1 compresses the polling schedule) are for tests.
 
     Raises UsageError for what a person must fix before it can start (no key, no task-list
     setting, the state in use by another archiver, a metrics address that cannot be bound);
@@ -171,7 +175,7 @@ async def run_daemon(
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         with _counting_log_events(metrics):
-            await _serve(config, notifier, metrics, stop, reread, retry_base_s)
+            await _serve(config, notifier, metrics, stop, reread, retry_base_s, poll_time_scale)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -186,6 +190,7 @@ async def _serve(
     stop: asyncio.Event,
     reread: asyncio.Event,
     retry_base_s: float,
+    poll_time_scale: float,
 ) -> None:
     readiness = _Readiness(notifier)
     status_stale = asyncio.Event()  # a task changed since STATUS= was last sent
@@ -198,7 +203,7 @@ async def _serve(
     try:
         async with AsyncExitStack() as stack:
             engine = await _open_engine_when_storage_opens(
-                stack, config, changed, retry_base_s, stop, reread, readiness
+                stack, config, changed, retry_base_s, poll_time_scale, stop, reread, readiness
             )
             if engine is not None and not stop.is_set():
                 await _archive(config, engine, readiness, metrics, stop, reread, status_stale)
@@ -241,6 +246,7 @@ async def _open_engine_when_storage_opens(
     config: Config,
     on_change: Callable[[TaskState], None],
     retry_base_s: float,
+    poll_time_scale: float,
     stop: asyncio.Event,
     reread: asyncio.Event,
     readiness: _Readiness,
@@ -258,7 +264,11 @@ async def _open_engine_when_storage_opens(
         try:
             engine = await stack.enter_async_context(
                 open_engine(
-                    config, fatal_errors=False, on_change=on_change, retry_base_s=retry_base_s
+                    config,
+                    fatal_errors=False,
+                    on_change=on_change,
+                    retry_base_s=retry_base_s,
+                    poll_time_scale=poll_time_scale,
                 )
             )
         except StorageError as exc:

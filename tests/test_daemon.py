@@ -27,6 +27,7 @@ from s3server import MotoServer
 
 from archiver.metrics import Metrics
 from archiver.sandbox import Sandbox
+from archiver.sandbox.cdn import FileFaults
 from archiver.state import Phase, TaskState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,7 +151,12 @@ class Site:
         self.daemons: list[Daemon] = []
 
     def configure(
-        self, *, api_key: str = "sandbox-key", grace_s: float = 10.0, storage: str = LOCAL
+        self,
+        *,
+        api_key: str = "sandbox-key",
+        grace_s: float = 10.0,
+        storage: str = LOCAL,
+        download_timeout_s: float = 60.0,
     ) -> None:
         (self.root / "archive.toml").write_text(
             f"""
@@ -168,6 +174,7 @@ give_up_after_s = 600
 
 [download]
 attempts = 2
+timeout_s = {download_timeout_s}
 
 [daemon]
 grace_period_s = {grace_s}
@@ -310,6 +317,33 @@ async def test_archives_the_list_and_follows_its_edits_until_sigterm(site: Site)
     assert doc["problems"] == []
 
 
+async def test_a_removed_task_is_never_polled_again(site: Site) -> None:
+    sb = site.sandbox
+    sb.add_music("slow_a", ready_after_s=3600)
+    sb.add_music("song_b")
+    site.list_tasks("slow_a")
+    # Polls 20x sooner: slow_a is asked again at 3 s, then every second.
+    daemon = await site.daemon(tuning={"poll_time_scale": 0.05})
+    deadline = time.monotonic() + 30
+    while _calls(sb, "slow_a") < 2:  # it is being polled on its schedule
+        assert time.monotonic() < deadline, "\n".join(daemon.raw)
+        await asyncio.sleep(0.05)
+
+    site.list_tasks("song_b")
+    await daemon.send(signal.SIGHUP)
+    await daemon.wait_for("task_list_loaded", where=lambda e: e["removed"] == 1)
+    await site.wait_archived("song_b")
+    while True:  # a poll of slow_a that started before the edit has ended
+        _, body = await site.get("/metrics")
+        if _metric(body, "suno_archiver_tasks_in_flight") == 0:
+            break
+        await asyncio.sleep(0.05)
+    calls = _calls(sb, "slow_a")
+    await asyncio.sleep(3)  # its schedule would have polled it about three times
+    assert _calls(sb, "slow_a") == calls
+    assert await daemon.stop() == 0
+
+
 async def test_restart_fetches_no_file_and_polls_no_archived_task(site: Site) -> None:
     sb = site.sandbox
     sb.add_music("song_a")
@@ -361,35 +395,46 @@ async def test_sigkill_mid_download_leaves_no_partial_file_and_a_restart_complet
     site.check_archive()
 
 
-async def test_sigterm_exits_0_within_the_grace_period_and_leaves_no_temp_file(
+async def test_sigterm_lets_in_flight_files_finish_within_the_grace_period_then_exits_0(
     site: Site,
 ) -> None:
     sb = site.sandbox
-    site.configure(grace_s=2)
-    sb.add_music("big_a", tracks=1, seconds=1800)
+    # A stalled read fails after 2 s and resumes with Range: big_a's song cannot be complete
+    # before that, so it is in flight at SIGTERM and finishes within the 6 s grace period.
+    site.configure(grace_s=6, download_timeout_s=2)
     sb.add_music("hung_b")
-    site.list_tasks("big_a")
+    sb.add_music("big_a", tracks=1, seconds=120)
+    sb.cdn.set_faults("big_a-1.mp3", FileFaults(stall_after_bytes=600_000))
+    sb.api.fail_next(1, "hang")  # hung_b's poll never answers: in flight until cancelled
+    site.list_tasks("hung_b")
     daemon = await site.daemon()
-    temp = site.archive / TEMP_DIR
-    for _ in range(2000):
-        if any(p.name != LOCK_FILE for p in temp.iterdir()):
-            break
-        await asyncio.sleep(0.005)
-    sb.api.fail_next(1, "hang")  # the next poll never answers: in flight until cancelled
-    site.list_tasks("big_a", "hung_b")
-    await daemon.wait_for("task_list_loaded", where=lambda e: e["tasks"] == 2)
-    for _ in range(100):
-        if _calls(sb, "hung_b"):
-            break
-        await asyncio.sleep(0.05)
+    deadline = time.monotonic() + 20
+    while not _calls(sb, "hung_b"):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    site.list_tasks("hung_b", "big_a")
+    await daemon.send(signal.SIGHUP)
+    while not sb.cdn.hits["big_a-1.mp3"]:
+        assert time.monotonic() < deadline, "\n".join(daemon.raw)
+        await asyncio.sleep(0.01)
+    assert site.manifest("big_a") is None
+
     started = time.monotonic()
     assert await daemon.stop() == 0
     elapsed = time.monotonic() - started
-    assert 2 - 0.5 < elapsed < 2 + 5, elapsed  # waited out the grace period, then stopped
-    assert daemon.named("daemon_stopping")[0]["grace_s"] == 2
+
+    assert 6 - 0.5 < elapsed < 6 + 5, elapsed  # waited out the grace period for hung_b
+    assert daemon.named("daemon_stopping")[0]["grace_s"] == 6
+    archived = daemon.named("task_archived")
+    assert [e["task_id"] for e in archived] == ["big_a"]
+    assert daemon.events.index(daemon.named("daemon_stopping")[0]) < daemon.events.index(
+        archived[0]
+    )  # finished after SIGTERM, within the grace period
+    assert site.manifest("big_a") is not None
     assert daemon.named("abandoned_in_flight")  # hung_b could not finish in time
-    assert site.temp_leftovers() == []
     assert site.manifest("hung_b") is None
+    assert site.temp_leftovers() == []
+    site.check_archive()
 
 
 async def test_api_outage_keeps_it_running_and_it_catches_up(site: Site) -> None:
@@ -407,6 +452,29 @@ async def test_api_outage_keeps_it_running_and_it_catches_up(site: Site) -> None
     assert _metric(body, "suno_archiver_api_retries_total") == 3
     assert _metric(body, 'suno_archiver_api_calls_total{outcome="maintenance"}') == 1
     assert _metric(body, 'suno_archiver_api_calls_total{outcome="transient"}') == 2
+    assert await daemon.stop() == 0
+    site.check_archive()
+
+
+async def test_an_api_outage_outlasting_the_clients_retries_is_retried_by_the_engine(
+    site: Site,
+) -> None:
+    sb = site.sandbox
+    sb.add_music("song_a")
+    for fault in ("http500", "http455", "http502", "http455") * 2:  # 8 failed calls in a row
+        sb.api.fail_next(1, fault)
+    site.list_tasks("music:song_a")
+    daemon = await site.daemon(tuning={"retry_base_s": 0.3})  # 30 s in production
+    await site.wait_archived("song_a", timeout=60)
+    # The client tries 4 times a lookup; the engine retries the task after each 4 failures.
+    retries = daemon.named("task_retry_later")
+    assert [e["attempt"] for e in retries] == [1, 2]
+    assert all(e["task_id"] == "song_a" for e in retries)
+    assert daemon.running
+    _, body = await site.get("/metrics")
+    assert _metric(body, 'suno_archiver_api_calls_total{outcome="error"}') == 2
+    assert _metric(body, "suno_archiver_api_retries_total") == 6
+    assert _calls(sb, "song_a") == 9
     assert await daemon.stop() == 0
     site.check_archive()
 
