@@ -414,13 +414,12 @@ def _build(
 
 
 def _api_key(loader: _Loader, api: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    """api_key, else the api_key_file's contents, else $SUNO_API_KEY, else "". Never echoed."""
+    """api_key, else the api_key_file's contents, else $SUNO_API_KEY, else "" (SPEC's order:
+    a file set too is then not read). Never echoed."""
     key = api.get("api_key", "").strip()
     key_file = api.get("api_key_file", "").strip()
-    if key and key_file:
-        loader.fail("[api] api_key_file", "set either api_key or api_key_file, not both")
     where = "[api] api_key"
-    if key_file:
+    if key_file and not key:
         where = "[api] api_key_file"
         file = loader.path(key_file)
         try:

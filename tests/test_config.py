@@ -147,12 +147,20 @@ def test_s3_needs_a_bucket(tmp_path: Path) -> None:
     ("api", "key_file", "env", "expected"),
     [
         ('api_key = "inline"', None, {"SUNO_API_KEY": "env"}, "inline"),
+        ('api_key = "inline"\napi_key_file = "key"', "from-file", {}, "inline"),
         ('api_key_file = "key"', "\ufefffrom-file\r\n", {"SUNO_API_KEY": "env"}, "from-file"),
         ("", None, {"SUNO_API_KEY": "env"}, "env"),
         ('api_key = ""\napi_key_file = ""', None, {"SUNO_API_KEY": "env"}, "env"),
         ("", None, {}, ""),
     ],
-    ids=["inline-over-env", "file-over-env", "env", "empty-means-unset", "none"],
+    ids=[
+        "inline-over-env",
+        "inline-over-file",
+        "file-over-env",
+        "env",
+        "empty-means-unset",
+        "none",
+    ],
 )
 def test_api_key_precedence(
     tmp_path: Path, api: str, key_file: str | None, env: dict[str, str], expected: str
@@ -164,13 +172,11 @@ def test_api_key_precedence(
     assert load(path, env).api.api_key == expected
 
 
-def test_api_key_and_key_file_together_are_an_error(tmp_path: Path) -> None:
-    write(tmp_path, "other\n", name="key")
-    path = write(tmp_path, f'[api]\napi_key = "{SECRET}"\napi_key_file = "key"\n')
+def test_a_key_file_is_not_read_when_api_key_is_set(tmp_path: Path) -> None:
+    # SPEC: api_key, else api_key_file: a credential the user cannot read is no error then.
+    path = write(tmp_path, f'[api]\napi_key = "{SECRET}"\napi_key_file = "/nonexistent/key"\n')
 
-    message = config_error(path)
-
-    assert "[api] api_key_file" in message and "not both" in message
+    assert load(path, {}).api.api_key == SECRET
 
 
 @pytest.mark.parametrize(
@@ -352,7 +358,6 @@ def test_the_file_name_is_shown_as_given(tmp_path: Path, monkeypatch: pytest.Mon
     [
         (f'[api]\napi_key = "{SECRET} "\nzzz = 1\n', {}),  # a later error, key already read
         (f'[api]\napi_key = "{SECRET} x"\n', {}),  # spaces in the key
-        (f'[api]\napi_key = "{SECRET}"\napi_key_file = "k"\n', {}),
         (f'[storage]\napi_key = "{SECRET}"\n', {}),
         (f'api_key = "{SECRET}"\n', {}),
         (f'api = "{SECRET}"\n', {}),
