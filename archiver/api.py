@@ -152,7 +152,9 @@ class SunoApi:
             message = self._redact(f"connection to the API failed: {type(exc).__name__}: {exc}")
             raise TransientApiError(message) from None
         try:
-            return classify_answer(kind, status, body, retry_after=retry_after, reason=reason)
+            return classify_answer(
+                kind, task_id, status, body, retry_after=retry_after, reason=reason
+            )
         except ApiError as exc:
             if self.__key and self.__key in str(exc):  # an echoing proxy must not leak it
                 raise type(exc)(self._redact(str(exc)), retry_after=exc.retry_after) from None
@@ -174,9 +176,16 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
 
 
 def classify_answer(
-    kind: Kind, status: int, body: bytes, *, retry_after: str | None = None, reason: str = ""
+    kind: Kind,
+    task_id: str,
+    status: int,
+    body: bytes,
+    *,
+    retry_after: str | None = None,
+    reason: str = "",
 ) -> Record:
-    """An HTTP answer → the parsed record, or the `archiver.errors` class that says what to do.
+    """The HTTP answer to a call about `task_id` → the parsed record, or the `archiver.errors`
+    class that says what to do.
 
     HTTP status and body `code` mean the same thing and go through the same table.
     """
@@ -204,9 +213,9 @@ def classify_answer(
         raise TransientApiError("the API's `data` is not an object")
     parse = parse_music if kind is Kind.MUSIC else parse_cover
     try:
-        return parse(data)
+        return parse(data, task_id)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise TransientApiError(f"the API's {kind} record could not be read: {exc}") from exc
+        raise TransientApiError(f"the API's {kind} record is unusable: {exc}") from exc
 
 
 def error_for_code(code: int, msg: str, *, retry_after: float | None = None) -> ApiError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,7 +54,6 @@ class CoverRecord:
 Record = MusicRecord | CoverRecord
 
 
-_TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Below this an epoch number is read as seconds, not milliseconds: 1e11 ms is March 1973,
 # while 1e11 s is the year 5138. The API sends milliseconds; this only guards a variant.
@@ -65,13 +63,13 @@ _NO_ERROR_CODES = frozenset({0, 200})
 _COVER_STATUS = {0: "PENDING", 1: "SUCCESS", 2: "GENERATING", 3: "FAILED"}
 
 
-def parse_music(data: Mapping[str, Any]) -> MusicRecord:
-    """A music record-info `data` object → MusicRecord.
+def parse_music(data: Mapping[str, Any], task_id: str) -> MusicRecord:
+    """The music record-info `data` object answered for `task_id` → MusicRecord.
 
-    Raises ValueError only when `data` is not an object or carries no usable taskId; every
-    other oddity (null `response`, missing fields, wrong types) degrades to empty values.
+    Raises ValueError only when `data` is not an object or names another task; every other
+    oddity (null `response`, missing fields, wrong types) degrades to empty values.
     """
-    task_id = _task_id(data)
+    _check_task_id(data, task_id)
     response = _mapping(data.get("response"))
     suno_data = response.get("sunoData")
     items = suno_data if isinstance(suno_data, list) else []
@@ -87,12 +85,13 @@ def parse_music(data: Mapping[str, Any]) -> MusicRecord:
     )
 
 
-def parse_cover(data: Mapping[str, Any]) -> CoverRecord:
-    """A cover record-info `data` object → CoverRecord (`successFlag` becomes a status word).
+def parse_cover(data: Mapping[str, Any], task_id: str) -> CoverRecord:
+    """The cover record-info `data` object answered for `task_id` → CoverRecord
+    (`successFlag` becomes a status word).
 
-    Raises ValueError only when `data` is not an object or carries no usable taskId.
+    Raises ValueError only when `data` is not an object or names another task.
     """
-    task_id = _task_id(data)
+    _check_task_id(data, task_id)
     response = _mapping(data.get("response"))
     images = response.get("images")
     urls = images if isinstance(images, list) else []
@@ -112,17 +111,16 @@ def parse_cover(data: Mapping[str, Any]) -> CoverRecord:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _task_id(data: object) -> str:
+def _check_task_id(data: object, asked: str) -> None:
+    """The record's folder and manifest are named by the ID that was asked for, never by the
+    one in the answer: a record that names another task (a caching proxy's mix-up) would
+    otherwise overwrite that task's manifest. A record naming no task is taken as the asked one."""
     if not isinstance(data, Mapping):
         raise ValueError(f"record data is not a JSON object but {type(data).__name__}")
-    candidates = [data.get("taskId"), _mapping(data.get("response")).get("taskId")]
-    for value in candidates:
-        text = _text(value).strip()
-        if text:
-            if not _TASK_ID.fullmatch(text):
-                raise ValueError(f"record taskId {text[:40]!r} is not 1-128 of A-Z a-z 0-9 _ -")
-            return text
-    raise ValueError("record data has no taskId")
+    for value in (data.get("taskId"), _mapping(data.get("response")).get("taskId")):
+        said = _text(value).strip()
+        if said and said != asked:
+            raise ValueError(f"the API answered for task {said[:64]!r}, not {asked!r}")
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

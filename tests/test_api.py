@@ -33,6 +33,7 @@ from archiver.sandbox.scenarios import add_demo_tasks
 
 TASK = "0123456789abcdef0123456789abcdef"
 COVER = "fedcba9876543210fedcba9876543210"
+OTHER = "00000000111111112222222233333333"
 
 
 class FakeClock:
@@ -67,6 +68,11 @@ def make_api(
         backoff_base_s=0.01,
         timeout_s=timeout_s,
     )
+
+
+def classify(kind: Kind, status: int, body: bytes) -> MusicRecord | CoverRecord:
+    """`classify_answer` for a call about TASK."""
+    return classify_answer(kind, TASK, status, body)
 
 
 async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
@@ -411,6 +417,28 @@ async def test_id_unknown_to_both_endpoints(sandbox, http):
     assert sandbox.api.total_calls == 2
 
 
+# --- an answer about another task -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [Kind.MUSIC, Kind.COVER])
+async def test_an_answer_about_another_task_is_transient(sandbox, http, kind):
+    add = sandbox.add_music if kind is Kind.MUSIC else sandbox.add_cover
+    add(TASK)
+    add(OTHER)
+    sandbox.api.fail_next(1, "other_task")
+    with pytest.raises(TransientApiError, match=f"answered for task '{OTHER}', not '{TASK}'"):
+        await make_api(sandbox, http, attempts=1).record(kind, TASK)
+
+
+async def test_an_answer_about_another_task_is_retried_until_it_is_the_right_one(sandbox, http):
+    sandbox.add_music(TASK)
+    sandbox.add_music(OTHER)
+    sandbox.api.fail_next(1, "other_task")
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert record.task_id == TASK and record.raw["taskId"] == TASK
+    assert sandbox.api.calls[("music", TASK)] == 2
+
+
 # --- the rate limiter -------------------------------------------------------------------------
 
 
@@ -452,19 +480,13 @@ def test_rate_limiter_refuses_a_zero_rate():
 def test_other_4xx_are_rejections(code, as_http):
     body = json.dumps({"code": code, "msg": "no", "data": None}).encode()
     with pytest.raises(ApiRejected, match=str(code)):
-        classify_answer(Kind.MUSIC, code if as_http else 200, body)
-
-
-def test_unparseable_data_is_transient():
-    body = json.dumps({"code": 200, "msg": "success", "data": {"status": "SUCCESS"}}).encode()
-    with pytest.raises(TransientApiError):
-        classify_answer(Kind.MUSIC, 200, body)
+        classify(Kind.MUSIC, code if as_http else 200, body)
 
 
 @pytest.mark.parametrize("body", [b"[1, 2]", b'{"msg": "no code"}', b'{"code": 200, "data": 5}'])
 def test_odd_json_shapes_are_transient(body):
     with pytest.raises(TransientApiError):
-        classify_answer(Kind.COVER, 200, body)
+        classify(Kind.COVER, 200, body)
 
 
 def test_retry_after_forms():

@@ -322,6 +322,23 @@ async def test_source_url_is_the_fallback_when_the_main_url_is_gone(site: Site) 
     assert audio["source_url"].endswith(f"{task}-1-source.mp3")
 
 
+# --- odd answers of the API ----------------------------------------------------------------
+
+
+async def test_an_answer_about_another_task_never_touches_that_task(site: Site) -> None:
+    asked, other = fake_hex_id("asked"), fake_hex_id("other")
+    site.sb.add_music(asked)
+    site.sb.add_music(other)
+    site.sb.api.fail_next(1, "other_task")  # the first answer is about `other`
+
+    report = await site.backfill(asked)
+
+    assert phases(report) == {asked: Phase.ARCHIVED}
+    manifests = verify_archive(site.archive)
+    assert set(manifests) == {asked} and manifests[asked]["raw"]["taskId"] == asked
+    assert not site.archive.joinpath(other).exists()
+
+
 # --- hostile names -------------------------------------------------------------------------
 
 

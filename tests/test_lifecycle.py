@@ -45,13 +45,14 @@ def track_json(audio_id: str = "aud-1", **overrides: Any) -> dict[str, Any]:
 
 def music(status: str, *tracks: dict[str, Any], **extra: Any):
     return parse_music(
-        {"taskId": TASK, "status": status, "response": {"sunoData": list(tracks)}, **extra}
+        {"taskId": TASK, "status": status, "response": {"sunoData": list(tracks)}, **extra}, TASK
     )
 
 
 def cover(flag: object, images: list[str] | None = None):
     return parse_cover(
-        {"taskId": TASK, "successFlag": flag, "response": {"images": images}, "errorCode": 200}
+        {"taskId": TASK, "successFlag": flag, "response": {"images": images}, "errorCode": 200},
+        TASK,
     )
 
 

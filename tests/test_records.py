@@ -10,6 +10,7 @@ import pytest
 from archiver.records import CoverRecord, MusicRecord, Track, parse_cover, parse_music
 
 TASK = "5c79a1b2c3d4be8e"
+COVER_TASK = "21aee3c3c2a01fa5e030b3799fa4dd56"
 
 
 def track_json(**overrides: Any) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def music_json(*tracks: dict[str, Any], **overrides: Any) -> dict[str, Any]:
 def cover_json(**overrides: Any) -> dict[str, Any]:
     """The cover endpoint's documented example."""
     data: dict[str, Any] = {
-        "taskId": "21aee3c3c2a01fa5e030b3799fa4dd56",
+        "taskId": COVER_TASK,
         "parentTaskId": "73d6128b3523a0079df10da9471017c8",
         "callbackUrl": "https://api.example.com/callback",
         "completeTime": "2025-01-15T10:35:27.000Z",
@@ -71,7 +72,7 @@ def cover_json(**overrides: Any) -> dict[str, Any]:
 
 
 def test_documented_music_example_parses_into_typed_track() -> None:
-    record = parse_music(music_json(track_json()))
+    record = parse_music(music_json(track_json()), TASK)
     assert isinstance(record, MusicRecord)
     assert record.task_id == TASK
     assert record.status == "SUCCESS"
@@ -117,7 +118,7 @@ def test_documented_music_example_parses_into_typed_track() -> None:
 def test_create_time_epoch_ms_or_date_string_becomes_iso_utc(
     create_time: object, expected: str | None
 ) -> None:
-    record = parse_music(music_json(track_json(createTime=create_time)))
+    record = parse_music(music_json(track_json(createTime=create_time)), TASK)
     assert record.tracks[0].created_at == expected
 
 
@@ -138,7 +139,9 @@ def test_create_time_epoch_ms_or_date_string_becomes_iso_utc(
 def test_duration_accepts_numbers_and_numeric_strings_else_none(
     duration: object, expected: float | None
 ) -> None:
-    assert parse_music(music_json(track_json(duration=duration))).tracks[0].duration == expected
+    assert (
+        parse_music(music_json(track_json(duration=duration)), TASK).tracks[0].duration == expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -153,7 +156,7 @@ def test_duration_accepts_numbers_and_numeric_strings_else_none(
     ],
 )
 def test_missing_null_or_empty_suno_data_means_zero_tracks(response: object) -> None:
-    record = parse_music(music_json(response=response, status="PENDING"))
+    record = parse_music(music_json(response=response, status="PENDING"), TASK)
     assert record.tracks == ()
     assert record.status == "PENDING"
 
@@ -161,7 +164,7 @@ def test_missing_null_or_empty_suno_data_means_zero_tracks(response: object) -> 
 def test_response_key_absent_means_zero_tracks() -> None:
     data = music_json(status="TEXT_SUCCESS")
     del data["response"]
-    assert parse_music(data).tracks == ()
+    assert parse_music(data, TASK).tracks == ()
 
 
 def test_null_fields_become_empty_strings_and_missing_audio_url_is_empty() -> None:
@@ -176,12 +179,12 @@ def test_null_fields_become_empty_strings_and_missing_audio_url_is_empty() -> No
         "duration": None,
         "createTime": None,
     }
-    track = parse_music(music_json(item, status="FIRST_SUCCESS")).tracks[0]
+    track = parse_music(music_json(item, status="FIRST_SUCCESS"), TASK).tracks[0]
     assert track == Track("abc", "", "", None, "", "", None, "", "", "", "")
 
 
 def test_audio_url_empty_string_is_kept_empty() -> None:
-    record = parse_music(music_json(track_json(audioUrl=""), status="FIRST_SUCCESS"))
+    record = parse_music(music_json(track_json(audioUrl=""), status="FIRST_SUCCESS"), TASK)
     assert record.tracks[0].audio_url == ""
 
 
@@ -191,7 +194,7 @@ def test_source_urls_are_parsed_and_stream_urls_are_not_fetch_fields() -> None:
         sourceImageUrl="https://cdn2.suno.ai/image_e231.jpeg",
         sourceStreamAudioUrl="https://cdn1.suno.ai/stream/e231",
     )
-    record = parse_music(music_json(item))
+    record = parse_music(music_json(item), TASK)
     track = record.tracks[0]
     assert track.source_audio_url == "https://cdn1.suno.ai/e231.mp3"
     assert track.source_image_url == "https://cdn2.suno.ai/image_e231.jpeg"
@@ -208,19 +211,20 @@ def test_two_tracks_arriving_in_different_polls_parse_as_they_are() -> None:
             track_json(id="one"),
             track_json(id="two", audioUrl="", duration=None),
             status="FIRST_SUCCESS",
-        )
+        ),
+        TASK,
     )
     assert [t.audio_id for t in record.tracks] == ["one", "two"]
     assert [t.audio_url != "" for t in record.tracks] == [True, False]
 
 
 def test_non_object_items_in_suno_data_are_skipped() -> None:
-    record = parse_music(music_json(track_json(id="ok"), None, "junk", 7))
+    record = parse_music(music_json(track_json(id="ok"), None, "junk", 7), TASK)
     assert [t.audio_id for t in record.tracks] == ["ok"]
 
 
 def test_path_like_audio_id_and_title_are_kept_verbatim_for_the_manifest() -> None:
-    record = parse_music(music_json(track_json(id="../../etc/passwd", title="a/b\\..\\c")))
+    record = parse_music(music_json(track_json(id="../../etc/passwd", title="a/b\\..\\c")), TASK)
     assert record.tracks[0].audio_id == "../../etc/passwd"
     assert record.tracks[0].title == "a/b\\..\\c"
 
@@ -231,7 +235,7 @@ def test_unknown_extra_fields_are_ignored_and_kept_in_raw() -> None:
     )
     data["response"]["brandNew"] = True
     snapshot = copy.deepcopy(data)
-    record = parse_music(data)
+    record = parse_music(data, TASK)
     assert record.raw == snapshot
     assert record.raw is data
 
@@ -249,13 +253,13 @@ def test_unknown_extra_fields_are_ignored_and_kept_in_raw() -> None:
     ],
 )
 def test_status_is_uppercased_and_missing_means_pending(status: object, expected: str) -> None:
-    assert parse_music(music_json(status=status)).status == expected
+    assert parse_music(music_json(status=status), TASK).status == expected
 
 
 def test_missing_status_key_means_pending() -> None:
     data = music_json()
     del data["status"]
-    assert parse_music(data).status == "PENDING"
+    assert parse_music(data, TASK).status == "PENDING"
 
 
 FAILED_AUDIO = "Audio generation failed"
@@ -278,40 +282,44 @@ def test_error_code_and_message_come_from_data_or_else_from_response(
 ) -> None:
     data = music_json(status="GENERATE_AUDIO_FAILED", **{"errorCode": None, **top})
     data["response"] = {"taskId": TASK, "sunoData": None, **inside}
-    record = parse_music(data)
+    record = parse_music(data, TASK)
     assert (record.error_code, record.error_message) == expected
 
 
-def test_task_id_falls_back_to_response_task_id() -> None:
-    data = music_json(track_json())
-    del data["taskId"]
-    assert parse_music(data).task_id == TASK
+@pytest.mark.parametrize("blank", [None, "", "   ", "absent"])
+def test_a_record_naming_no_task_is_the_task_asked_for(blank: object) -> None:
+    music, cover = music_json(track_json()), cover_json()
+    for data in (music, music["response"], cover):
+        if blank == "absent":
+            del data["taskId"]
+        else:
+            data["taskId"] = blank
+    assert parse_music(music, TASK).task_id == TASK
+    assert parse_cover(cover, COVER_TASK).task_id == COVER_TASK
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        None,
-        [],
-        "data",
-        {},
-        {"taskId": None, "response": None},
-        {"taskId": ""},
-        {"taskId": "   "},
-        {"taskId": "../escape"},
-        {"taskId": "5c79****be8e"},
-        {"taskId": "x" * 129},
-    ],
-)
-def test_data_without_a_usable_task_id_raises_value_error(data: object) -> None:
-    with pytest.raises(ValueError, match=r"taskId|JSON object"):
-        parse_music(data)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"taskId|JSON object"):
-        parse_cover(data)  # type: ignore[arg-type]
+@pytest.mark.parametrize("where", ["data", "response"])
+@pytest.mark.parametrize("other", ["0123456789abcdef", "../escape", "5c79****be8e", 42])
+def test_a_record_naming_another_task_is_refused(where: str, other: object) -> None:
+    music, cover = music_json(track_json()), cover_json()
+    (music if where == "data" else music["response"])["taskId"] = other
+    (cover if where == "data" else cover["response"])["taskId"] = other
+    with pytest.raises(ValueError, match=rf"answered for task '.*', not '{TASK}'"):
+        parse_music(music, TASK)
+    with pytest.raises(ValueError, match=rf"answered for task '.*', not '{COVER_TASK}'"):
+        parse_cover(cover, COVER_TASK)
+
+
+@pytest.mark.parametrize("data", [None, [], "data", 7])
+def test_data_that_is_not_an_object_raises_value_error(data: object) -> None:
+    with pytest.raises(ValueError, match="not a JSON object"):
+        parse_music(data, TASK)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a JSON object"):
+        parse_cover(data, COVER_TASK)  # type: ignore[arg-type]
 
 
 def test_numeric_fields_where_strings_are_expected_do_not_raise() -> None:
-    record = parse_music(music_json(track_json(id=12345, title=2024, tags=["a"], prompt={})))
+    record = parse_music(music_json(track_json(id=12345, title=2024, tags=["a"], prompt={})), TASK)
     track = record.tracks[0]
     assert (track.audio_id, track.title, track.tags, track.prompt) == ("12345", "2024", "", "")
 
@@ -320,9 +328,9 @@ def test_numeric_fields_where_strings_are_expected_do_not_raise() -> None:
 
 
 def test_documented_cover_example_parses_as_success_without_error() -> None:
-    record = parse_cover(cover_json())
+    record = parse_cover(cover_json(), COVER_TASK)
     assert isinstance(record, CoverRecord)
-    assert record.task_id == "21aee3c3c2a01fa5e030b3799fa4dd56"
+    assert record.task_id == COVER_TASK
     assert record.parent_task_id == "73d6128b3523a0079df10da9471017c8"
     assert record.status == "SUCCESS"
     assert record.images == (
@@ -351,13 +359,13 @@ def test_documented_cover_example_parses_as_success_without_error() -> None:
     ],
 )
 def test_cover_success_flag_maps_to_status_word(flag: object, status: str) -> None:
-    assert parse_cover(cover_json(successFlag=flag)).status == status
+    assert parse_cover(cover_json(successFlag=flag), COVER_TASK).status == status
 
 
 def test_cover_missing_success_flag_means_pending() -> None:
     data = cover_json()
     del data["successFlag"]
-    assert parse_cover(data).status == "PENDING"
+    assert parse_cover(data, COVER_TASK).status == "PENDING"
 
 
 @pytest.mark.parametrize(
@@ -373,11 +381,13 @@ def test_cover_missing_success_flag_means_pending() -> None:
 def test_cover_images_null_or_odd_entries_are_dropped(
     response: object, images: tuple[str, ...]
 ) -> None:
-    assert parse_cover(cover_json(successFlag=0, response=response)).images == images
+    assert parse_cover(cover_json(successFlag=0, response=response), COVER_TASK).images == images
 
 
 def test_cover_failure_reports_error_from_data_or_response() -> None:
-    top = parse_cover(cover_json(successFlag=3, errorCode=500, errorMessage="Internal error"))
+    top = parse_cover(
+        cover_json(successFlag=3, errorCode=500, errorMessage="Internal error"), COVER_TASK
+    )
     assert (top.status, top.error_code, top.error_message) == ("FAILED", 500, "Internal error")
     inside = parse_cover(
         cover_json(
@@ -385,11 +395,12 @@ def test_cover_failure_reports_error_from_data_or_response() -> None:
             errorCode=None,
             errorMessage=None,
             response={"images": None, "errorCode": "500", "errorMessage": "try later"},
-        )
+        ),
+        COVER_TASK,
     )
     assert (inside.error_code, inside.error_message) == (500, "try later")
 
 
 def test_cover_missing_parent_task_id_is_none() -> None:
-    assert parse_cover(cover_json(parentTaskId=None)).parent_task_id is None
-    assert parse_cover(cover_json(parentTaskId="")).parent_task_id is None
+    assert parse_cover(cover_json(parentTaskId=None), COVER_TASK).parent_task_id is None
+    assert parse_cover(cover_json(parentTaskId=""), COVER_TASK).parent_task_id is None

@@ -30,7 +30,7 @@ COVER_PATH = "/api/v1/suno/cover/record-info"
 FAULTS = frozenset(
     {
         "http500", "http502", "http455", "body455", "http429", "body429", "body430",
-        "body405", "html", "badjson", "http401", "reset", "hang",
+        "body405", "html", "badjson", "http401", "reset", "hang", "other_task",
     }
 )  # fmt: skip
 UnknownForm = Literal["null", "code404", "code422", "http404"]
@@ -127,7 +127,8 @@ class FakeApi:
         `retry_after` sets a Retry-After header (http429 always has one, default 1 s);
         "hang" waits `delay_s` (default: until the sandbox stops) before answering normally.
         "reset" drops the connection; aiohttp retries a GET once by itself after that, so one
-        reset the client sees takes two queued "reset" faults.
+        reset the client sees takes two queued "reset" faults. "other_task" answers with the
+        record of another task of that endpoint (a caching proxy's mix-up).
         """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
@@ -214,12 +215,14 @@ class FakeApi:
         task_id = request.query.get("taskId", "")
         self.calls[(endpoint, task_id)] += 1
         self.total_calls += 1
-        if self._faults:
-            fault = self._faults.popleft()
-            if fault.name != "hang":
-                return self._fault_response(request, fault)
+        fault = self._faults.popleft() if self._faults else None
+        if fault is not None and fault.name == "hang":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), fault.delay_s)
+        elif fault is not None and fault.name == "other_task":
+            task_id = self._other_task(endpoint, task_id)
+        elif fault is not None:
+            return self._fault_response(request, fault)
         if request.headers.get("Authorization") != f"Bearer {self._api_key}":
             return _envelope(401, "You do not have access permissions", http_status=401)
         if not task_id:
@@ -240,6 +243,10 @@ class FakeApi:
         if extra:
             body["traceId"] = "sandbox-trace"
         return web.json_response(body)
+
+    def _other_task(self, endpoint: str, task_id: str) -> str:
+        known = self.music if endpoint == "music" else self.covers
+        return next((other for other in known if other != task_id), task_id)
 
     def _unknown(self) -> web.Response:
         form = self.unknown_form
