@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -242,10 +243,21 @@ def _retry_after_s(value: str | None) -> float | None:
 
 
 def _json_or_none(body: bytes) -> Any:
+    # NaN and ±Infinity (as words, or as a number like 1e999) become null: JSON has no such
+    # values, and the manifest (which keeps `raw`) could never be written with them.
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_null, parse_float=_finite_or_null)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _null(_word: str) -> None:
+    return None
+
+
+def _finite_or_null(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None
 
 
 def _short(value: object, limit: int = 200) -> str:

@@ -205,6 +205,16 @@ async def test_working_source_urls_serve_a_copy(sandbox, http):
     assert (await fetch(http, track.source_audio_url)) == (await fetch(http, track.audio_url))
 
 
+async def test_nan_and_infinity_in_the_json_arrive_as_null(sandbox, http):
+    # The manifest keeps `raw` and its encoder refuses NaN: the task would never be archived.
+    sandbox.add_music(TASK, non_finite=True)
+    record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
+    assert record.raw["creditsLeft"] is None
+    assert [t["duration"] for t in record.raw["response"]["sunoData"]] == [None, None]
+    assert [t.duration for t in record.tracks] == [None, None]
+    json.dumps(record.raw, allow_nan=False)
+
+
 async def test_path_like_titles_and_audio_ids_arrive_verbatim(sandbox, http):
     sandbox.add_music(TASK, title="../../etc/passwd", audio_ids=["a/b\\c", "../x"])
     record = await make_api(sandbox, http).record(Kind.MUSIC, TASK)
@@ -487,6 +497,16 @@ def test_other_4xx_are_rejections(code, as_http):
 def test_odd_json_shapes_are_transient(body):
     with pytest.raises(TransientApiError):
         classify(Kind.COVER, 200, body)
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_every_form_of_nan_and_infinity_becomes_null(literal):
+    track = f'{{"id": "a", "audioUrl": "https://x.example/a.mp3", "duration": {literal}}}'
+    data = f'{{"taskId": "{TASK}", "status": "SUCCESS", "response": {{"sunoData": [{track}]}}}}'
+    body = f'{{"code": 200, "msg": "success", "data": {data}}}'.encode()
+    record = classify(Kind.MUSIC, 200, body)
+    assert record.raw["response"]["sunoData"][0]["duration"] is None
+    json.dumps(record.raw, allow_nan=False)  # what the manifest encoder demands
 
 
 def test_retry_after_forms():

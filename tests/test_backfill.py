@@ -339,6 +339,19 @@ async def test_an_answer_about_another_task_never_touches_that_task(site: Site) 
     assert not site.archive.joinpath(other).exists()
 
 
+async def test_nan_and_infinity_in_the_answer_are_archived_as_null(site: Site) -> None:
+    task = fake_hex_id("nan")
+    site.sb.add_music(task, non_finite=True)
+    site.give_up_after_s = 5.0  # unfixed, the manifest could never be written: no waiting a day
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.ARCHIVED}
+    doc = site.manifest(task)
+    assert doc["raw"]["creditsLeft"] is None
+    assert [t["duration"] for t in doc["tracks"]] == [None, None]
+
+
 # --- hostile names -------------------------------------------------------------------------
 
 

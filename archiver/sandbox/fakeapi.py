@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import tempfile
 import time
 import zlib
@@ -62,6 +63,7 @@ class MusicTask:
     tags: str = "electrifying, rock"
     model_name: str = "chirp-v4"
     missing_audio: int | None = None  # 1-based track whose audioUrl stays "" even in SUCCESS
+    non_finite: bool = False  # NaN and Infinity in the JSON (Python's json writes them)
     files: dict[str, str] = field(default_factory=dict)  # "audio1", "image1", … → URL path
     started: float | None = None
 
@@ -365,6 +367,8 @@ def _music_data(task: MusicTask, elapsed: float, origin: str) -> dict[str, Any]:
         "errorCode": task.error_code if failed else None,
         "errorMessage": task.error_message if failed else None,
     }
+    if task.non_finite:
+        data["creditsLeft"] = math.inf
     if task.extra_fields:
         data["newFeatureFlag"] = {"nested": [1, "two", None]}
         data["creditsUsed"] = 12
@@ -396,6 +400,8 @@ def _track(task: MusicTask, i: int, origin: str, *, audio: bool) -> dict[str, An
         "createTime": created,
         "duration": round(task.seconds, 2) if audio else None,
     }
+    if audio and task.non_finite:
+        track["duration"] = math.nan
     if task.source_urls is not None:
         track["sourceAudioUrl"] = origin + files[f"source_audio{i}"] if audio else ""
         track["sourceStreamAudioUrl"] = f"{origin}/forbidden/{task.task_id}-{i}-stream"
