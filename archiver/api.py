@@ -223,7 +223,10 @@ def error_for_code(code: int, msg: str, *, retry_after: float | None = None) -> 
     """The error class for an HTTP status or body code other than 200."""
     said = f"{code}: {msg}" if msg else str(code)
     if code == 401:
-        return AuthError("the API rejected the key (401): check api_key / SUNO_API_KEY")
+        return AuthError(
+            "the API rejected the key (401): check the API key "
+            "(api.api_key, api.api_key_file or SUNO_API_KEY)"
+        )
     if code in _SLOW_DOWN_CODES:
         # sunoapi.org answers 429 for "insufficient credits" too: the msg tells which.
         return SlowDown(f"the API asks to slow down ({said})", retry_after=retry_after)
