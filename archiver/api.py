@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -25,6 +26,7 @@ from archiver.errors import (
     SlowDown,
     TransientApiError,
     UnknownTask,
+    WrongEndpoint,
 )
 from archiver.records import Kind, Record, parse_cover, parse_music
 
@@ -38,6 +40,7 @@ MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a record is a few kB; anything this big is
 MAX_RETRY_AFTER_S = 3600.0
 _RETRIED = (SlowDown, Maintenance, TransientApiError)
 _SLOW_DOWN_CODES = frozenset({429, 430, 405})
+_UNKNOWN_TASK_CODES = frozenset({404, 422})
 
 
 class RateLimiter:
@@ -134,9 +137,10 @@ class SunoApi:
     async def _call(self, kind: Kind, task_id: str) -> Record:
         await self._limiter.acquire()
         headers = {"Authorization": f"Bearer {self.__key}", "Accept": "application/json"}
+        url = self._base_url + PATHS[kind]
         try:
             async with self._session.get(
-                self._base_url + PATHS[kind],
+                url,
                 params={"taskId": task_id},
                 headers=headers,
                 timeout=self._timeout,
@@ -154,7 +158,13 @@ class SunoApi:
             raise TransientApiError(message) from None
         try:
             return classify_answer(
-                kind, task_id, status, body, retry_after=retry_after, reason=reason
+                kind,
+                task_id,
+                status,
+                body,
+                path=urlsplit(url).path,
+                retry_after=retry_after,
+                reason=reason,
             )
         except ApiError as exc:
             if self.__key and self.__key in str(exc):  # an echoing proxy must not leak it
@@ -182,17 +192,25 @@ def classify_answer(
     status: int,
     body: bytes,
     *,
+    path: str,
     retry_after: str | None = None,
     reason: str = "",
 ) -> Record:
-    """The HTTP answer to a call about `task_id` → the parsed record, or the `archiver.errors`
-    class that says what to do.
+    """The HTTP answer to a call about `task_id` at URL `path` → the parsed record, or the
+    `archiver.errors` class that says what to do.
 
     HTTP status and body `code` mean the same thing and go through the same table.
     """
     doc = _json_or_none(body)
     msg = _short(doc.get("msg")) if isinstance(doc, dict) else ""
     if status != 200:
+        if status in _UNKNOWN_TASK_CODES and not _is_envelope(doc):
+            # The vendor says "unknown task" in its JSON; a bare 404 is a router's: a wrong
+            # base_url would otherwise make every task "not found", for good.
+            raise WrongEndpoint(
+                f"HTTP {status} for {_short(path)} is not an answer of the record-info API: "
+                "check api.base_url (the API's root, e.g. https://api.kie.ai)"
+            )
         raise error_for_code(status, msg or reason, retry_after=_retry_after_s(retry_after))
     if doc is None:
         looks_html = body.lstrip()[:1] == b"<"
@@ -232,7 +250,7 @@ def error_for_code(code: int, msg: str, *, retry_after: float | None = None) -> 
         return SlowDown(f"the API asks to slow down ({said})", retry_after=retry_after)
     if code == 455:
         return Maintenance(f"the API is in maintenance ({said})", retry_after=retry_after)
-    if code in (404, 422):
+    if code in _UNKNOWN_TASK_CODES:
         return UnknownTask(f"the endpoint does not know this task ({said})")
     if code >= 500:
         return TransientApiError(f"the API failed ({said})", retry_after=retry_after)
@@ -261,6 +279,11 @@ def _null(_word: str) -> None:
 def _finite_or_null(text: str) -> float | None:
     number = float(text)
     return number if math.isfinite(number) else None
+
+
+def _is_envelope(doc: Any) -> bool:
+    """The vendor's JSON answer shape (`code`, `msg`, `data`), error or not."""
+    return isinstance(doc, dict) and ("code" in doc or "msg" in doc)
 
 
 def _short(value: object, limit: int = 200) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from archiver import __version__
 from archiver.backfill import BackfillReport, backfill, format_summary
 from archiver.config import Config, load_config
-from archiver.errors import AuthError, UsageError
+from archiver.errors import ApiUnusable, UsageError
 from archiver.logs import configure_logging
 from archiver.progress import Progress
 from archiver.status import format_status, read_status, status_json
@@ -104,7 +104,7 @@ def _backfill(config: Config, ids_file: Path, display: Progress | None) -> int:
                 on_change=display.update if display else None,
             )
         )
-    except AuthError as exc:  # SPEC: a rejected key ends backfill as a usage error
+    except ApiUnusable as exc:  # SPEC: a rejected key (or base_url) ends backfill as a usage error
         raise UsageError(str(exc)) from exc
     finally:
         if display:

@@ -21,7 +21,7 @@ from archiver.archiving import Archivist, RetryLater, manifest_key
 from archiver.backoff import backoff_delay
 from archiver.errors import (
     ApiError,
-    AuthError,
+    ApiUnusable,
     StorageAccessError,
     StorageError,
     UnknownTask,
@@ -192,7 +192,7 @@ class Engine:
         with structlog.contextvars.bound_contextvars(task_id=state.task_id):
             try:
                 new = await self._step(state)
-            except (AuthError, StorageAccessError) as exc:
+            except (ApiUnusable, StorageAccessError) as exc:
                 if self._fatal_errors:
                     self._fatal = exc
                     self._wake.set()
@@ -241,7 +241,7 @@ class Engine:
         except UnknownTask as exc:
             log.warning("task_not_found", error=str(exc))
             return self._stamp(state, phase=Phase.NOT_FOUND, last_error=str(exc))
-        except AuthError:
+        except ApiUnusable:
             raise
         except ApiError as exc:
             return self._retry_later(state, exc)

@@ -23,8 +23,18 @@ class ApiError(ArchiverError):
         self.retry_after = retry_after
 
 
-class AuthError(ApiError):
+class ApiUnusable(ApiError):
+    """The API cannot be used until a person fixes something: backfill stops (exit 2), the
+    daemon pauses and tries again slowly."""
+
+
+class AuthError(ApiUnusable):
     """401: the API key is missing or wrong. Retrying soon will not help."""
+
+
+class WrongEndpoint(ApiUnusable):
+    """HTTP 404/422 without the vendor's JSON envelope: api.base_url points at something that
+    is not the record-info API, so no task would ever be found there."""
 
 
 class SlowDown(ApiError):
@@ -40,7 +50,8 @@ class TransientApiError(ApiError):
 
 
 class UnknownTask(ApiError):
-    """404/422 or `data: null`: this endpoint does not know the task."""
+    """404/422 with the vendor's JSON envelope, or `data: null`: this endpoint does not know
+    the task."""
 
 
 class ApiRejected(ApiError):

@@ -17,7 +17,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from archiver import media
-from archiver.api import MAX_RETRY_AFTER_S, RateLimiter, SunoApi, classify_answer
+from archiver.api import (
+    MAX_RETRY_AFTER_S,
+    PATHS,
+    RateLimiter,
+    SunoApi,
+    classify_answer,
+)
 from archiver.backoff import parse_retry_after
 from archiver.errors import (
     ApiRejected,
@@ -26,6 +32,7 @@ from archiver.errors import (
     SlowDown,
     TransientApiError,
     UnknownTask,
+    WrongEndpoint,
 )
 from archiver.records import CoverRecord, Kind, MusicRecord
 from archiver.sandbox import Sandbox
@@ -55,13 +62,14 @@ def make_api(
     http: aiohttp.ClientSession,
     *,
     api_key: str | None = None,
+    base_path: str = "",
     attempts: int = 4,
     per_second: float = 1000.0,
     timeout_s: float = 5.0,
 ) -> SunoApi:
     return SunoApi(
         http,
-        base_url=sb.base_url,
+        base_url=sb.base_url + base_path,
         api_key=sb.api_key if api_key is None else api_key,
         limiter=RateLimiter(per_second),
         attempts=attempts,
@@ -71,8 +79,8 @@ def make_api(
 
 
 def classify(kind: Kind, status: int, body: bytes) -> MusicRecord | CoverRecord:
-    """`classify_answer` for a call about TASK."""
-    return classify_answer(kind, TASK, status, body)
+    """`classify_answer` for a call about TASK at the endpoint's usual path."""
+    return classify_answer(kind, TASK, status, body, path=PATHS[kind])
 
 
 async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
@@ -451,6 +459,19 @@ async def test_an_answer_about_another_task_is_retried_until_it_is_the_right_one
     assert sandbox.api.calls[("music", TASK)] == 2
 
 
+# --- an API that cannot be used until a person acts ------------------------------------------
+
+
+async def test_a_wrong_base_path_is_a_wrong_endpoint_not_an_unknown_task(sandbox, http):
+    sandbox.add_music(TASK)
+    api = make_api(sandbox, http, base_path="/v2")
+    with pytest.raises(WrongEndpoint) as caught:
+        await api.lookup(TASK, None)  # not "neither endpoint knows it": the cover one not asked
+    message = str(caught.value)
+    assert "api.base_url" in message and "/v2/api/v1/generate/record-info" in message
+    assert "404" in message
+
+
 # --- the rate limiter -------------------------------------------------------------------------
 
 
@@ -499,6 +520,30 @@ def test_other_4xx_are_rejections(code, as_http):
 def test_odd_json_shapes_are_transient(body):
     with pytest.raises(TransientApiError):
         classify(Kind.COVER, 200, body)
+
+
+@pytest.mark.parametrize("status", [404, 422])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><body><h1>404 Not Found</h1><hr>nginx</body></html>",
+        b"404: Not Found",
+        b"",
+        b'{"error": "no route"}',
+        b'["not", "the", "envelope"]',
+    ],
+)
+def test_404_or_422_without_the_vendors_json_is_a_wrong_endpoint(status, body):
+    with pytest.raises(WrongEndpoint, match=rf"HTTP {status} for {PATHS[Kind.MUSIC]}.*base_url"):
+        classify(Kind.MUSIC, status, body)
+
+
+@pytest.mark.parametrize("status", [404, 422])
+@pytest.mark.parametrize("as_http", [True, False])
+def test_404_or_422_in_the_vendors_json_is_an_unknown_task(status, as_http):
+    body = json.dumps({"code": status, "msg": "not found", "data": None}).encode()
+    with pytest.raises(UnknownTask):
+        classify(Kind.MUSIC, status if as_http else 200, body)
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])

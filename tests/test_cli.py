@@ -210,6 +210,18 @@ async def test_rejected_key_exits_2_and_never_shows_the_key(cli: Cli) -> None:
     assert SECRET not in result.stderr + result.stdout
 
 
+async def test_a_wrong_base_url_exits_2_naming_it(cli: Cli) -> None:
+    # A router's 404 at a wrong path is not "task not found": every task would be, for good.
+    cli.sb.add_music(fake_hex_id("base"))
+    base = f'base_url = "{cli.sb.base_url}"'
+    config = cli.workdir / "archive.toml"
+    config.write_text(config.read_text().replace(base, base[:-1] + '/suno"'))
+
+    result = await cli.run("backfill", str(cli.ids(fake_hex_id("base"))))
+
+    assert_one_line_error(result, "api.base_url", "404", "/suno/api/v1/generate/record-info")
+
+
 async def test_missing_task_list_is_exit_2(cli: Cli) -> None:
     result = await cli.run("backfill", "no-such-file.txt")
 
