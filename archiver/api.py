@@ -21,6 +21,7 @@ from archiver.backoff import backoff_delay, parse_retry_after
 from archiver.errors import (
     ApiError,
     ApiRejected,
+    ApiUnusable,
     AuthError,
     Maintenance,
     SlowDown,
@@ -38,6 +39,9 @@ PATHS: Mapping[Kind, str] = {
 }
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a record is a few kB; anything this big is not one
 MAX_RETRY_AFTER_S = 3600.0
+# A rejected key or a wrong base_url is fixed by a person, not by hammering the API: the
+# client holds every call back this long, and the daemon's engine pauses as long.
+AUTH_RETRY_S = 300.0
 _RETRIED = (SlowDown, Maintenance, TransientApiError)
 _SLOW_DOWN_CODES = frozenset({429, 430, 405})
 _UNKNOWN_TASK_CODES = frozenset({404, 422})
@@ -114,6 +118,10 @@ class SunoApi:
         while True:
             try:
                 return await self._call(kind, task_id)
+            except ApiUnusable:
+                # The calls of other tasks already waiting in the limiter would be refused too.
+                self._limiter.pause(AUTH_RETRY_S)
+                raise
             except _RETRIED as exc:
                 if attempt >= self._attempts:
                     raise

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import structlog
 
-from archiver.api import SunoApi
+from archiver.api import AUTH_RETRY_S, SunoApi
 from archiver.archiving import Archivist, RetryLater, manifest_key
 from archiver.backoff import backoff_delay
 from archiver.errors import (
@@ -36,7 +36,6 @@ from archiver.tasklist import TaskRef
 
 log = structlog.get_logger()
 
-AUTH_RETRY_S = 300.0  # a rejected key is fixed by a person, not by hammering the API
 # A state write that failed (full disk) pauses the daemon this many base retry delays (60 s),
 # at most AUTH_RETRY_S.
 STATE_RETRY_FACTOR = 2.0

@@ -24,7 +24,9 @@ from archiver.api import (
     SunoApi,
     classify_answer,
 )
+from archiver.assemble import open_engine
 from archiver.backoff import parse_retry_after
+from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
 from archiver.errors import (
     ApiRejected,
     AuthError,
@@ -35,8 +37,10 @@ from archiver.errors import (
     WrongEndpoint,
 )
 from archiver.records import CoverRecord, Kind, MusicRecord
-from archiver.sandbox import Sandbox
+from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.scenarios import add_demo_tasks
+from archiver.state import Phase
+from archiver.tasklist import TaskRef
 
 TASK = "0123456789abcdef0123456789abcdef"
 COVER = "fedcba9876543210fedcba9876543210"
@@ -470,6 +474,63 @@ async def test_a_wrong_base_path_is_a_wrong_endpoint_not_an_unknown_task(sandbox
     message = str(caught.value)
     assert "api.base_url" in message and "/v2/api/v1/generate/record-info" in message
     assert "404" in message
+
+
+@pytest.mark.parametrize(("fault", "base_path"), [("http401", ""), (None, "/v2")])
+async def test_an_unusable_api_holds_back_every_later_call(sandbox, http, fault, base_path):
+    # Calls of other tasks already waiting for the limiter must not follow a 401: the engine
+    # pauses 300 s, and so does the client.
+    sandbox.add_music(TASK)
+    if fault:
+        sandbox.api.fail_next(1, fault)
+    api = make_api(sandbox, http, base_path=base_path)
+    with pytest.raises((AuthError, WrongEndpoint)):
+        await api.record(Kind.MUSIC, TASK)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(api.record(Kind.MUSIC, TASK), 0.5)
+    assert sandbox.api.total_calls == (1 if fault else 0)
+
+
+@pytest.mark.parametrize(
+    ("api_key", "base_path", "needle"),
+    [("wrong-key", "", "401"), (None, "/v2", "api.base_url")],
+    ids=["wrong key", "wrong base path"],
+)
+async def test_an_unusable_api_costs_the_daemon_one_call_not_one_per_waiting_task(
+    sandbox, tmp_path, api_key, base_path, needle
+):
+    ids = [fake_hex_id(f"burst:{n}") for n in range(20)]
+    for task_id in ids:
+        sandbox.add_music(task_id)
+    config = Config(
+        api=ApiConfig(
+            base_url=sandbox.base_url + base_path,
+            api_key=api_key or sandbox.api_key,
+            requests_per_second=10,
+        ),
+        storage=StorageConfig(path=tmp_path / "archive"),
+        state=StateConfig(path=tmp_path / "state.sqlite3"),
+    )
+    changed = asyncio.Event()
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        async with open_engine(
+            config, fatal_errors=False, on_change=lambda _state: changed.set()
+        ) as engine:
+            engine.set_tasks(TaskRef(task_id, None) for task_id in ids)
+            running = asyncio.create_task(engine.run(stop))
+            await asyncio.wait_for(changed.wait(), 10)
+            # 16 tasks start at once and queue for the limiter; unheld, the 15 behind the
+            # first call at 10/s, all within 1.5 s (the audit saw 16 calls every 5 minutes).
+            await asyncio.sleep(2.0)
+            stop.set()
+            await running
+        states = list(engine.tasks.values())
+    paused = [e for e in logs if e["event"] == "archiving_paused"]
+    assert len(paused) == 1 and needle in paused[0]["error"]
+    assert all(state.phase is Phase.PENDING for state in states)  # none "not found"
+    if api_key:
+        assert sandbox.api.total_calls == 1
 
 
 # --- the rate limiter -------------------------------------------------------------------------
