@@ -290,9 +290,12 @@ FAULT_CLASSES = {
     "body455": Maintenance,
     "http429": SlowDown,
     "body429": SlowDown,
+    "http430": SlowDown,
     "body430": SlowDown,
+    "http405": SlowDown,
     "body405": SlowDown,
     "http401": AuthError,
+    "body401": AuthError,
 }
 
 
@@ -309,6 +312,17 @@ async def test_insufficient_credits_message_is_kept(sandbox, http):
     sandbox.api.fail_next(1, "body429")
     with pytest.raises(SlowDown, match="insufficient credits"):
         await make_api(sandbox, http, attempts=1).record(Kind.MUSIC, TASK)
+
+
+async def test_insufficient_credits_message_is_logged_with_the_retry(sandbox, http):
+    # sunoapi.org's body code 429 may mean "no credits": only its msg tells a person which.
+    sandbox.add_music(TASK)
+    sandbox.api.fail_next(1, "body429")
+    with capture_logs() as logs:
+        record = await make_api(sandbox, http, attempts=2).record(Kind.MUSIC, TASK)
+    assert record.status == "SUCCESS"
+    (retry,) = [e for e in logs if e["event"] == "api_retry"]
+    assert retry["error_class"] == "SlowDown" and "insufficient credits" in retry["error"]
 
 
 @pytest.mark.parametrize(
@@ -335,7 +349,9 @@ async def test_gives_up_after_the_attempts_with_the_last_error(sandbox, http):
     assert sandbox.api.calls[("music", TASK)] == 3
 
 
-@pytest.mark.parametrize("fault", ["http429", "body429"])
+@pytest.mark.parametrize(
+    "fault", ["http429", "body429", "http430", "body430", "http405", "body405"]
+)
 async def test_retry_after_is_honoured(sandbox, http, fault):
     sandbox.add_music(TASK)
     sandbox.api.fail_next(1, fault, retry_after=0.3)
@@ -398,7 +414,7 @@ async def test_missing_key_is_an_auth_error(sandbox, http):
 # --- unknown tasks and endpoint detection -----------------------------------------------------
 
 
-@pytest.mark.parametrize("form", ["null", "code404", "code422", "http404"])
+@pytest.mark.parametrize("form", ["null", "code404", "code422", "http404", "http422"])
 async def test_unknown_task_forms(sandbox, http, form):
     sandbox.api.unknown_form = form
     with pytest.raises(UnknownTask):

@@ -352,6 +352,23 @@ async def test_nan_and_infinity_in_the_answer_are_archived_as_null(site: Site) -
     assert [t["duration"] for t in doc["tracks"]] == [None, None]
 
 
+@pytest.mark.parametrize("scheme", ["ftp", "data"])
+async def test_an_audio_url_that_is_not_http_is_refused_and_the_task_partial(
+    site: Site, scheme: str
+) -> None:
+    task = fake_hex_id(f"scheme-{scheme}")
+    site.sb.add_music(task, odd_audio_url=scheme)
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.PARTIAL}
+    assert site.sb.cdn.hits[f"{task}-1.mp3"] == 0  # not even by another scheme's path
+    doc = site.manifest(task)
+    assert "path" not in (doc["tracks"][0]["audio"] or {})
+    assert doc["raw"]["response"]["sunoData"][0]["audioUrl"].startswith(f"{scheme}:")
+    assert doc["tracks"][1]["audio"]["sha256"]  # the other track is archived all the same
+
+
 # --- hostile names -------------------------------------------------------------------------
 
 

@@ -79,7 +79,8 @@ class Sandbox:
     ) -> None:
         """A music task; `variant` takes the knobs of `fakeapi.MusicTask` (create_time,
         callback_exception, pending_data, extra_fields, source_urls, title, audio_ids,
-        missing_audio, non_finite, error_code, error_message, prompt, tags, model_name)."""
+        missing_audio, odd_audio_url, non_finite, error_code, error_message, prompt, tags,
+        model_name)."""
         self.api.add_music(
             task_id,
             tracks=tracks,

@@ -30,14 +30,16 @@ COVER_PATH = "/api/v1/suno/cover/record-info"
 
 FAULTS = frozenset(
     {
-        "http500", "http502", "http455", "body455", "http429", "body429", "body430",
-        "body405", "html", "badjson", "http401", "reset", "hang", "other_task",
+        "http500", "http502", "http455", "body455", "http429", "body429", "http430", "body430",
+        "http405", "body405", "html", "badjson", "http401", "body401", "reset", "hang",
+        "other_task",
     }
 )  # fmt: skip
-UnknownForm = Literal["null", "code404", "code422", "http404"]
+UnknownForm = Literal["null", "code404", "code422", "http404", "http422"]
 
 _BASE_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 _BIG_AUDIO_S = 30.0  # longer sample songs are written once to disk and shared (benchmarks)
+_DATA_URL = "data:audio/mpeg;base64,SUQzAwAAAAAAAA=="  # an empty ID3 tag
 _HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
 
@@ -63,6 +65,7 @@ class MusicTask:
     tags: str = "electrifying, rock"
     model_name: str = "chirp-v4"
     missing_audio: int | None = None  # 1-based track whose audioUrl stays "" even in SUCCESS
+    odd_audio_url: Literal["ftp", "data"] | None = None  # track 1's audioUrl is not http(s)
     non_finite: bool = False  # NaN and Infinity in the JSON (Python's json writes them)
     files: dict[str, str] = field(default_factory=dict)  # "audio1", "image1", … → URL path
     started: float | None = None
@@ -254,6 +257,8 @@ class FakeApi:
         form = self.unknown_form
         if form == "http404":
             return web.json_response({"code": 404, "msg": "Not Found"}, status=404)
+        if form == "http422":
+            return _envelope(422, "recordInfo is null", http_status=422)
         if form == "code404":
             return _envelope(404, "task not found")
         if form == "code422":
@@ -281,8 +286,14 @@ class FakeApi:
                 return _envelope(429, "Too Many Requests", http_status=429, headers=headers)
             case "body429":
                 return _envelope(429, "insufficient credits", headers=headers)
+            case "http430":
+                return _envelope(
+                    430, "Your call frequency is too high", http_status=430, headers=headers
+                )
             case "body430":
                 return _envelope(430, "Your call frequency is too high", headers=headers)
+            case "http405":
+                return _envelope(405, "Rate limited", http_status=405, headers=headers)
             case "body405":
                 return _envelope(405, "Rate limited", headers=headers)
             case "html":
@@ -293,6 +304,8 @@ class FakeApi:
                 )
             case "http401":
                 return _envelope(401, "You do not have access permissions", http_status=401)
+            case "body401":
+                return _envelope(401, "You do not have access permissions")
             case _:  # "reset": drop the connection without a response
                 if request.transport is not None:
                     request.transport.close()
@@ -400,6 +413,10 @@ def _track(task: MusicTask, i: int, origin: str, *, audio: bool) -> dict[str, An
         "createTime": created,
         "duration": round(task.seconds, 2) if audio else None,
     }
+    if audio and i == 1 and task.odd_audio_url == "ftp":  # the same file, by another scheme
+        track["audioUrl"] = "ftp" + track["audioUrl"].removeprefix("http")
+    elif audio and i == 1 and task.odd_audio_url == "data":
+        track["audioUrl"] = _DATA_URL
     if audio and task.non_finite:
         track["duration"] = math.nan
     if task.source_urls is not None:
