@@ -22,10 +22,12 @@ from archiver.backoff import backoff_delay
 from archiver.errors import (
     ApiError,
     ApiUnusable,
+    AuthError,
     StorageAccessError,
     StorageError,
     UnknownTask,
     UsageError,
+    WrongEndpoint,
 )
 from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide
 from archiver.manifest import decode_manifest
@@ -40,6 +42,7 @@ log = structlog.get_logger()
 # at most AUTH_RETRY_S.
 STATE_RETRY_FACTOR = 2.0
 ARCHIVE_ATTEMPTS = 5  # transient file failures before the manifest records them
+_PAUSE_CAUSES = {AuthError: "api_key", WrongEndpoint: "api_url"}  # else StorageAccessError
 _PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "failed": Phase.FAILED}
 
 
@@ -197,7 +200,7 @@ class Engine:
                     self._wake.set()
                     return
                 self._paused_until = self._clock() + AUTH_RETRY_S
-                cause = "api_key" if isinstance(exc, AuthError) else "storage"
+                cause = _PAUSE_CAUSES.get(type(exc), "storage")
                 log.error("archiving_paused", cause=cause, error=str(exc), retry_in_s=AUTH_RETRY_S)
                 new = replace(state, next_poll_at=self._paused_until, last_error=str(exc))
             except Exception as exc:  # a bug must cost one task a retry, never the daemon

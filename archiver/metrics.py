@@ -46,6 +46,8 @@ _RETRY_OUTCOMES = {
     "Maintenance": "maintenance",
     "TransientApiError": "transient",
 }
+# archiving_paused's cause when the API answered: a rejected key, or a base_url that is not it
+_PAUSE_OUTCOMES = {"api_key": "auth_rejected", "api_url": "wrong_endpoint"}
 
 
 class _TaskPhases(Collector):
@@ -88,8 +90,9 @@ class Metrics:
         )
         self.api_calls = Counter(
             "suno_archiver_api_calls",
-            "Record-info calls by outcome: ok, not_found, auth_rejected, slow_down, maintenance, "
-            "transient (each retried call), error (a lookup that failed after the retries)",
+            "Record-info calls by outcome: ok, not_found, auth_rejected, wrong_endpoint, "
+            "slow_down, maintenance, transient (each retried call), error (a lookup that failed "
+            "after the retries)",
             ["outcome"],
             registry=r,
         )
@@ -153,9 +156,10 @@ class Metrics:
             outcome = _RETRY_OUTCOMES.get(str(event.get("error_class")), "other")
             self.api_calls.labels(outcome).inc()
         elif name == "archiving_paused":
-            if event.get("cause") == "api_key":
-                self.api_calls.labels("auth_rejected").inc()
-            elif event.get("cause") == "storage":
+            cause = event.get("cause")
+            if cause in _PAUSE_OUTCOMES:
+                self.api_calls.labels(_PAUSE_OUTCOMES[cause]).inc()
+            elif cause == "storage":
                 self.storage_pauses.inc()
         elif name == "task_archived":
             self.files.inc(_number(event.get("files")))

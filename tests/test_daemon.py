@@ -653,7 +653,7 @@ def test_metrics_count_logged_retries_and_stored_files() -> None:
     assert value("suno_archiver_bytes_archived_total") == 1000
 
 
-def test_only_a_rejected_key_counts_as_auth_rejected() -> None:
+def test_pauses_are_counted_by_their_cause() -> None:
     metrics = Metrics()
     value = metrics.registry.get_sample_value
     metrics.log_processor(None, "error", {"event": "archiving_paused", "cause": "storage"})
@@ -661,6 +661,9 @@ def test_only_a_rejected_key_counts_as_auth_rejected() -> None:
     assert value("suno_archiver_storage_pauses_total") == 1
     metrics.log_processor(None, "error", {"event": "archiving_paused", "cause": "api_key"})
     assert value("suno_archiver_api_calls_total", {"outcome": "auth_rejected"}) == 1
+    metrics.log_processor(None, "error", {"event": "archiving_paused", "cause": "api_url"})
+    assert value("suno_archiver_api_calls_total", {"outcome": "auth_rejected"}) == 1
+    assert value("suno_archiver_api_calls_total", {"outcome": "wrong_endpoint"}) == 1
     assert value("suno_archiver_storage_pauses_total") == 1
 
 
