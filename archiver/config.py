@@ -181,8 +181,17 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     "storage": {
         "backend": _Key(str, '"local" or "s3"', lambda v: v in ("local", "s3")),
         "path": _Key(str, "a non-empty path", _nonempty_path),
-        "bucket": _Key(str, "a bucket name without spaces or '/'", lambda v: _bucket_ok(v)),
-        "prefix": _Key(str, "a string without control characters", _printable),
+        "bucket": _Key(
+            str,
+            "an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending "
+            "with a letter or digit",
+            lambda v: _bucket_ok(v),
+        ),
+        "prefix": _Key(
+            str,
+            "a key prefix without control characters or empty, '.' or '..' segments",
+            lambda v: _prefix_ok(v),
+        ),
         "endpoint_url": _Key(
             str, 'an http:// or https:// URL, or ""', lambda v: _is_url(v, allow_empty=True)
         ),
@@ -214,12 +223,26 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
 }
 
 
+# S3's naming rules for buckets. Reserved prefixes and suffixes are left to the store: an
+# access point alias ("…-s3alias") is a valid name to address a bucket by.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
+# botocore's own check (botocore.utils.validate_region_name): a host label, not all digits.
+_REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{,63}(?<!-)")
+
+
 def _bucket_ok(v: str) -> bool:
-    return "/" not in v and not any(c.isspace() for c in v) and _printable(v)
+    # "" passes here: whether a bucket is required depends on the backend (see _build).
+    return v == "" or (bool(_BUCKET.fullmatch(v)) and ".." not in v and not _IPV4.fullmatch(v))
+
+
+def _prefix_ok(v: str) -> bool:
+    segments = v.strip("/").split("/")
+    return _printable(v) and (segments == [""] or all(s not in ("", ".", "..") for s in segments))
 
 
 def _region_ok(v: str) -> bool:
-    return not any(c.isspace() for c in v) and _printable(v)
+    return bool(_REGION.fullmatch(v))
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

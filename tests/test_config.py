@@ -124,11 +124,29 @@ def test_s3_defaults(tmp_path: Path) -> None:
     assert config.storage.cache_dir == tmp_path / "state" / "cache"
 
 
+@pytest.mark.parametrize(
+    ("bucket", "prefix", "region"),
+    [
+        ("my.music-01", "a/b.c", "eu-west-1"),
+        ("abc", "/", ""),
+        ("ap-s3alias", "x/", "us-gov-west-1"),
+    ],
+)
+def test_s3_names_within_the_rules_are_kept(
+    tmp_path: Path, bucket: str, prefix: str, region: str
+) -> None:
+    toml = f'backend = "s3"\nbucket = "{bucket}"\nprefix = "{prefix}"\nregion = "{region}"\n'
+    config = load(write(tmp_path, "[storage]\n" + toml))
+
+    assert (config.storage.bucket, config.storage.region) == (bucket, region)
+    assert config.storage.prefix == prefix.strip("/")
+
+
 def test_s3_cache_follows_the_state_unless_set(tmp_path: Path) -> None:
     moved = load(
-        write(tmp_path, '[storage]\nbackend = "s3"\nbucket = "b"\n[state]\npath = "db/x"\n')
+        write(tmp_path, '[storage]\nbackend = "s3"\nbucket = "bkt"\n[state]\npath = "db/x"\n')
     )
-    explicit = load(write(tmp_path, '[storage]\nbackend = "s3"\nbucket = "b"\ncache_dir = "c"\n'))
+    explicit = load(write(tmp_path, '[storage]\nbackend = "s3"\nbucket = "bkt"\ncache_dir = "c"\n'))
 
     assert moved.storage.cache_dir == tmp_path / "db" / "cache"
     assert explicit.storage.cache_dir == tmp_path / "c"
@@ -272,7 +290,17 @@ def test_read_key_false_still_checks_the_file(tmp_path: Path) -> None:
         ("[daemon]\ngrace_period_s = -0.5\n", ["[daemon] grace_period_s", ">= 0"]),
         ("[storage]\nbackend = 's4'\n", ["[storage] backend", '"local" or "s3"', '"s4"']),
         ("[storage]\nbucket = 'a/b'\n", ["[storage] bucket", '"a/b"']),
+        ("[storage]\nbucket = 'My_Bucket'\n", ["[storage] bucket", "S3 bucket name"]),
+        ("[storage]\nbucket = 'ab'\n", ["[storage] bucket", "3-63"]),
+        ("[storage]\nbucket = 'a..b'\n", ["[storage] bucket"]),
+        ("[storage]\nbucket = '-abc'\n", ["[storage] bucket"]),
+        ("[storage]\nbucket = '192.168.1.1'\n", ["[storage] bucket"]),
+        ("[storage]\nbucket = 'a:b!c'\n", ["[storage] bucket"]),
+        ("[storage]\nprefix = 'a//b'\n", ["[storage] prefix", "segments"]),
+        ("[storage]\nprefix = '../x'\n", ["[storage] prefix"]),
+        ("[storage]\nprefix = 'a/./b/'\n", ["[storage] prefix"]),
         ("[storage]\nregion = 'eu west'\n", ["[storage] region"]),
+        ("[storage]\nregion = 'eu_west!'\n", ["[storage] region", "eu-west-1"]),
         ("[storage]\npath = ' '\n", ["[storage] path", "non-empty"]),
         ("[tasks]\nlist = ''\n", ["[tasks] list", "non-empty"]),
         ("[api]\nuser_agent = ''\n", ["[api] user_agent", "non-empty"]),
