@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from s3server import MotoServer
+from test_cli import Cli, assert_one_line_error
 
 import archiver.storage.s3 as s3
 from archiver.backfill import backfill
@@ -274,3 +275,31 @@ async def test_the_s3_server_stopped_mid_run_and_restarted(
     finally:
         restarted.wait(10)
         srv.kill()
+
+
+@pytest.mark.parametrize(
+    ("storage", "env", "needles"),
+    [
+        ("", {"AWS_PROFILE": "nosuch"}, ["'bf-cli'", "nosuch", "could not be found"]),
+        ('region = "eu_west!"\n', {}, ["[storage] region", '"eu_west!"']),
+        ('bucket = "a:b!c"\n', {}, ["[storage] bucket", '"a:b!c"']),
+    ],
+    ids=["unknown-profile", "bad-region", "bad-bucket"],
+)
+async def test_unusable_aws_settings_end_backfill_with_one_line(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    server: MotoServer,
+    storage: str,
+    env: dict[str, str],
+    needles: list[str],
+) -> None:
+    cli = Cli(sandbox, tmp_path)
+    cli.env.update(env)
+    cli.write_config(
+        f'[storage]\nbackend = "s3"\nendpoint_url = "{server.url}"\n'
+        + (storage if "bucket" in storage else f'bucket = "bf-cli"\n{storage}')
+    )
+    result = await cli.run("backfill", str(cli.ids(fake_hex_id("s3:cli"))))
+    assert_one_line_error(result, *needles)
+    assert sandbox.api.total_calls == 0

@@ -379,6 +379,17 @@ async def test_a_missing_bucket_is_an_access_error_at_open(
     assert "does not exist" in message and "\n" not in message
 
 
+async def test_a_bucket_name_botocore_refuses_is_one_line_not_an_unreachable_endpoint(
+    tmp_path: Path, server: MotoServer
+) -> None:
+    """config.py rejects such names; this is the storage's own last line."""
+    with pytest.raises(StorageAccessError) as caught:
+        await S3Storage.open(s3_config(tmp_path, server.url, "bad:name!"))
+    message = str(caught.value)
+    assert "'bad:name!'" in message and "Parameter validation failed" in message
+    assert "cannot reach" not in message and "\n" not in message
+
+
 async def test_an_unreachable_endpoint_is_an_access_error_at_open(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StorageAccessError, match="cannot reach the endpoint") as caught:
@@ -540,6 +551,7 @@ def _client_error(code: str, status: int) -> bx.ClientError:
         (bx.EndpointConnectionError(endpoint_url="http://x"), False),
         (bx.ReadTimeoutError(endpoint_url="http://x"), False),
         (OSError("disk"), False),
+        (bx.ParamValidationError(report="Invalid bucket name\nmore"), False),
     ],
 )
 def test_failures_are_classified_in_one_place(tmp_path: Path, exc: Exception, access: bool) -> None:

@@ -103,6 +103,22 @@ def build_client(
     )
 
 
+def _client_for(config: StorageConfig) -> Any:
+    """build_client, with what boto3 resolves there (the AWS profile, the region, the AWS
+    config file) failing as one line rather than a traceback."""
+    try:
+        return build_client(config)
+    except (bx.BotoCoreError, ValueError) as exc:
+        raise StorageAccessError(
+            f"S3 bucket {config.bucket!r}: cannot set up the S3 client: {_one_line(exc)}"
+        ) from exc
+
+
+def _one_line(text: object) -> str:
+    """botocore's messages may span lines (parameter validation does); errors are one line."""
+    return " ".join(str(text).split())
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
@@ -159,7 +175,7 @@ class S3Storage:
         self._temp = TempDir(Path(config.cache_dir) / TEMP_NAME)
         self.temp_dir = self._temp.path
         self._checksums = not config.checksum_when_required
-        self._client = client if client is not None else build_client(config)
+        self._client = client if client is not None else _client_for(config)
         self.endpoint = str(self._client.meta.endpoint_url)
         self._threshold = multipart_threshold
         self._part_size = part_size
@@ -180,7 +196,7 @@ class S3Storage:
         """A storage whose bucket answered, with a clean temp folder; else StorageAccessError
         (one line naming the bucket and endpoint)."""
         if "client" not in kwargs:
-            kwargs["client"] = await asyncio.to_thread(build_client, config)
+            kwargs["client"] = await asyncio.to_thread(_client_for, config)
         storage = cls(config, **kwargs)
         try:
             await asyncio.to_thread(storage._check_bucket)
@@ -208,12 +224,12 @@ class S3Storage:
         if isinstance(exc, StorageError):
             return exc
         if isinstance(exc, _CREDENTIAL_ERRORS):
-            return StorageAccessError(f"{where}: no usable AWS credentials: {exc}")
+            return StorageAccessError(f"{where}: no usable AWS credentials: {_one_line(exc)}")
         if isinstance(exc, bx.ClientError):
             err = exc.response.get("Error", {})
             code = str(err.get("Code", ""))
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            message = err.get("Message") or code
+            message = _one_line(err.get("Message") or code)
             if code in _ACCESS_CODES or status == 403:
                 hint = (
                     "; the credentials need s3:GetObject, s3:PutObject and s3:ListBucket"
@@ -226,8 +242,8 @@ class S3Storage:
                 )
             return StorageError(f"{where}: {doing}: {code or status} {message}")
         if isinstance(exc, bx.BotoCoreError | OSError):
-            return StorageError(f"{where}: {doing}: {exc}")
-        return StorageError(f"{where}: {doing}: {type(exc).__name__}: {exc}")
+            return StorageError(f"{where}: {doing}: {_one_line(exc)}")
+        return StorageError(f"{where}: {doing}: {type(exc).__name__}: {_one_line(exc)}")
 
     def _call(self, key: str, doing: str, fn: Callable[..., T], **kwargs: Any) -> T:
         try:
@@ -244,7 +260,7 @@ class S3Storage:
         except _CREDENTIAL_ERRORS as exc:
             raise StorageAccessError(
                 f"{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
-                f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or use an instance role): {exc}"
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or use an instance role): " + _one_line(exc)
             ) from exc
         except bx.ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
@@ -255,9 +271,15 @@ class S3Storage:
                     f"{what}: access denied ({code}); check the credentials and that they "
                     "allow s3:ListBucket on the bucket"
                 ) from exc
-            raise StorageAccessError(f"{what}: cannot use the bucket: {code} {exc}") from exc
-        except bx.BotoCoreError as exc:
-            raise StorageAccessError(f"{what}: cannot reach the endpoint: {exc}") from exc
+            raise StorageAccessError(
+                f"{what}: cannot use the bucket: {code} {_one_line(exc)}"
+            ) from exc
+        except (bx.ConnectionError, bx.HTTPClientError) as exc:
+            raise StorageAccessError(
+                f"{what}: cannot reach the endpoint: {_one_line(exc)}"
+            ) from exc
+        except bx.BotoCoreError as exc:  # a request botocore refuses to send, for one
+            raise StorageAccessError(f"{what}: {_one_line(exc)}") from exc
 
     def _prepare_temp_dir(self) -> None:
         """Create the temp folder and empty it of what a killed run left (see tempdir.py)."""
