@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import itertools
@@ -13,10 +14,18 @@ import boto3
 import botocore.exceptions as bx
 import pytest
 from s3server import DUMMY_ENV, MotoServer, free_port
+from structlog.testing import capture_logs
 
 from archiver.config import StorageConfig
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
-from archiver.storage.s3 import MIB, TEMP_NAME, S3Storage, build_client
+from archiver.storage.s3 import (
+    MIB,
+    TEMP_NAME,
+    S3Storage,
+    _checksum_matches,
+    _scan,
+    build_client,
+)
 
 _bucket_numbers = itertools.count()
 
@@ -227,6 +236,120 @@ async def test_an_object_without_our_metadata_is_compared_by_its_bytes(
     assert stored(server.url, bucket, "suno/archive/t/a.mp3")[0] == existing
 
 
+# --- two writers of one key --------------------------------------------------------------------
+
+
+def once_at(storage: S3Storage, event: str, action: Any) -> list[bool]:
+    """Run `action()` the first time `event` fires on the storage's client (in its thread)."""
+    fired: list[bool] = []
+
+    def hook(**_: Any) -> None:
+        if not fired:
+            fired.append(True)
+            action()
+
+    storage._client.meta.events.register(event, hook)
+    return fired
+
+
+@pytest.mark.parametrize("same", [False, True], ids=["other-content", "same-content"])
+@pytest.mark.parametrize(
+    ("size", "last_step"),
+    [(5000, "PutObject"), (5 * MIB + 10, "CompleteMultipartUpload")],
+    ids=["put", "multipart"],
+)
+async def test_a_writer_that_stores_the_key_first_wins_the_race(
+    tmp_path: Path, server: MotoServer, bucket: str, size: int, last_step: str, same: bool
+) -> None:
+    """Two archivers (a daemon and a backfill, say) store one key: the second finds it free
+    at its head check, then the first stores it just before the second's upload lands. The
+    first's object stands; the second settles against it (a conflict, or a no-op)."""
+    loop = asyncio.get_running_loop()
+    sizes = {"multipart_threshold": 5 * MIB, "part_size": 5 * MIB}
+    first = await S3Storage.open(s3_config(tmp_path / "1", server.url, bucket), **sizes)
+    second = await S3Storage.open(s3_config(tmp_path / "2", server.url, bucket), **sizes)
+    try:
+        mine = os.urandom(size)
+        theirs = mine if same else os.urandom(size)
+        their_path, their_sha = new_file(first, theirs)
+
+        def first_stores() -> None:
+            store = first.put_file("t/a.mp3", their_path, sha256=their_sha, content_type="x/y")
+            asyncio.run_coroutine_threadsafe(store, loop).result()
+
+        fired = once_at(second, f"before-parameter-build.s3.{last_step}", first_stores)
+        path, sha = new_file(second, mine)
+        if same:
+            await second.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+            assert not path.exists()
+        else:
+            with pytest.raises(StorageConflict, match="already exists with other content"):
+                await second.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+        assert fired
+    finally:
+        await first.close()
+        await second.close()
+    body, response = stored(server.url, bucket, "suno/archive/t/a.mp3")
+    assert body == theirs and response["Metadata"] == {"sha256": their_sha}
+    assert response["ContentType"] == "x/y"  # the first writer's object, not overwritten
+    assert raw_client(server.url).list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize(
+    ("size", "last_step"),
+    [(5000, "PutObject"), (5 * MIB + 10, "CompleteMultipartUpload")],
+    ids=["put", "multipart"],
+)
+async def test_an_object_another_writer_put_over_ours_is_never_deleted(
+    tmp_path: Path, server: MotoServer, bucket: str, size: int, last_step: str
+) -> None:
+    """Another tool overwrites the key (unconditionally) between our upload and its
+    confirmation: what is there is not ours to remove; it is a conflict, left as is."""
+    storage = await S3Storage.open(
+        s3_config(tmp_path, server.url, bucket), multipart_threshold=5 * MIB, part_size=5 * MIB
+    )
+    key = "suno/archive/t/a.mp3"
+    other = b"another tool's file"
+    try:
+        once_at(
+            storage,
+            f"after-call.s3.{last_step}",
+            lambda: raw_client(server.url).put_object(Bucket=bucket, Key=key, Body=other),
+        )
+        path, sha = new_file(storage, os.urandom(size))
+        with pytest.raises(StorageConflict, match="already exists with other content"):
+            await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+    finally:
+        await storage.close()
+    assert stored(server.url, bucket, key)[0] == other
+
+
+async def test_a_failed_delete_of_an_unconfirmed_upload_is_logged(
+    tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = await open_quick(s3_config(tmp_path, server.url, bucket))
+    real_head = storage._head
+
+    def short_after_upload(full: str) -> dict[str, Any] | None:
+        head = real_head(full)
+        return None if head is None else {**head, "ContentLength": head["ContentLength"] - 1}
+
+    def refuse(request: Any, **_: Any) -> None:
+        raise bx.ConnectionClosedError(endpoint_url=request.url)
+
+    monkeypatch.setattr(storage, "_head", short_after_upload)
+    storage._client.meta.events.register("before-send.s3.DeleteObject", refuse)
+    try:
+        path, sha = new_file(storage, b"z" * 100)
+        with capture_logs() as logs, pytest.raises(StorageError, match="not confirmed"):
+            await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+    finally:
+        await storage.close()
+    (failed,) = [e for e in logs if e["event"] == "s3_delete_failed"]
+    assert failed["key"] == "suno/archive/t/a.mp3" and "delete" in failed["error"]
+    assert stored(server.url, bucket, "suno/archive/t/a.mp3")[0] == b"z" * 100
+
+
 # --- large files -------------------------------------------------------------------------------
 
 
@@ -275,12 +398,15 @@ async def test_a_single_put_carries_the_files_sha256_for_the_store_to_check(
     assert [h.get("x-amz-checksum-sha256") for h in puts] == expected
 
 
+@pytest.mark.parametrize("size", [5000, 5 * MIB + 5000], ids=["put", "multipart"])
 async def test_an_upload_that_cannot_be_confirmed_is_an_error_and_removed(
-    tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
     """moto checks no checksums, so this proves our own confirmation: the store answers with
-    another size than was sent."""
-    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    another size than was sent. The object is ours (its ETag is our upload's), so it goes."""
+    storage = await S3Storage.open(
+        s3_config(tmp_path, server.url, bucket), multipart_threshold=5 * MIB, part_size=5 * MIB
+    )
     real_head = storage._head
     heads = 0
 
@@ -294,8 +420,8 @@ async def test_an_upload_that_cannot_be_confirmed_is_an_error_and_removed(
 
     monkeypatch.setattr(storage, "_head", lying_head)
     try:
-        path, sha = new_file(storage, b"x" * 5000)
-        with pytest.raises(StorageError, match="upload not confirmed: 4999 bytes stored"):
+        path, sha = new_file(storage, b"x" * size)
+        with pytest.raises(StorageError, match=f"upload not confirmed: {size - 1} bytes stored"):
             await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
         assert path.exists()  # not consumed: the caller decides
         assert not await storage.exists("t/a.mp3")  # the unconfirmed object is gone
@@ -322,6 +448,58 @@ async def test_a_stored_checksum_that_differs_fails_confirmation(
             await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
     finally:
         await storage.close()
+
+
+async def test_existing_sha256_metadata_must_agree_with_the_stores_checksum(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    """An object whose x-amz-meta-sha256 names our file but whose bytes (by the store's own
+    SHA-256, reported only with ChecksumMode=ENABLED) are something else is not our file."""
+    mine, theirs = b"the archived audio", b"something else!!!!"
+    sha = hashlib.sha256(mine).hexdigest()
+    raw_client(server.url).put_object(
+        Bucket=bucket,
+        Key="suno/archive/t/a.mp3",
+        Body=theirs,
+        ChecksumAlgorithm="SHA256",
+        Metadata={"sha256": sha},
+    )
+    storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
+    try:
+        path, _ = new_file(storage, mine)
+        with pytest.raises(StorageConflict, match="disagrees with the store's checksum"):
+            await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+    finally:
+        await storage.close()
+    assert stored(server.url, bucket, "suno/archive/t/a.mp3")[0] == theirs
+
+
+@pytest.mark.parametrize(
+    ("checksum", "multipart", "matches"),
+    [
+        ("full", False, True),
+        ("full-1", False, False),  # a full checksum never carries a part count
+        ("composite", True, True),  # some stores leave off the suffix
+        ("composite-3", True, True),
+        ("composite-2", True, False),  # wrong part count
+        ("composite", False, False),  # a single PUT has no composite
+        ("full", True, True),  # a store that reports the full object's SHA-256
+        ("other", True, False),
+    ],
+)
+def test_checksum_matches(tmp_path: Path, checksum: str, multipart: bool, matches: bool) -> None:
+    data = os.urandom(2 * 5 * MIB + 7)  # three parts of 5 MiB
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    scan = _scan(path, 5 * MIB if multipart else None)
+    parts = [hashlib.sha256(data[i : i + 5 * MIB]).digest() for i in range(0, len(data), 5 * MIB)]
+    values = {
+        "full": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        "composite": base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode(),
+        "other": base64.b64encode(b"\0" * 32).decode(),
+    }
+    value, dash, count = checksum.partition("-")
+    assert _checksum_matches(values[value] + dash + count, scan) is matches
 
 
 async def test_a_local_file_that_changed_since_it_was_hashed_is_not_uploaded(
@@ -492,7 +670,6 @@ async def test_open_creates_the_cache_folder_and_removes_stale_temp_files(
 async def test_uploads_at_once_are_bounded(
     tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncio
     import threading
     import time
 
@@ -561,3 +738,11 @@ def test_failures_are_classified_in_one_place(tmp_path: Path, exc: Exception, ac
     assert isinstance(error, StorageError)
     assert isinstance(error, StorageAccessError) is access
     assert "s3://b-1/suno/archive/t/a.mp3" in str(error) and "\n" not in str(error)
+
+
+def test_access_denied_names_every_permission_the_archiver_uses(tmp_path: Path) -> None:
+    config = s3_config(tmp_path, "http://127.0.0.1:9", "b-1")
+    storage = S3Storage(config, client=build_client(config))
+    message = str(storage._error(_client_error("AccessDenied", 403), "k", "upload"))
+    for action in ("GetObject", "PutObject", "DeleteObject", "ListBucket", "AbortMultipartUpload"):
+        assert f"s3:{action}" in message, message

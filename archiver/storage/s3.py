@@ -1,10 +1,14 @@
 """S3 (and S3-compatible) storage: files are downloaded and tagged in a local cache folder,
 then uploaded; every object is confirmed (size and SHA-256) before the manifest may name it.
 
-Safety rests on three S3 facts: a PUT and a multipart-complete are atomic (a key shows the old
+Safety rests on four S3 facts: a PUT and a multipart-complete are atomic (a key shows the old
 object or every byte of the new, never a part), a failed multipart upload is aborted by the
-transfer manager (so no parts linger when the store is reachable), and the manifest is written
-last. A key that already holds other content is never overwritten.
+transfer manager (so no parts linger when the store is reachable), the manifest is written
+last, and file uploads are conditional (If-None-Match: *): of two writers of one key (a daemon
+and a backfill, say) exactly one stores, and the other settles against what it finds there.
+A key that already holds other content is never overwritten, and an object is only ever
+deleted by the writer that just wrote it (its upload's ETag and version), when it fails
+confirmation.
 
 Integrity: the local file is re-hashed before upload (its SHA-256, and for multipart the SHA-256
 of every part). A single PUT carries the full SHA-256, which S3 checks against the bytes it
@@ -22,6 +26,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +71,10 @@ _ACCESS_CODES = frozenset(
     }
 )
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# A conditional write (If-None-Match: *) refused: the key exists (412), or another conditional
+# write of it is in progress (409).
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_COMPLETING = "suno_archiver_key"  # in a request's context: the key of our multipart upload
 _CREDENTIAL_ERRORS = (
     bx.NoCredentialsError,
     bx.PartialCredentialsError,
@@ -190,6 +199,14 @@ class S3Storage:
         )
         self._uploads = asyncio.Semaphore(config.max_concurrent_uploads)
         self._in_flight: set[asyncio.Future[Any]] = set()
+        # Multipart uploads under way: key → the CompleteMultipartUpload answer once it came.
+        self._completing: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        events = self._client.meta.events
+        events.register(
+            "before-parameter-build.s3.CompleteMultipartUpload", self._complete_if_absent
+        )
+        events.register("after-call.s3.CompleteMultipartUpload", self._completed)
 
     @classmethod
     async def open(cls, config: StorageConfig, **kwargs: Any) -> S3Storage:
@@ -232,7 +249,8 @@ class S3Storage:
             message = _one_line(err.get("Message") or code)
             if code in _ACCESS_CODES or status == 403:
                 hint = (
-                    "; the credentials need s3:GetObject, s3:PutObject and s3:ListBucket"
+                    "; the credentials need s3:GetObject, s3:PutObject, s3:DeleteObject, "
+                    "s3:ListBucket, s3:ListBucketMultipartUploads and s3:AbortMultipartUpload"
                     if status == 403
                     else ""
                 )
@@ -374,12 +392,19 @@ class S3Storage:
             raise self._error(exc, full, "upload") from exc
 
     def _put_file_checked(self, full: str, path: Path, sha256: str, content_type: str) -> None:
-        where = self._where(full)
         existing = self._head(full)
+        if existing is None:
+            existing = self._upload_new(full, path, sha256, content_type)
         if existing is not None:
             self._settle_existing(full, existing, path, sha256)
-            path.unlink(missing_ok=True)
-            return
+        path.unlink(missing_ok=True)
+
+    def _upload_new(
+        self, full: str, path: Path, sha256: str, content_type: str
+    ) -> dict[str, Any] | None:
+        """Upload `path` to a key our head found free. Returns None once our object is
+        confirmed, or the head of the object another writer stored there first (or over ours)."""
+        where = self._where(full)
         size = path.stat().st_size
         multipart = size >= self._threshold
         part_size = ChunksizeAdjuster().adjust_chunksize(self._part_size, size)
@@ -388,16 +413,89 @@ class S3Storage:
             raise StorageError(
                 f"{where}: local file {path.name} no longer has SHA-256 {sha256}; not uploaded"
             )
+        try:
+            if multipart:
+                written = self._upload_multipart(full, path, sha256, content_type)
+            else:
+                with open(path, "rb") as body:
+                    written = self._put_object(full, body, scan, content_type, if_absent=True)
+        except bx.ClientError as exc:
+            if _code(exc) not in _PRECONDITION_CODES:
+                raise
+            # Another writer stored the key between our head and our upload: theirs stands.
+            existing = self._head(full)
+            if existing is None:  # 409: their conditional write is still in progress
+                raise StorageError(
+                    f"{where}: another upload of this key is in progress; not uploaded"
+                ) from exc
+            log.info("s3_upload_lost_race", key=full)
+            return existing
+        existing = self._verify(full, scan, sha256, written)
+        if existing is None:
+            log.info("s3_upload", key=full, bytes=size, parts=scan.parts if multipart else 1)
+        return existing
+
+    def _put_object(
+        self, full: str, body: Any, scan: _Scan, content_type: str, *, if_absent: bool
+    ) -> dict[str, Any]:
+        """One PUT. The full SHA-256 goes with it for the store to check against the body
+        (and with ChecksumAlgorithm, so the store keeps it and reports it on head)."""
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": full,
+            "Body": body,
+            "ContentType": content_type,
+            "Metadata": {META_SHA256: scan.sha256},
+        }
+        if if_absent:
+            kwargs["IfNoneMatch"] = "*"
+        if self._checksums:
+            kwargs["ChecksumAlgorithm"] = "SHA256"
+            kwargs["ChecksumSHA256"] = scan.full_b64
+        return self._client.put_object(**kwargs)
+
+    def _upload_multipart(
+        self, full: str, path: Path, sha256: str, content_type: str
+    ) -> dict[str, Any]:
+        """Upload through the transfer manager (parts in parallel, aborted on failure);
+        returns the CompleteMultipartUpload answer, which _complete_if_absent made
+        conditional and _completed recorded."""
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": {META_SHA256: sha256}}
         if self._checksums:
-            if multipart:
-                extra["ChecksumAlgorithm"] = "SHA256"  # per part, checked by the store
-            else:
-                extra["ChecksumSHA256"] = scan.full_b64  # the store checks the whole body
-        self._transfer.upload(str(path), self.bucket, full, extra_args=extra).result()
-        self._verify(full, scan, sha256)
-        path.unlink(missing_ok=True)
-        log.info("s3_upload", key=full, bytes=scan.size, parts=scan.parts if multipart else 1)
+            extra["ChecksumAlgorithm"] = "SHA256"  # per part, checked by the store
+        with self._lock:
+            if full in self._completing:
+                raise StorageError(f"{self._where(full)}: already being uploaded; not uploaded")
+            self._completing[full] = {}
+        try:
+            self._transfer.upload(str(path), self.bucket, full, extra_args=extra).result()
+            with self._lock:
+                return self._completing[full]
+        finally:
+            with self._lock:
+                del self._completing[full]
+
+    def _complete_if_absent(
+        self, params: dict[str, Any], context: dict[str, Any], **_: Any
+    ) -> None:
+        """before-parameter-build of CompleteMultipartUpload: our multipart uploads complete
+        only if the key is still free, as our PUTs do (s3transfer does not pass IfNoneMatch)."""
+        with self._lock:
+            ours = params.get("Bucket") == self.bucket and params.get("Key") in self._completing
+        if ours:
+            params["IfNoneMatch"] = "*"
+            context[_COMPLETING] = params["Key"]
+
+    def _completed(
+        self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any
+    ) -> None:
+        """after-call of CompleteMultipartUpload: keep the answer (its ETag and VersionId name
+        the object we wrote); s3transfer returns nothing."""
+        key = context.get(_COMPLETING)
+        if key is not None and http_response.status_code < 300:
+            with self._lock:
+                if key in self._completing:
+                    self._completing[key] = parsed
 
     def _settle_existing(self, full: str, head: dict[str, Any], path: Path, sha256: str) -> None:
         """`full` exists: the same bytes make the upload a no-op; others are a conflict."""
@@ -412,14 +510,19 @@ class S3Storage:
         log.info("s3_skip_same", key=full, bytes=size)
 
     def _sha256_of_existing(self, full: str, head: dict[str, Any]) -> str:
-        """An existing object's SHA-256: ours from its metadata, else the store's full-object
-        checksum, else by reading it (an object some other tool wrote)."""
-        ours = head.get("Metadata", {}).get(META_SHA256)
-        if ours:
-            return str(ours).lower()
-        checksum = head.get("ChecksumSHA256")
-        if checksum and "-" not in checksum and head.get("ChecksumType") != "COMPOSITE":
-            return base64.b64decode(checksum).hex()
+        """An existing object's SHA-256: the store's full-object checksum or ours from the
+        metadata (when there are both, they must agree), else by reading it (an object some
+        other tool wrote)."""
+        ours = str(head.get("Metadata", {}).get(META_SHA256, "")).lower()
+        stores = _full_object_sha256(head)
+        if ours and stores and ours != stores:
+            log.warning("s3_checksum_disagrees", key=full, metadata=ours, store=stores)
+            raise StorageConflict(
+                f"{self._where(full)}: already exists, but its sha256 metadata {ours} "
+                f"disagrees with the store's checksum {stores}; left as is"
+            )
+        if ours or stores:
+            return ours or str(stores)
         digest = hashlib.sha256()
         response = self._client.get_object(Bucket=self.bucket, Key=full)
         with contextlib.closing(response["Body"]) as body:
@@ -427,54 +530,87 @@ class S3Storage:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def _verify(self, full: str, scan: _Scan, sha256: str) -> None:
-        """Confirm the stored object is the file: size, our metadata, and the store's own
-        SHA-256 when it reports one. A mismatch removes the object we just wrote."""
+    def _verify(
+        self, full: str, scan: _Scan, sha256: str, written: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Confirm the stored object is the one we wrote (`written` is the upload's answer)
+        and is the file: size, our metadata, and the store's own SHA-256 when it reports one.
+        Returns None when confirmed, or the head of another writer's object that now holds
+        the key (left alone: the caller settles). A mismatch removes our object, never one
+        someone else wrote."""
         head = self._head(full)
-        problem = None
         if head is None:
             problem = "not found after upload"
+        elif not _same_object(head, written):
+            log.info("s3_replaced_by_another_writer", key=full)
+            return head
         elif head.get("ContentLength") != scan.size:
             problem = f"{head.get('ContentLength')} bytes stored, {scan.size} sent"
         elif head.get("Metadata", {}).get(META_SHA256, "").lower() != sha256:
             problem = "sha256 metadata differs"
-        elif (checksum := head.get("ChecksumSHA256")) and not self._checksum_matches(
-            checksum, scan
-        ):
+        elif (checksum := head.get("ChecksumSHA256")) and not _checksum_matches(checksum, scan):
             problem = f"stored checksum {checksum} does not match the file"
-        if problem is None:
-            return
+        else:
+            return None
         log.error("s3_verify_failed", key=full, problem=problem)
         if head is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self._client.delete_object(Bucket=self.bucket, Key=full)
+            except Exception as exc:
+                log.error("s3_delete_failed", key=full, error=str(self._error(exc, full, "delete")))
         raise StorageError(f"{self._where(full)}: upload not confirmed: {problem}")
-
-    @staticmethod
-    def _checksum_matches(checksum: str, scan: _Scan) -> bool:
-        # A multipart object's checksum is a checksum of the parts' checksums, written
-        # "<base64>-<parts>" (some stores leave off the suffix).
-        value, _, parts = checksum.partition("-")
-        if value == scan.full_b64 and not parts:
-            return True
-        return (
-            scan.composite_b64 is not None
-            and value == scan.composite_b64
-            and (not parts or parts == str(scan.parts))
-        )
 
     def _put_bytes(self, full: str, data: bytes, content_type: str) -> None:
         digest = hashlib.sha256(data)
         sha256 = digest.hexdigest()
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": full,
-            "Body": data,
-            "ContentType": content_type,
-            "Metadata": {META_SHA256: sha256},
-        }
-        if self._checksums:
-            kwargs["ChecksumSHA256"] = _b64(digest.digest())
-        self._call(full, "upload", self._client.put_object, **kwargs)
-        self._verify(full, _Scan(len(data), sha256, _b64(digest.digest()), None, 1), sha256)
+        scan = _Scan(len(data), sha256, _b64(digest.digest()), None, 1)
+        written = self._call(
+            full, "upload", self._put_object, full=full, body=data, scan=scan,
+            content_type=content_type, if_absent=False,
+        )  # fmt: skip
+        if self._verify(full, scan, sha256, written) is not None:
+            return  # a later write of the key replaced ours: the last writer's stands
         log.info("s3_put_bytes", key=full, bytes=len(data))
+
+
+def _code(exc: bx.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _same_object(head: dict[str, Any], written: dict[str, Any]) -> bool:
+    """Whether `head` describes the object whose upload answered `written`."""
+    if not written.get("ETag") or head.get("ETag") != written["ETag"]:
+        return False
+    version = written.get("VersionId")
+    return version in (None, "null") or head.get("VersionId") in (None, version)
+
+
+def _full_object_sha256(head: dict[str, Any]) -> str | None:
+    """The store's SHA-256 of the whole object (hex), if it reports one: not a multipart
+    checksum-of-checksums, which is typed COMPOSITE, or written "<base64>-<parts>", or on
+    stores that give no type, belongs to an object with a multipart ETag ("…-<parts>")."""
+    checksum = head.get("ChecksumSHA256")
+    kind = head.get("ChecksumType")
+    if not checksum or "-" in checksum or kind == "COMPOSITE":
+        return None
+    if kind is None and "-" in str(head.get("ETag", "")):
+        return None
+    try:
+        digest = base64.b64decode(checksum, validate=True)
+    except ValueError:
+        return None
+    return digest.hex() if len(digest) == 32 else None
+
+
+def _checksum_matches(checksum: str, scan: _Scan) -> bool:
+    """Whether the store's ChecksumSHA256 is the file's: its full SHA-256, or for multipart
+    the SHA-256 of the parts' SHA-256 digests written "<base64>-<parts>" (some stores leave
+    off the suffix)."""
+    value, _, parts = checksum.partition("-")
+    if value == scan.full_b64 and not parts:
+        return True
+    return (
+        scan.composite_b64 is not None
+        and value == scan.composite_b64
+        and (not parts or parts == str(scan.parts))
+    )
