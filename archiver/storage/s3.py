@@ -29,6 +29,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +53,10 @@ MIB = 1024 * 1024
 MULTIPART_THRESHOLD = 64 * MIB
 PART_SIZE = 16 * MIB
 MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
+# A multipart upload of a key this old is one a run could not abort (the store was unreachable
+# when it failed): S3 bills its parts until it is aborted. Younger ones may be another
+# archiver's upload in progress; aborting those would only make it retry.
+STALE_UPLOAD_AFTER_S = 3600.0
 META_SHA256 = "sha256"  # sent as x-amz-meta-sha256: the hex SHA-256 of the object
 _CHUNK = MIB
 _READ_CAP = 64 * MIB  # read() is for manifests
@@ -173,6 +178,7 @@ class S3Storage:
         client: Any = None,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
+        stale_upload_after_s: float = STALE_UPLOAD_AFTER_S,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
@@ -188,6 +194,7 @@ class S3Storage:
         self.endpoint = str(self._client.meta.endpoint_url)
         self._threshold = multipart_threshold
         self._part_size = part_size
+        self._stale_after = timedelta(seconds=stale_upload_after_s)
         self._transfer = TransferManager(
             self._client,
             TransferConfig(
@@ -463,6 +470,7 @@ class S3Storage:
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": {META_SHA256: sha256}}
         if self._checksums:
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, checked by the store
+        self._abort_stale_uploads(full)
         with self._lock:
             if full in self._completing:
                 raise StorageError(f"{self._where(full)}: already being uploaded; not uploaded")
@@ -474,6 +482,30 @@ class S3Storage:
         finally:
             with self._lock:
                 del self._completing[full]
+
+    def _abort_stale_uploads(self, full: str) -> None:
+        """Abort multipart uploads of exactly `full` begun longer ago than the stale age (see
+        STALE_UPLOAD_AFTER_S). Best effort: without s3:ListBucketMultipartUploads or
+        s3:AbortMultipartUpload it logs and goes on; a lifecycle rule is the backstop."""
+        cutoff = datetime.now(UTC) - self._stale_after
+        try:
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            stale = [
+                upload["UploadId"]
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if upload["Key"] == full and upload["Initiated"] <= cutoff
+            ]
+            for upload_id in stale:
+                self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id
+                )
+                log.info("s3_stale_upload_aborted", key=full, upload_id=upload_id)
+        except Exception as exc:
+            error = self._error(exc, full, "abort stale multipart uploads")
+            log.warning("s3_stale_uploads_not_aborted", key=full, error=str(error))
 
     def _complete_if_absent(
         self, params: dict[str, Any], context: dict[str, Any], **_: Any
