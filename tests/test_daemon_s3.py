@@ -25,7 +25,7 @@ import boto3
 import botocore.exceptions as bx
 import pytest
 from botocore.config import Config as BotoConfig
-from s3server import MotoServer, free_port
+from s3server import Gate, MotoServer
 from test_backfill_s3 import (
     PREFIX,
     Bucket,
@@ -202,53 +202,6 @@ async def watching(bucket: Bucket) -> AsyncIterator[ManifestWatch]:
         await asyncio.gather(task, return_exceptions=True)
     assert watch.rounds > 0
     assert watch.violations == []
-
-
-class Gate:
-    """A TCP door on its own port in front of the S3 server. Closed, it stops listening and
-    resets every connection through it, as a store that went away does; reopened on the same
-    port, it lets the daemon see the restarted server only once the test has set it up."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def open(self) -> None:
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(1 << 16):
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                dst.transport.abort()
-
-        try:
-            await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
-        finally:
-            self._writers -= {writer, up_writer}
 
 
 def new_bucket(url: str, request: pytest.FixtureRequest, *, create: bool = True) -> Bucket:

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import botocore.exceptions as bx
 import pytest
-from s3server import DUMMY_ENV, MotoServer, free_port
+from s3server import DUMMY_ENV, Gate, MotoServer, free_port
 from structlog.testing import capture_logs
 
 from archiver.config import StorageConfig
@@ -783,6 +783,51 @@ async def test_uploads_at_once_are_bounded(
     finally:
         await storage.close()
     assert peak == 2
+
+
+async def test_stalled_uploads_leave_the_default_thread_pool_free(
+    tmp_path: Path, server: MotoServer, bucket: str
+) -> None:
+    """As many uploads as asyncio's default pool has threads hang on a stalled store; a
+    default-pool call (a download's write, say) still runs at once: the uploads are in the
+    storage's own threads. (Sharing the pool, the call would wait for an upload's requests
+    to time out.)"""
+    loop = asyncio.get_running_loop()
+    default_threads = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default
+    gate = Gate(server.port)
+    await gate.open()
+    storage = await open_quick(
+        s3_config(tmp_path, gate.url, bucket, max_concurrent_uploads=default_threads)
+    )
+    attempts_ended: list[str] = []
+    storage._client.meta.events.register(
+        "needs-retry.s3", lambda event_name, **_: attempts_ended.append(event_name)
+    )
+    try:
+        gate.pause()
+        uploads = [
+            asyncio.create_task(
+                storage.put_file(f"t/f{i}.png", path, sha256=sha, content_type="image/png")
+            )
+            for i, (path, sha) in enumerate(
+                new_file(storage, f"file {i}".encode()) for i in range(default_threads)
+            )
+        ]
+        deadline = loop.time() + 30
+        while gate.held < default_threads:  # every upload's first request is on the wire
+            assert loop.time() < deadline, f"{gate.held} requests held"
+            await asyncio.sleep(0.01)
+
+        await asyncio.to_thread(lambda: None)
+        assert attempts_ended == []  # no upload request ended to free a thread for it
+
+        gate.resume()
+        await asyncio.gather(*uploads)
+    finally:
+        gate.resume()
+        await storage.close()
+        await gate.close()
+    assert len(raw_client(server.url).list_objects_v2(Bucket=bucket)["Contents"]) == default_threads
 
 
 def _client_error(code: str, status: int) -> bx.ClientError:

@@ -16,8 +16,10 @@ received; a multipart upload carries a SHA-256 per part, checked per part, and t
 checksum-of-checksums is compared with ours afterwards. Stores that report no checksum (or
 `checksum_when_required` stores) are confirmed by size and our `x-amz-meta-sha256`.
 
-One boto3 client for the process (clients are thread-safe, sessions are not); every call runs
-in a worker thread, and at most `max_concurrent_uploads` uploads run at once.
+One boto3 client for the process (clients are thread-safe, sessions are not). Every call runs
+in the storage's own threads, never asyncio's default pool: uploads stalled on a slow store
+must not starve the downloads and tagging that share that pool. At most
+`max_concurrent_uploads` uploads run at once, with a few threads to spare for heads and reads.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import hashlib
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,6 +63,7 @@ MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
 STALE_UPLOAD_AFTER_S = 3600.0
 META_SHA256 = "sha256"  # sent as x-amz-meta-sha256: the hex SHA-256 of the object
 _CHUNK = MIB
+_SPARE_THREADS = 4  # beyond the upload bound: heads and manifest reads never wait for uploads
 _READ_CAP = 64 * MIB  # read() is for manifests
 _ACCESS_CODES = frozenset(
     {
@@ -205,6 +210,9 @@ class S3Storage:
             ),
         )
         self._uploads = asyncio.Semaphore(config.max_concurrent_uploads)
+        self._executor = ThreadPoolExecutor(
+            config.max_concurrent_uploads + _SPARE_THREADS, thread_name_prefix="s3"
+        )
         self._in_flight: set[asyncio.Future[Any]] = set()
         # Multipart uploads under way: key → the CompleteMultipartUpload answer once it came.
         self._completing: dict[str, dict[str, Any]] = {}
@@ -223,8 +231,8 @@ class S3Storage:
             kwargs["client"] = await asyncio.to_thread(_client_for, config)
         storage = cls(config, **kwargs)
         try:
-            await asyncio.to_thread(storage._check_bucket)
-            await asyncio.to_thread(storage._prepare_temp_dir)
+            await storage._in_thread(storage._check_bucket)
+            await storage._in_thread(storage._prepare_temp_dir)
         except BaseException:
             await storage.close()
             raise
@@ -322,19 +330,30 @@ class S3Storage:
         never cut off halfway by the client closing under it."""
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
-        await asyncio.to_thread(self._transfer.shutdown)
+        await asyncio.to_thread(self._shut_down_threads)
         self._client.close()
         self._temp.close()
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the storage's threads, with the caller's context (its log fields)."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, context.run, fn, *args
+        )
+
+    def _shut_down_threads(self) -> None:
+        self._transfer.shutdown()
+        self._executor.shutdown()  # waits for heads and reads whose callers were cancelled
 
     # --- the Storage interface -----------------------------------------------------------------
 
     async def exists(self, key: str) -> bool:
         full = self._key(key)
-        return await asyncio.to_thread(self._head, full) is not None
+        return await self._in_thread(self._head, full) is not None
 
     async def read(self, key: str) -> bytes | None:
         full = self._key(key)
-        return await asyncio.to_thread(self._read, full)
+        return await self._in_thread(self._read, full)
 
     async def put_file(self, key: str, path: Path, *, sha256: str, content_type: str) -> None:
         full = self._key(key)
@@ -349,7 +368,7 @@ class S3Storage:
         but the upload keeps its slot until its thread ends (close() waits for it)."""
         await self._uploads.acquire()
         try:
-            future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+            future = asyncio.ensure_future(self._in_thread(fn, *args))
         except BaseException:
             self._uploads.release()
             raise
