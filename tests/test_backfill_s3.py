@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from s3server import MotoServer
+from s3server import Gate, MotoServer
+from structlog.testing import capture_logs
 from test_cli import Cli, assert_one_line_error
 
 import archiver.storage.s3 as s3
@@ -233,48 +235,52 @@ async def test_a_missing_bucket_ends_backfill_with_an_access_error(
     assert sandbox.api.total_calls == 0  # the bucket is checked before any work
 
 
-async def test_the_s3_server_stopped_mid_run_and_restarted(
-    tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+async def test_the_s3_store_unreachable_mid_run_then_back(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    server: MotoServer,
+    bucket: Bucket,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The store goes away at the first upload and comes back a little later (empty, as moto
-    restarts): the failed uploads are retried by the engine and the backfill completes."""
-    srv = MotoServer()
-    srv.start()
-    name = "outage"
-    client = boto3.session.Session().client("s3", endpoint_url=srv.url)
-    client.create_bucket(Bucket=name)
+    """The store becomes unreachable at the first upload (the path to it is cut: connections
+    reset, new ones refused) and reachable again a little later, buckets intact: the failed
+    uploads are retried by the engine and the backfill completes."""
+    loop = asyncio.get_running_loop()
+    gate = Gate(server.port)
+    await gate.open()
     real = s3.build_client
-    stopped = threading.Event()
-    restarted = threading.Event()
+    reopened: list[concurrent.futures.Future[None]] = []
 
-    def come_back() -> None:
-        srv.start()
-        boto3.session.Session().client("s3", endpoint_url=srv.url).create_bucket(Bucket=name)
-        restarted.set()
+    async def reopen_later() -> None:
+        await asyncio.sleep(1.5)
+        await gate.open()
 
-    def stop_at_first_upload(**_: Any) -> None:
-        if not stopped.is_set():
-            stopped.set()
-            srv.kill()
-            threading.Timer(1.5, come_back).start()
+    def cut_at_first_upload(**_: Any) -> None:
+        if not reopened:
+            asyncio.run_coroutine_threadsafe(gate.close(), loop).result()
+            reopened.append(asyncio.run_coroutine_threadsafe(reopen_later(), loop))
 
     def quick_client(config: StorageConfig, **_: Any) -> Any:
         client = real(config, max_attempts=2, connect_timeout_s=2, read_timeout_s=10)
-        client.meta.events.register("before-send.s3.PutObject", stop_at_first_upload)
+        client.meta.events.register("before-send.s3.PutObject", cut_at_first_upload)
         return client
 
     monkeypatch.setattr(s3, "build_client", quick_client)
     try:
         _, ids_file = add_tasks(sandbox, tmp_path)
-        config = make_config(tmp_path, sandbox, srv.url, name)
-        report = await backfill(config, ids_file, retry_base_s=0.2)
-        assert stopped.is_set() and restarted.is_set()
+        config = make_config(tmp_path, sandbox, gate.url, bucket.name)
+        with capture_logs() as logs:
+            report = await backfill(config, ids_file, retry_base_s=0.2)
+        assert reopened and reopened[0].done()
+        retried = [e["error"] for e in logs if e["event"] == "task_retry_later"]
+        assert retried and all("s3://" in error for error in retried), retried
         assert report.complete, [(t.task_id, t.phase, t.last_error) for t in report.tasks]
         assert sum(t.attempts for t in report.tasks) == 0  # attempts reset once archived
-        verify_bucket(Bucket(client, name), tmp_path)
+        verify_bucket(bucket, tmp_path)
     finally:
-        restarted.wait(10)
-        srv.kill()
+        if reopened:
+            await asyncio.wrap_future(reopened[0])
+        await gate.close()
 
 
 @pytest.mark.parametrize(
