@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import Cli
 
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
+from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.storage import Storage
 from archiver.storage import local as local_mod
 from archiver.storage.local import LocalStorage
+from archiver.storage.tempdir import TEMP_NAME
 
 
 def _sha(data: bytes) -> str:
@@ -306,3 +311,34 @@ def test_read_only_filesystem_root_is_a_storage_access_error(tmp_path: Path) -> 
         pytest.skip("needs /proc")
     with pytest.raises(StorageAccessError, match="/proc/self/archive"):
         LocalStorage(Path("/proc/self/archive"))
+
+
+@pytest.mark.parametrize(
+    ("umask", "tagging", "mode"),
+    [(0o022, "false", 0o644), (0o077, "true", 0o600)],
+    ids=["umask-022-untagged", "umask-077-tagged"],
+)
+async def test_stored_files_follow_the_umask_like_any_new_file(
+    sandbox: Sandbox, tmp_path: Path, umask: int, tagging: str, mode: int
+) -> None:
+    """Covers, untagged MP3s and manifests came out 0600 (mkstemp's mode) whatever the umask,
+    unreadable to a media server running as another user."""
+    cli = Cli(sandbox, tmp_path)
+    cli.write_config(f"[tagging]\nenabled = {tagging}\n")
+    music, cover = fake_hex_id("mode:music"), fake_hex_id("mode:cover")
+    sandbox.add_music(music)
+    sandbox.add_cover(cover)
+    proc = await asyncio.create_subprocess_exec(
+        "sh", "-c", f'umask {umask:03o} && exec "$0" -m archiver.cli "$@"',
+        sys.executable, "backfill", str(cli.ids(music, cover)),
+        cwd=tmp_path, env=cli.env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+
+    stored = [p for p in cli.archive.glob("*/*") if p.parent.name != TEMP_NAME]
+    suffixes = {p.suffix for p in stored}
+    assert {".mp3", ".json", ".png"} <= suffixes, suffixes
+    modes = {str(p.relative_to(cli.archive)): oct(p.stat().st_mode & 0o777) for p in stored}
+    assert modes == dict.fromkeys(modes, oct(mode))

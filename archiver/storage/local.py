@@ -10,6 +10,9 @@ Finished files are published with `os.link`, not `os.replace`: a hard link fails
 exists, so even a concurrent writer can never have its file overwritten (filesystems without
 hard links fall back to a checked `os.replace`). A crash leaves at worst a stray file in the
 temp folder, removed on next start.
+
+Stored files get the mode open() would give a new file (0o666 less the umask), not mkstemp's
+0o600, so a media server or another user can read covers and manifests as well as MP3s.
 """
 
 from __future__ import annotations
@@ -48,6 +51,22 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _file_mode() -> int:
+    """0o666 less the process's umask. os.umask() can only be read by setting it, and a
+    set-and-restore races with threads creating files meanwhile: read it from /proc on Linux,
+    and elsewhere the racy way, once, when the storage is made (before it starts threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
@@ -64,6 +83,7 @@ class LocalStorage:
         self.root = Path(root)
         self._temp = TempDir(self.root / TEMP_NAME)
         self.temp_dir = self._temp.path
+        self._mode = _file_mode()
         try:
             self._root_real = Path(os.path.realpath(self.root))
             self._temp.open()  # also removes what a killed run left there
@@ -108,6 +128,7 @@ class LocalStorage:
 
     def _put_file(self, target: Path, path: Path, sha256: str) -> None:
         try:
+            os.chmod(path, self._mode)
             _fsync_path(path)
             self._make_dirs(target.parent)
         except OSError as e:
@@ -163,6 +184,7 @@ class LocalStorage:
     def _copy_to_temp(self, path: Path, target: Path) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=self.temp_dir)
         try:
+            os.fchmod(fd, self._mode)
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
                 shutil.copyfileobj(src, out, _CHUNK)
                 out.flush()
@@ -182,6 +204,7 @@ class LocalStorage:
             fd, name = tempfile.mkstemp(prefix=".put-", dir=self.temp_dir)
             tmp = Path(name)
             try:
+                os.fchmod(fd, self._mode)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
