@@ -830,11 +830,23 @@ async def test_stalled_uploads_leave_the_default_thread_pool_free(
     assert len(raw_client(server.url).list_objects_v2(Bucket=bucket)["Contents"]) == default_threads
 
 
-def _client_error(code: str, status: int) -> bx.ClientError:
+def _client_error(code: str, status: int, message: str = "m", **more: str) -> bx.ClientError:
     return bx.ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        {
+            "Error": {"Code": code, "Message": message, **more},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
         "PutObject",
     )
+
+
+_CHECKSUM_REJECTIONS = [
+    _client_error("NotImplemented", 501, "Header 'x-amz-checksum-crc32' not implemented"),
+    _client_error(
+        "NotImplemented", 501, "A header you provided is not implemented", Header="x-amz-trailer"
+    ),
+    _client_error("InvalidArgument", 400, "Unsupported header 'x-amz-sdk-checksum-algorithm'"),
+]
 
 
 @pytest.mark.parametrize(
@@ -853,6 +865,9 @@ def _client_error(code: str, status: int) -> bx.ClientError:
         (bx.ReadTimeoutError(endpoint_url="http://x"), False),
         (OSError("disk"), False),
         (bx.ParamValidationError(report="Invalid bucket name\nmore"), False),
+        *((exc, True) for exc in _CHECKSUM_REJECTIONS),
+        (_client_error("BadDigest", 400, "The checksum you specified did not match"), False),
+        (_client_error("NotImplemented", 501, "not implemented", Header="If-None-Match"), False),
     ],
 )
 def test_failures_are_classified_in_one_place(tmp_path: Path, exc: Exception, access: bool) -> None:
@@ -870,3 +885,16 @@ def test_access_denied_names_every_permission_the_archiver_uses(tmp_path: Path) 
     message = str(storage._error(_client_error("AccessDenied", 403), "k", "upload"))
     for action in ("GetObject", "PutObject", "DeleteObject", "ListBucket", "AbortMultipartUpload"):
         assert f"s3:{action}" in message, message
+
+
+@pytest.mark.parametrize("exc", _CHECKSUM_REJECTIONS)
+def test_a_store_that_rejects_checksum_headers_is_told_what_to_set(
+    tmp_path: Path, exc: bx.ClientError
+) -> None:
+    config = s3_config(tmp_path, "http://127.0.0.1:9", "b-1")
+    error = S3Storage(config, client=build_client(config))._error(exc, "k", "upload")
+    assert "checksum_when_required = true" in str(error)
+
+    relaxed = s3_config(tmp_path, "http://127.0.0.1:9", "b-1", checksum_when_required=True)
+    error = S3Storage(relaxed, client=build_client(relaxed))._error(exc, "k", "upload")
+    assert "checksum_when_required" not in str(error)  # already set: the hint would not help

@@ -84,6 +84,7 @@ _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 # A conditional write (If-None-Match: *) refused: the key exists (412), or another conditional
 # write of it is in progress (409).
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_CHECKSUM_HEADERS = ("x-amz-checksum-", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")
 _COMPLETING = "suno_archiver_key"  # in a request's context: the key of our multipart upload
 _CREDENTIAL_ERRORS = (
     bx.NoCredentialsError,
@@ -269,11 +270,16 @@ class S3Storage:
                     if status == 403
                     else ""
                 )
-                return StorageAccessError(
-                    f"{where}: {doing}: {code or status} {message} (endpoint {self.endpoint})"
-                    + hint
+            elif self._checksums and _rejects_checksum_headers(status, err):
+                hint = (
+                    "; the store does not take boto3's checksum headers: set [storage] "
+                    "checksum_when_required = true"
                 )
-            return StorageError(f"{where}: {doing}: {code or status} {message}")
+            else:
+                return StorageError(f"{where}: {doing}: {code or status} {message}")
+            return StorageAccessError(
+                f"{where}: {doing}: {code or status} {message} (endpoint {self.endpoint})" + hint
+            )
         if isinstance(exc, bx.BotoCoreError | OSError):
             return StorageError(f"{where}: {doing}: {_one_line(exc)}")
         return StorageError(f"{where}: {doing}: {type(exc).__name__}: {_one_line(exc)}")
@@ -622,6 +628,16 @@ class S3Storage:
         if self._verify(full, scan, sha256, written) is not None:
             return  # a later write of the key replaced ours: the last writer's stands
         log.info("s3_put_bytes", key=full, bytes=len(data))
+
+
+def _rejects_checksum_headers(status: int | None, err: dict[str, Any]) -> bool:
+    """Whether an error answer refuses the checksum headers boto3 sends by default (stores
+    that predate them answer 501, or 400 naming the header), not a checksum that mismatched
+    (BadDigest: a transient corruption, retried)."""
+    text = " ".join(str(value) for value in err.values()).lower()
+    if status == 501:
+        return "checksum" in text or "x-amz-trailer" in text
+    return status == 400 and any(header in text for header in _CHECKSUM_HEADERS)
 
 
 def _code(exc: bx.ClientError) -> str:
