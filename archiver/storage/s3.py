@@ -1,13 +1,13 @@
 """S3 (and S3-compatible) storage: files are downloaded and tagged in a local cache folder,
 then uploaded; every object is confirmed (size and SHA-256) before the manifest may name it.
 
-Safety rests on four S3 facts: a PUT and a multipart-complete are atomic (a key shows the old
-object or every byte of the new, never a part), a failed multipart upload is aborted by the
-transfer manager (so no parts linger when the store is reachable), the manifest is written
-last, and file uploads are conditional (If-None-Match: *): of two writers of one key (a daemon
-and a backfill, say) exactly one stores, and the other settles against what it finds there.
-A key that already holds other content is never overwritten, and an object is only ever
-deleted by the writer that just wrote it (its upload's ETag and version), when it fails
+Safety: a PUT and a multipart-complete are atomic (a key shows the old object or every byte of
+the new, never a part); a failed multipart upload is aborted by the transfer manager (one an
+outage left behind is aborted before its key is uploaded again); file uploads are conditional
+(If-None-Match: *), so of two writers of one key (a daemon and a backfill, say) exactly one
+stores and the other settles against what it finds; and the manifest is written last. A key
+that already holds other content is never overwritten, and an object is only ever deleted by
+the writer that just wrote it (known by its upload's ETag and version), when it fails
 confirmation.
 
 Integrity: the local file is re-hashed before upload (its SHA-256, and for multipart the SHA-256
