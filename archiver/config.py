@@ -183,8 +183,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "path": _Key(str, "a non-empty path", _nonempty_path),
         "bucket": _Key(
             str,
-            "an S3 bucket name: 3-63 lowercase letters, digits, '.' or '-', starting and ending "
-            "with a letter or digit",
+            "an S3 bucket name: letters, digits, '.', '_' or '-' (at most 255)",
             lambda v: _bucket_ok(v),
         ),
         "prefix": _Key(
@@ -223,17 +222,16 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
 }
 
 
-# S3's naming rules for buckets. Reserved prefixes and suffixes are left to the store: an
-# access point alias ("…-s3alias") is a valid name to address a bucket by.
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
+# The names botocore lets through (botocore.handlers.VALID_BUCKET), not today's stricter rules
+# for new AWS buckets: legacy us-east-1 buckets and other stores may have capitals or '_'.
+_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")
 # botocore's own check (botocore.utils.validate_region_name): a host label, not all digits.
 _REGION = re.compile(r"(?![0-9]+$)(?!-)[a-zA-Z0-9-]{,63}(?<!-)")
 
 
 def _bucket_ok(v: str) -> bool:
     # "" passes here: whether a bucket is required depends on the backend (see _build).
-    return v == "" or (bool(_BUCKET.fullmatch(v)) and ".." not in v and not _IPV4.fullmatch(v))
+    return v == "" or bool(_BUCKET.fullmatch(v))
 
 
 def _prefix_ok(v: str) -> bool:
