@@ -7,12 +7,14 @@ import base64
 import hashlib
 import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.exceptions as bx
 import pytest
+from botocore.awsrequest import AWSResponse
 from s3server import DUMMY_ENV, Gate, MotoServer, free_port
 from structlog.testing import capture_logs
 
@@ -293,6 +295,55 @@ async def test_a_writer_that_stores_the_key_first_wins_the_race(
     assert body == theirs and response["Metadata"] == {"sha256": their_sha}
     assert response["ContentType"] == "x/y"  # the first writer's object, not overwritten
     assert raw_client(server.url).list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize(
+    ("size", "operation"),
+    [(5000, "PutObject"), (5 * MIB + 10, "CompleteMultipartUpload")],
+    ids=["put", "multipart"],
+)
+async def test_a_store_without_conditional_writes_gets_plain_ones(
+    tmp_path: Path, server: MotoServer, bucket: str, size: int, operation: str
+) -> None:
+    """A store that predates If-None-Match answers it with 501 (as older MinIO and Ceph do):
+    the upload goes again without it, and so does every later one."""
+    storage = await S3Storage.open(
+        s3_config(tmp_path, server.url, bucket), multipart_threshold=5 * MIB, part_size=5 * MIB
+    )
+    refused: list[str] = []
+
+    def no_conditions(request: Any, **_: Any) -> AWSResponse | None:
+        if "If-None-Match" not in request.headers:
+            return None
+        refused.append(request.url)
+        body = (
+            b"<Error><Code>NotImplemented</Code><Message>A header you provided implies "
+            b"functionality that is not implemented</Message></Error>"
+        )
+        return AWSResponse(request.url, 501, {}, _Raw(body))
+
+    storage._client.meta.events.register(f"before-send.s3.{operation}", no_conditions)
+    try:
+        with capture_logs() as logs:
+            for name in ("a", "b"):
+                data = os.urandom(size)
+                path, sha = new_file(storage, data)
+                await storage.put_file(f"t/{name}.mp3", path, sha256=sha, content_type="x/y")
+                assert stored(server.url, bucket, f"suno/archive/t/{name}.mp3")[0] == data
+    finally:
+        await storage.close()
+    assert len(refused) == 1  # once refused, never asked again
+    assert [e["event"] for e in logs].count("s3_conditional_writes_unsupported") == 1
+
+
+class _Raw:
+    """The raw body botocore reads from a response a before-send handler made up."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
 
 
 @pytest.mark.parametrize(

@@ -218,6 +218,8 @@ class S3Storage:
         # Multipart uploads under way: key → the CompleteMultipartUpload answer once it came.
         self._completing: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        # If-None-Match on writes, until the store answers that it has none (see _upload_new).
+        self._conditional = True
         events = self._client.meta.events
         events.register(
             "before-parameter-build.s3.CompleteMultipartUpload", self._complete_if_absent
@@ -446,25 +448,46 @@ class S3Storage:
                 f"{where}: local file {path.name} no longer has SHA-256 {sha256}; not uploaded"
             )
         try:
-            if multipart:
-                written = self._upload_multipart(full, path, sha256, content_type)
-            else:
-                with open(path, "rb") as body:
-                    written = self._put_object(full, body, scan, content_type, if_absent=True)
+            written = self._upload(full, path, scan, content_type, multipart=multipart)
         except bx.ClientError as exc:
-            if _code(exc) not in _PRECONDITION_CODES:
+            if _code(exc) in _PRECONDITION_CODES:
+                return self._lost_race(full, exc)
+            if not self._drop_conditions_if_unsupported(full, exc):
                 raise
-            # Another writer stored the key between our head and our upload: theirs stands.
-            existing = self._head(full)
-            if existing is None:  # 409: their conditional write is still in progress
-                raise StorageError(
-                    f"{where}: another upload of this key is in progress; not uploaded"
-                ) from exc
-            log.info("s3_upload_lost_race", key=full)
-            return existing
+            written = self._upload(full, path, scan, content_type, multipart=multipart)
         existing = self._verify(full, scan, sha256, written)
         if existing is None:
             log.info("s3_upload", key=full, bytes=size, parts=scan.parts if multipart else 1)
+        return existing
+
+    def _upload(
+        self, full: str, path: Path, scan: _Scan, content_type: str, *, multipart: bool
+    ) -> dict[str, Any]:
+        if multipart:
+            return self._upload_multipart(full, path, scan.sha256, content_type)
+        with open(path, "rb") as body:
+            return self._put_object(full, body, scan, content_type, if_absent=self._conditional)
+
+    def _drop_conditions_if_unsupported(self, full: str, exc: bx.ClientError) -> bool:
+        """Stores that predate conditional writes (older MinIO, Ceph) answer If-None-Match with
+        501: from then on, the head before each upload is the only guard against overwriting.
+        True when that is what `exc` says (and the upload should go again without it)."""
+        error = exc.response.get("Error", {})
+        if not self._conditional or _status(exc) != 501 or _rejects_checksum_headers(501, error):
+            return False
+        self._conditional = False
+        log.warning("s3_conditional_writes_unsupported", key=full, error=_one_line(exc))
+        return True
+
+    def _lost_race(self, full: str, exc: bx.ClientError) -> dict[str, Any]:
+        """The head of what another writer stored between our head and our conditional
+        upload: theirs stands."""
+        existing = self._head(full)
+        if existing is None:  # 409: their conditional write is still in progress
+            raise StorageError(
+                f"{self._where(full)}: another upload of this key is in progress; not uploaded"
+            ) from exc
+        log.info("s3_upload_lost_race", key=full)
         return existing
 
     def _put_object(
@@ -539,7 +562,7 @@ class S3Storage:
         only if the key is still free, as our PUTs do (s3transfer does not pass IfNoneMatch)."""
         with self._lock:
             ours = params.get("Bucket") == self.bucket and params.get("Key") in self._completing
-        if ours:
+        if ours and self._conditional:
             params["IfNoneMatch"] = "*"
             context[_COMPLETING] = params["Key"]
 
@@ -642,6 +665,10 @@ def _rejects_checksum_headers(status: int | None, err: dict[str, Any]) -> bool:
 
 def _code(exc: bx.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: bx.ClientError) -> int | None:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 def _same_object(head: dict[str, Any], written: dict[str, Any]) -> bool:
