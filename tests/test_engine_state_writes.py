@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from waiting import until
 
 from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
@@ -44,15 +45,6 @@ def _write_locked(path: Path) -> Iterator[None]:
         locker.close()
 
 
-async def _until(condition: object, timeout: float = 30.0) -> None:
-    assert callable(condition)
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_the_daemon_pauses_and_does_the_task_again(tmp_path: Path, sandbox: Sandbox) -> None:
     sandbox.add_music("song_a")
     config = _config(tmp_path, sandbox)
@@ -62,9 +54,9 @@ async def test_the_daemon_pauses_and_does_the_task_again(tmp_path: Path, sandbox
             engine.set_tasks([TaskRef("song_a", None)])
             with _write_locked(config.state.path):
                 run = asyncio.create_task(engine.run(stop))
-                await _until(lambda: any(e["event"] == "state_write_failed" for e in logs))
+                await until(lambda: any(e["event"] == "state_write_failed" for e in logs))
             hits = dict(sandbox.cdn.hits)
-            await _until(lambda: engine.tasks["song_a"].phase is Phase.ARCHIVED)
+            await until(lambda: engine.tasks["song_a"].phase is Phase.ARCHIVED)
             stop.set()
             await run
     (failed,) = [e for e in logs if e["event"] == "state_write_failed"]
@@ -75,8 +67,8 @@ async def test_the_daemon_pauses_and_does_the_task_again(tmp_path: Path, sandbox
     assert dict(sandbox.cdn.hits) == hits  # no file fetched twice
     assert (tmp_path / "archive" / "song_a" / "manifest.json").exists()
     with StateStore.open(config.state.path) as state:
-        saved = state.get("song_a")
-    assert saved is not None and saved.phase is Phase.ARCHIVED
+        saved = state.get_many(["song_a"])["song_a"]
+    assert saved.phase is Phase.ARCHIVED
 
 
 async def test_backfill_ends_with_the_error(tmp_path: Path, sandbox: Sandbox) -> None:

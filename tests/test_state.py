@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import pytest
 
 from archiver.errors import UsageError
 from archiver.records import Kind
-from archiver.state import TERMINAL, Phase, StateStore, TaskState
+from archiver.state import Phase, StateStore, TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,26 +44,26 @@ def _child(code: str) -> subprocess.Popen[str]:
     )
 
 
+def one(store: StateStore, task_id: str) -> TaskState:
+    return store.get_many([task_id])[task_id]
+
+
 def _kill(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
 
 
-def test_terminal_is_every_phase_but_pending() -> None:
-    assert frozenset(Phase) - TERMINAL == {Phase.PENDING}
-
-
 def test_open_creates_parent_dirs_and_uses_wal(db_path: Path) -> None:
     with StateStore.open(db_path) as s:
         assert db_path.exists()
         assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_added_task_is_pending_and_due_now(store: StateStore) -> None:
     assert store.add([("a", Kind.MUSIC), ("b", None)], now=100.0) == 2
-    a = store.get("a")
+    a = one(store, "a")
     assert a == TaskState(
         task_id="a",
         kind=Kind.MUSIC,
@@ -75,15 +76,13 @@ def test_added_task_is_pending_and_due_now(store: StateStore) -> None:
         last_error=None,
         updated_at=100.0,
     )
-    b = store.get("b")
-    assert b is not None and b.kind is None
-    assert store.get("missing") is None
+    assert one(store, "b").kind is None
+    assert "missing" not in store.get_many(["missing"])
 
 
 def test_saved_state_reads_back_identical(store: StateStore) -> None:
     store.add([("a", None)], now=1.0)
-    a = store.get("a")
-    assert a is not None
+    a = one(store, "a")
     done = dataclasses.replace(
         a,
         kind=Kind.COVER,
@@ -94,36 +93,36 @@ def test_saved_state_reads_back_identical(store: StateStore) -> None:
         last_status="SUCCESS",
         last_error="image: 403 Forbidden",
         updated_at=60.25,
+        archive_attempts=3,
     )
     store.save(done)
-    assert store.get("a") == done
+    assert one(store, "a") == done
 
 
 def test_save_inserts_an_unknown_task(store: StateStore) -> None:
     st = TaskState("new", Kind.MUSIC, Phase.ARCHIVED, 1.0, 2.0, 1, 0, "SUCCESS", None, 3.0)
     store.save(st)
-    assert store.get("new") == st
+    assert one(store, "new") == st
 
 
 def test_add_is_idempotent_and_leaves_known_rows_alone(store: StateStore) -> None:
     store.add([("a", Kind.MUSIC)], now=1.0)
-    a = store.get("a")
-    assert a is not None
+    a = one(store, "a")
     store.save(dataclasses.replace(a, phase=Phase.ARCHIVED, polls=4, updated_at=9.0))
-    before = store.get("a")
+    before = one(store, "a")
 
     assert store.add([("a", Kind.MUSIC), ("a", Kind.MUSIC), ("b", None)], now=500.0) == 1
-    assert store.get("a") == before
+    assert one(store, "a") == before
     assert store.add([("a", None), ("b", None)], now=600.0) == 0
-    assert store.get("a") == before
+    assert one(store, "a") == before
 
 
 def test_add_fills_a_null_kind_but_never_changes_a_known_one(store: StateStore) -> None:
     store.add([("a", None), ("b", Kind.MUSIC)], now=1.0)
     assert store.add([("a", Kind.COVER), ("b", Kind.COVER)], now=2.0) == 0
-    a, b = store.get("a"), store.get("b")
-    assert a is not None and a.kind is Kind.COVER and a.first_seen_at == 1.0
-    assert b is not None and b.kind is Kind.MUSIC
+    a, b = one(store, "a"), one(store, "b")
+    assert a.kind is Kind.COVER and a.first_seen_at == 1.0
+    assert b.kind is Kind.MUSIC
 
 
 def test_get_many_returns_only_known_ids(store: StateStore) -> None:
@@ -137,37 +136,38 @@ def test_get_many_returns_only_known_ids(store: StateStore) -> None:
 def test_reopen_moves_only_the_given_phases_back_to_pending(store: StateStore) -> None:
     store.add([(t, Kind.MUSIC) for t in ("p", "n", "t", "a", "other")], now=1.0)
     for tid, phase in [("p", Phase.PARTIAL), ("n", Phase.NOT_FOUND), ("a", Phase.ARCHIVED)]:
-        st = store.get(tid)
-        assert st is not None
-        store.save(dataclasses.replace(st, phase=phase, attempts=5, polls=7, updated_at=2.0))
-    st = store.get("t")
-    assert st is not None
+        st = one(store, tid)
+        store.save(
+            dataclasses.replace(
+                st, phase=phase, attempts=5, archive_attempts=4, polls=7, updated_at=2.0
+            )
+        )
+    st = one(store, "t")
     store.save(dataclasses.replace(st, phase=Phase.TIMED_OUT, attempts=1))
 
     phases = {Phase.PARTIAL, Phase.NOT_FOUND, Phase.TIMED_OUT}
     n = store.reopen(["p", "n", "t", "a", "unknown"], phases, now=1000.0)
     assert n == 3
     for tid in ("p", "n", "t"):
-        st = store.get(tid)
-        assert st is not None
-        assert (st.phase, st.attempts, st.first_seen_at, st.next_poll_at) == (
-            Phase.PENDING,
-            0,
-            1000.0,
-            1000.0,
-        )
-    p = store.get("p")
-    assert p is not None and p.polls == 7  # history kept
-    a = store.get("a")
-    assert a is not None and a.phase is Phase.ARCHIVED
+        st = one(store, tid)
+        assert (
+            st.phase,
+            st.attempts,
+            st.archive_attempts,
+            st.first_seen_at,
+            st.next_poll_at,
+        ) == (Phase.PENDING, 0, 0, 1000.0, 1000.0)
+    p = one(store, "p")
+    assert p.polls == 7  # history kept
+    a = one(store, "a")
+    assert a.phase is Phase.ARCHIVED
     assert store.reopen(["p"], phases, now=2000.0) == 0  # now pending: not in those phases
 
 
 def test_counts_lists_every_phase_with_zeroes(store: StateStore) -> None:
     assert store.counts() == dict.fromkeys(Phase, 0)
     store.add([("a", None), ("b", None), ("c", None)], now=1.0)
-    c = store.get("c")
-    assert c is not None
+    c = one(store, "c")
     store.save(dataclasses.replace(c, phase=Phase.FAILED))
     counts = store.counts()
     assert counts[Phase.PENDING] == 2
@@ -186,25 +186,9 @@ def test_problems_are_the_bad_endings_ordered_by_update_time(store: StateStore) 
         "e": (Phase.NOT_FOUND, 50.0),
     }  # f stays pending
     for tid, (phase, at) in plan.items():
-        st = store.get(tid)
-        assert st is not None
+        st = one(store, tid)
         store.save(dataclasses.replace(st, phase=phase, updated_at=at))
     assert [s.task_id for s in store.problems()] == ["d", "c", "a", "e"]
-
-
-def test_due_lists_pending_tasks_whose_time_has_come(store: StateStore) -> None:
-    store.add([("a", None), ("b", None), ("c", None)], now=10.0)
-    for tid, at in [("a", 30.0), ("b", 5.0)]:
-        st = store.get(tid)
-        assert st is not None
-        store.save(dataclasses.replace(st, next_poll_at=at))
-    c = store.get("c")
-    assert c is not None
-    store.save(dataclasses.replace(c, phase=Phase.ARCHIVED, next_poll_at=0.0))
-    assert [s.task_id for s in store.due(now=20.0, limit=10)] == ["b"]
-    assert [s.task_id for s in store.due(now=30.0, limit=10)] == ["b", "a"]
-    assert [s.task_id for s in store.due(now=30.0, limit=1)] == ["b"]
-    assert store.next_poll_at() == 5.0
 
 
 def test_100k_tasks_add_and_get_many_fast(store: StateStore) -> None:
@@ -240,7 +224,7 @@ def test_saved_row_survives_sigkill_right_after_save(db_path: Path) -> None:
     finally:
         _kill(proc)
     with StateStore.open(db_path) as s:
-        st = s.get("a")
+        st = one(s, "a")
     assert st == TaskState("a", Kind.MUSIC, Phase.ARCHIVED, 1.0, 2.0, 3, 0, "SUCCESS", None, 4.0)
 
 
@@ -301,9 +285,60 @@ def test_state_from_a_newer_schema_is_refused(db_path: Path) -> None:
         StateStore.open(db_path)
 
 
+# What version 1 wrote, verbatim: the schema every existing state file has.
+V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id       TEXT PRIMARY KEY,
+    kind          TEXT,
+    phase         TEXT NOT NULL,
+    first_seen_at REAL NOT NULL,
+    next_poll_at  REAL NOT NULL,
+    polls         INTEGER NOT NULL DEFAULT 0,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_status   TEXT,
+    last_error    TEXT,
+    updated_at    REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (phase, next_poll_at);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_state_is_migrated_keeping_its_rows(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    old = sqlite3.connect(db_path)
+    old.executescript(V1_SCHEMA)
+    old.executemany(
+        "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("done", "music", "archived", 1.0, 2.0, 3, 0, "SUCCESS", None, 4.0),
+            ("waiting", None, "pending", 5.0, 6.0, 0, 4, None, "the API failed (500)", 7.0),
+        ],
+    )
+    old.commit()
+    old.close()
+
+    with StateStore.open(db_path) as s:
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        indexes = s._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        assert "tasks_due" not in {name for (name,) in indexes}
+        assert s.get_many(["done", "waiting"]) == {
+            "done": TaskState(
+                "done", Kind.MUSIC, Phase.ARCHIVED, 1.0, 2.0, 3, 0, "SUCCESS", None, 4.0
+            ),
+            "waiting": TaskState(
+                "waiting", None, Phase.PENDING, 5.0, 6.0, 0, 4, None, "the API failed (500)", 7.0
+            ),
+        }
+        s.save(dataclasses.replace(one(s, "waiting"), archive_attempts=2))
+    with StateStore.open(db_path) as s:  # opened again: nothing left to migrate
+        assert one(s, "waiting").archive_attempts == 2
+        assert one(s, "done").archive_attempts == 0
+
+
 def test_use_after_close_is_an_error(db_path: Path) -> None:
     s = StateStore.open(db_path)
     s.close()
     s.close()
     with pytest.raises(RuntimeError):
-        s.get("a")
+        s.get_many(["a"])

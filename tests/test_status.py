@@ -36,8 +36,7 @@ def _fill(store: StateStore) -> None:
         "half1": (Phase.PARTIAL, "half1/t2.mp3: 404 expired"),
     }
     for task_id, (phase, error) in ended.items():
-        state = store.get(task_id)
-        assert state is not None
+        state = store.get_many([task_id])[task_id]
         store.save(dataclasses.replace(state, phase=phase, last_error=error))
 
 
