@@ -41,7 +41,7 @@ log = structlog.get_logger()
 # A state write that failed (full disk) pauses the daemon this many base retry delays (60 s),
 # at most AUTH_RETRY_S.
 STATE_RETRY_FACTOR = 2.0
-ARCHIVE_ATTEMPTS = 5  # transient file failures before the manifest records them
+ARCHIVE_ATTEMPTS = 5  # archive tries with a transient file failure before the manifest records it
 _PAUSE_CAUSES = {AuthError: "api_key", WrongEndpoint: "api_url"}  # else StorageAccessError
 _PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "failed": Phase.FAILED}
 
@@ -277,7 +277,9 @@ class Engine:
             case GiveUp(files=files):
                 return await self._archive(state, record, files, task_failed=False, final=True)
             case ArchiveNow(files=files, task_failed=task_failed):
-                final = state.attempts + 1 >= ARCHIVE_ATTEMPTS or age_s >= self._give_up_after_s
+                final = (
+                    state.archive_attempts + 1 >= ARCHIVE_ATTEMPTS or age_s >= self._give_up_after_s
+                )
                 return await self._archive(state, record, files, task_failed, final=final)
         raise AssertionError(f"unhandled decision {decision!r}")
 
@@ -296,7 +298,9 @@ class Engine:
             )
         except StorageAccessError:
             raise
-        except (RetryLater, StorageError) as exc:
+        except RetryLater as exc:
+            return self._retry_later(state, exc, file_failure=True)
+        except StorageError as exc:
             return self._retry_later(state, exc)
         log.info(
             "task_archived",
@@ -307,7 +311,11 @@ class Engine:
         )
         problems = "; ".join(result.problems) or None
         return self._stamp(
-            state, phase=_PHASE_OF_OUTCOME[result.outcome], attempts=0, last_error=problems
+            state,
+            phase=_PHASE_OF_OUTCOME[result.outcome],
+            attempts=0,
+            archive_attempts=0,
+            last_error=problems,
         )
 
     async def _adopt_manifest(self, state: TaskState) -> TaskState | None:
@@ -330,8 +338,14 @@ class Engine:
         log.info("manifest_trusted", outcome=doc["outcome"])
         return self._stamp(state, phase=phase, kind=Kind(doc["kind"]), last_status=doc["status"])
 
-    def _retry_later(self, state: TaskState, exc: BaseException) -> TaskState:
+    def _retry_later(
+        self, state: TaskState, exc: BaseException, *, file_failure: bool = False
+    ) -> TaskState:
+        """Try again after a backoff that grows with the consecutive failures of any kind.
+        A `file_failure` (some file of the finished task failed transiently) also counts
+        towards ARCHIVE_ATTEMPTS; failed API calls or storage writes do not."""
         attempts = state.attempts + 1
+        state = replace(state, archive_attempts=state.archive_attempts + int(file_failure))
         if self._clock() - state.first_seen_at >= self._give_up_after_s:
             log.warning("task_timed_out", error=str(exc))
             return self._stamp(state, phase=Phase.TIMED_OUT, attempts=attempts, last_error=str(exc))

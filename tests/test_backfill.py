@@ -7,6 +7,8 @@ with `verify_archive`: what the manifests say is exactly what is on disk.
 from __future__ import annotations
 
 import hashlib
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,11 @@ from archiver.config import (
     StorageConfig,
     TasksConfig,
 )
+from archiver.engine import ARCHIVE_ATTEMPTS
 from archiver.errors import AuthError
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import Phase
+from archiver.state import Phase, StateStore
 
 FAST_POLLS = 0.01  # the polling schedule compressed 100 times: a 60 s wait becomes 0.6 s
 
@@ -42,6 +45,7 @@ class Site:
         self.ids_file = tmp_path / "ids.txt"
         self.give_up_after_s = 120.0
         self.api_key = sandbox.api_key
+        self.download = DownloadConfig(attempts=3)
 
     def config(self) -> Config:
         return Config(
@@ -49,7 +53,7 @@ class Site:
             tasks=TasksConfig(give_up_after_s=self.give_up_after_s),
             storage=StorageConfig(path=self.archive),
             state=StateConfig(path=self.state),
-            download=DownloadConfig(attempts=3),
+            download=self.download,
         )
 
     async def backfill(self, *lines: str) -> BackfillReport:
@@ -269,6 +273,44 @@ async def test_api_faults_are_retried(site: Site, fault: str) -> None:
     report = await site.backfill(task)
 
     assert report.complete
+
+
+async def test_after_an_api_outage_one_transient_file_failure_is_retried(site: Site) -> None:
+    task = fake_hex_id("after-outage")
+    site.sb.add_music(task)
+    with StateStore.open(site.state) as state:  # what four failed lookups in a row leave
+        state.add([(task, None)], now=time.time())
+        state.save(
+            replace(
+                state.get_many([task])[task],
+                attempts=4,
+                last_error="the API is in maintenance (455: System is currently undergoing "
+                "maintenance)",
+            )
+        )
+    site.download = DownloadConfig(attempts=1)  # one 503 fails the file for this try
+    site.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(status=503, status_times=1))
+
+    report = await site.backfill(task)
+
+    assert report.complete
+    assert site.sb.cdn.hits[f"{task}-1.mp3"] == 2
+    assert (report.tasks[0].attempts, report.tasks[0].archive_attempts) == (0, 0)
+
+
+async def test_a_file_failing_transiently_on_every_try_is_recorded_after_five(
+    site: Site,
+) -> None:
+    task = fake_hex_id("always-503")
+    site.sb.add_music(task)
+    site.download = DownloadConfig(attempts=1)
+    site.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(status=503))
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.PARTIAL}
+    assert site.sb.cdn.hits[f"{task}-1.mp3"] == ARCHIVE_ATTEMPTS
+    assert "503" in site.manifest(task)["tracks"][0]["audio"]["error"]
 
 
 async def test_connection_reset_mid_file_is_resumed(site: Site) -> None:
