@@ -1,15 +1,25 @@
 """One finished task → files in storage and its manifest, written last.
 
-fetch (verified temp files) → tag the MP3s (a new temp file each) → store every file → manifest.
-A transient failure (a file host or the storage having a bad moment) leaves no manifest and
-asks the engine to try the task again later; once `final`, it is recorded in the manifest instead.
+    the manifest an earlier try left, if any → fetch the files it does not list as stored
+    (verified temp files) → tag the MP3s (a new temp file each) → store them → manifest: the
+    earlier entries of stored files + this try's entries
+
+A task is archived again when an earlier try ended partial (some file was unobtainable) or its
+state was lost. The files the earlier manifest lists as stored are kept as they are: never
+fetched again (their URL may have expired since), never re-tagged (a new tag, say now with the
+cover, would make other bytes, which storage refuses under a taken name) and never replaced by an
+error entry. A reused MP3 keeps the tags it was stored with.
+
+A transient failure (a file host or the storage having a bad moment) leaves the manifest as it
+was and asks the engine to try the task again later; once `final`, it is recorded in the
+manifest instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,9 +35,11 @@ from archiver.manifest import (
     TrackFiles,
     audio_entry,
     build_manifest,
+    decode_manifest,
     encode_manifest,
     error_entry,
     file_entry,
+    stored_entries,
 )
 from archiver.records import MusicRecord, Record
 from archiver.storage import Storage
@@ -43,13 +55,30 @@ class RetryLater(Exception):
 @dataclass(frozen=True)
 class Archived:
     outcome: str  # the manifest's: "archived" | "partial" | "failed"
-    files: int  # files stored
+    files: int  # files stored by this try (not those an earlier try stored)
     bytes: int  # their stored size
-    problems: tuple[str, ...]  # one line per file that could not be archived
+    problems: tuple[str, ...]  # one line per file not archived (see _problems)
 
 
 def manifest_key(task_id: str) -> str:
     return f"{task_id}/manifest.json"
+
+
+async def read_manifest(storage: Storage, task_id: str) -> dict[str, Any] | None:
+    """The task's stored manifest; None when there is none, or when it is unreadable or names
+    another task (logged). Raises StorageError when the storage cannot be read."""
+    data = await storage.read(manifest_key(task_id))
+    if data is None:
+        return None
+    try:
+        doc = decode_manifest(data)
+    except ValueError as exc:
+        log.warning("manifest_unreadable", error=str(exc))
+        return None
+    if doc["task_id"] != task_id:
+        log.warning("manifest_unreadable", error=f"it is the manifest of {doc['task_id']!r}")
+        return None
+    return doc
 
 
 class Archivist:
@@ -73,18 +102,9 @@ class Archivist:
     async def archive(
         self, record: Record, specs: Sequence[FileSpec], *, task_failed: bool, final: bool
     ) -> Archived:
-        fetched = await self._fetch_all(specs)
-        results: dict[FileSpec, Fetched | FetchError] = dict(zip(specs, fetched, strict=True))
-        try:
-            transient = [r for r in fetched if isinstance(r, FetchError) and not r.permanent]
-            if transient and not final:
-                raise RetryLater(str(transient[0]))
-            entries = await self._store_all(record, results)
-        finally:
-            for result in fetched:  # whatever was not consumed by tagging or storage
-                if isinstance(result, Fetched):
-                    result.path.unlink(missing_ok=True)
-
+        kept = _stored_before(await read_manifest(self._storage, record.task_id), specs)
+        new = await self._fetch_and_store(record, specs, kept, final=final)
+        entries = {spec: kept[spec] if spec in kept else new[spec] for spec in specs}
         tracks, images = self._arrange(record, specs, entries)
         doc = build_manifest(
             record,
@@ -97,13 +117,51 @@ class Archivist:
         await self._storage.put_bytes(
             manifest_key(record.task_id), encode_manifest(doc), content_type="application/json"
         )
-        stored = [e for e in entries.values() if "sha256" in e]
-        problems = tuple(
-            f"{spec.key_stem}: {entry['error']}"
-            for spec, entry in entries.items()
-            if "error" in entry
+        stored = [e for e in new.values() if "sha256" in e]
+        return Archived(
+            doc["outcome"],
+            len(stored),
+            sum(e["bytes"] for e in stored),
+            _problems(record, entries, tracks, task_failed=task_failed),
         )
-        return Archived(doc["outcome"], len(stored), sum(e["bytes"] for e in stored), problems)
+
+    async def _fetch_and_store(
+        self,
+        record: Record,
+        specs: Sequence[FileSpec],
+        kept: Mapping[FileSpec, Any],
+        *,
+        final: bool,
+    ) -> dict[FileSpec, dict[str, Any]]:
+        """The manifest entries of the files not `kept`, fetched, tagged and stored. Raises
+        RetryLater when one failed for a reason that may pass and this try is not `final`."""
+        wanted = self._to_fetch(specs, kept)
+        fetched = await self._fetch_all(wanted)
+        results: dict[FileSpec, Fetched | FetchError] = dict(zip(wanted, fetched, strict=True))
+        try:
+            transient = [
+                result
+                for spec, result in results.items()
+                if spec not in kept and isinstance(result, FetchError) and not result.permanent
+            ]
+            if transient and not final:
+                raise RetryLater(str(transient[0]))
+            return await self._store_all(record, results, kept)
+        finally:
+            for result in fetched:  # whatever was not consumed by tagging or storage
+                if isinstance(result, Fetched):
+                    result.path.unlink(missing_ok=True)
+
+    def _to_fetch(self, specs: Sequence[FileSpec], kept: Mapping[FileSpec, Any]) -> list[FileSpec]:
+        """The files not stored yet, and the stored image of a track whose MP3 is not: the new
+        MP3's tag embeds it."""
+        embed = self._tagging.enabled and self._tagging.embed_cover
+        new_audio = {s.track for s in specs if s.role == "audio" and s not in kept}
+        return [
+            s
+            for s in specs
+            if s not in kept or (embed and s.role == "image" and s.track in new_audio)
+        ]
 
     async def _fetch_all(self, specs: Sequence[FileSpec]) -> list[Fetched | FetchError]:
         """Every file of the task, fetched concurrently. Cancelled (SIGINT, the daemon's grace
@@ -128,10 +186,13 @@ class Archivist:
                 return exc
 
     async def _store_all(
-        self, record: Record, results: dict[FileSpec, Fetched | FetchError]
+        self,
+        record: Record,
+        results: dict[FileSpec, Fetched | FetchError],
+        kept: Mapping[FileSpec, Any],
     ) -> dict[FileSpec, dict[str, Any]]:
-        """Every spec → its manifest entry. Track images are stored after their MP3 is tagged,
-        since the tag embeds them."""
+        """Every fetched spec not `kept` → its manifest entry. Track images are stored after
+        their MP3 is tagged, since the tag embeds them."""
         images_of_track = {
             spec.track: result
             for spec, result in results.items()
@@ -139,6 +200,8 @@ class Archivist:
         }
         entries: dict[FileSpec, dict[str, Any]] = {}
         for spec, result in sorted(results.items(), key=lambda item: item[0].role != "audio"):
+            if spec in kept:
+                continue  # stored already; fetched only to be embedded in its track's MP3
             if isinstance(result, FetchError):
                 entries[spec] = error_entry(source_url=spec.urls[0], error=str(result))
             elif spec.role == "audio":
@@ -226,3 +289,30 @@ class Archivist:
             for i in range(len(record.tracks))
         ]
         return tracks, []
+
+
+def _problems(
+    record: Record,
+    entries: Mapping[FileSpec, Mapping[str, Any]],
+    tracks: Sequence[TrackFiles],
+    *,
+    task_failed: bool,
+) -> tuple[str, ...]:
+    """One line per file that could not be archived."""
+    problems = [
+        f"{spec.key_stem}: {entry['error']}" for spec, entry in entries.items() if "error" in entry
+    ]
+    return tuple(problems)
+
+
+def _stored_before(
+    doc: Mapping[str, Any] | None, specs: Sequence[FileSpec]
+) -> dict[FileSpec, dict[str, Any]]:
+    """The entries of `specs` an earlier manifest lists as stored (a file's name comes from
+    its ID, so it is the same whatever URL the record gives now)."""
+    stored = stored_entries(doc) if doc is not None else {}
+    return {
+        spec: stored[(spec.key_stem, spec.role)]
+        for spec in specs
+        if (spec.key_stem, spec.role) in stored
+    }

@@ -17,7 +17,7 @@ from dataclasses import replace
 import structlog
 
 from archiver.api import AUTH_RETRY_S, SunoApi
-from archiver.archiving import Archivist, RetryLater, manifest_key
+from archiver.archiving import Archivist, RetryLater, read_manifest
 from archiver.backoff import backoff_delay
 from archiver.errors import (
     ApiError,
@@ -30,7 +30,6 @@ from archiver.errors import (
     WrongEndpoint,
 )
 from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide
-from archiver.manifest import decode_manifest
 from archiver.records import Kind, Record
 from archiver.state import Phase, StateStore, TaskState
 from archiver.storage import Storage
@@ -234,8 +233,13 @@ class Engine:
             heapq.heappush(self._due, (self._paused_until, state.task_id))
 
     async def _step(self, state: TaskState) -> TaskState:
-        if state.polls == 0 and state.attempts == 0:
-            adopted = await self._adopt_manifest(state)
+        if state.polls == 0:  # new to the state (or the state was lost): archived already?
+            try:
+                adopted = await self._adopt_manifest(state)
+            except StorageAccessError:
+                raise
+            except StorageError as exc:  # archiving now could write over a complete manifest
+                return self._retry_later(state, exc)
             if adopted is not None:
                 return adopted
         try:
@@ -321,19 +325,9 @@ class Engine:
     async def _adopt_manifest(self, state: TaskState) -> TaskState | None:
         """A task the state does not know (new, or the state was deleted) may be archived
         already: a complete manifest is trusted instead of downloading again."""
-        try:
-            data = await self._storage.read(manifest_key(state.task_id))
-        except StorageError:
-            return None
-        if data is None:
-            return None
-        try:
-            doc = decode_manifest(data)
-        except ValueError as exc:
-            log.warning("manifest_unreadable", error=str(exc))
-            return None
-        phase = _PHASE_OF_OUTCOME.get(doc["outcome"])
-        if doc["task_id"] != state.task_id or phase not in (Phase.ARCHIVED, Phase.FAILED):
+        doc = await read_manifest(self._storage, state.task_id)
+        phase = _PHASE_OF_OUTCOME.get(doc["outcome"]) if doc is not None else None
+        if doc is None or phase not in (Phase.ARCHIVED, Phase.FAILED):
             return None  # a partial archive is completed by polling again
         log.info("manifest_trusted", outcome=doc["outcome"])
         return self._stamp(state, phase=phase, kind=Kind(doc["kind"]), last_status=doc["status"])

@@ -119,6 +119,30 @@ def is_error_entry(entry: Mapping[str, Any] | None) -> bool:
     return entry is not None and "error" in entry and "path" not in entry
 
 
+def stored_entries(doc: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The file entries of a decoded manifest that describe a stored file, by (path without
+    its extension, role): role "audio" or "image" for a track's files, "cover" for a cover
+    image. Error entries, and entries lacking a path, size or hash, are left out."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(entry: object, role: str) -> None:
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("path"), str)
+            and isinstance(entry.get("sha256"), str)
+            and type(entry.get("bytes")) is int
+        ):
+            found[(entry["path"].rpartition(".")[0], role)] = entry
+
+    for track in _list(doc.get("tracks")):
+        if isinstance(track, dict):
+            add(track.get("audio"), "audio")
+            add(track.get("image"), "image")
+    for entry in _list(doc.get("images")):
+        add(entry, "cover")
+    return found
+
+
 def outcome(
     record: Record,
     *,
@@ -235,6 +259,10 @@ def _tracks(record: MusicRecord, files: Sequence[TrackFiles]) -> list[dict[str, 
         }
         for track, got in zip(record.tracks, files, strict=True)
     ]
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _utc_stamp(moment: datetime) -> str:

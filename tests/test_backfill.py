@@ -81,6 +81,11 @@ def phases(report: BackfillReport) -> dict[str, Phase]:
     return {t.task_id: t.phase for t in report.tasks}
 
 
+def audio_id(task: str, track: int) -> str:
+    """The stand-in's audio ID of a track (1-based), which names its files in the archive."""
+    return fake_hex_id(f"{task}:audio:{track}")
+
+
 # --- the happy path ------------------------------------------------------------------------
 
 
@@ -222,6 +227,64 @@ async def test_expired_url_is_partial_and_a_later_run_completes_it(site: Site) -
     again = await site.backfill()
 
     assert again.complete and site.manifest(task)["outcome"] == "archived"
+
+
+async def test_retry_keeps_the_files_stored_before_though_their_urls_expired(
+    site: Site,
+) -> None:
+    task = fake_hex_id("keep-stored")
+    site.sb.add_music(task)
+    site.sb.cdn.set_faults(f"{task}-2.mp3", FileFaults(status=404))
+    assert phases(await site.backfill(task)) == {task: Phase.PARTIAL}
+    stored = site.manifest(task)["tracks"][0]
+    for name in (f"{task}-1.mp3", f"{task}-1.jpg"):  # track 1's URLs expire meanwhile
+        site.sb.cdn.set_faults(name, FileFaults(status=404))
+    site.sb.cdn.set_faults(f"{task}-2.mp3", FileFaults())
+    hits = dict(site.sb.cdn.hits)
+
+    again = await site.backfill()
+
+    assert again.complete
+    track = site.manifest(task)["tracks"][0]  # and every file in the archive is named
+    assert (track["audio"], track["image"]) == (stored["audio"], stored["image"])
+    assert site.sb.cdn.hits[f"{task}-1.mp3"] == hits[f"{task}-1.mp3"]  # not even asked for
+    assert site.sb.cdn.hits[f"{task}-1.jpg"] == hits[f"{task}-1.jpg"]
+
+
+async def test_retry_after_a_missing_image_keeps_the_mp3_as_stored(site: Site) -> None:
+    task = fake_hex_id("image-back")
+    site.sb.add_music(task)
+    site.sb.cdn.set_faults(f"{task}-1.jpg", FileFaults(status=404))
+    assert phases(await site.backfill(task)) == {task: Phase.PARTIAL}
+    mp3 = site.manifest(task)["tracks"][0]["audio"]
+    site.sb.cdn.set_faults(f"{task}-1.jpg", FileFaults())
+    hits = site.sb.cdn.hits[f"{task}-1.mp3"]
+
+    again = await site.backfill()
+
+    # Tagged again, now with the cover, the MP3 would differ from the stored one: a conflict.
+    assert again.complete
+    track = site.manifest(task)["tracks"][0]
+    assert track["audio"] == mp3 and track["image"]["sha256"]
+    assert site.sb.cdn.hits[f"{task}-1.mp3"] == hits
+    assert not ID3(site.archive / mp3["path"]).getall("APIC")  # its tags as first stored
+
+
+async def test_an_mp3_archived_on_retry_embeds_the_image_stored_before(site: Site) -> None:
+    task = fake_hex_id("cover-kept")
+    site.sb.add_music(task)
+    site.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults(status=404))
+    assert phases(await site.backfill(task)) == {task: Phase.PARTIAL}
+    image = site.manifest(task)["tracks"][0]["image"]
+    site.sb.cdn.set_faults(f"{task}-1.mp3", FileFaults())
+
+    again = await site.backfill()
+
+    assert again.complete
+    track = site.manifest(task)["tracks"][0]
+    assert track["image"] == image
+    cover = ID3(site.archive / track["audio"]["path"]).getall("APIC")[0]
+    assert cover.data == (site.archive / image["path"]).read_bytes()
 
 
 async def test_unknown_task_is_not_found(site: Site) -> None:

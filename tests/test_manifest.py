@@ -18,6 +18,7 @@ from archiver.manifest import (
     encode_manifest,
     error_entry,
     file_entry,
+    stored_entries,
 )
 from archiver.records import CoverRecord, MusicRecord, Track
 
@@ -298,3 +299,39 @@ def test_decode_rejects_a_manifest_missing_a_required_key():
     del cover_doc["parent_task_id"]
     with pytest.raises(ValueError, match="parent_task_id"):
         decode_manifest(encode_manifest(cover_doc))
+
+
+def test_stored_entries_are_the_stored_files_by_name_and_role():
+    tracks = [
+        TrackFiles(audio=audio(1), image=error_entry(source_url="u", error="404")),
+        TrackFiles(audio=error_entry(source_url="u", error="503"), image=image("m1/a2.jpg")),
+    ]
+    doc = json.loads(
+        encode_manifest(
+            build_manifest(music(), task_failed=False, tracks=tracks, archived_at=AT, version="1")
+        )
+    )
+    assert stored_entries(doc) == {
+        ("m1/a1", "audio"): audio(1),
+        ("m1/a2", "image"): image("m1/a2.jpg"),
+    }
+    covers = build_manifest(
+        cover(), task_failed=False, images=[image("c1/cover-1.png", "image/png")], archived_at=AT,
+        version="1",
+    )  # fmt: skip
+    assert list(stored_entries(covers)) == [("c1/cover-1", "cover")]
+
+
+def test_stored_entries_skip_what_does_not_describe_a_stored_file():
+    doc = {
+        "tracks": [
+            None,
+            {"audio": {"path": "m1/a.mp3", "sha256": "ab"}},  # no size
+            {"audio": {"path": "m1/b.mp3", "bytes": "5", "sha256": "ab"}},
+            {"image": {"path": 7, "bytes": 5, "sha256": "ab"}},
+            {"audio": ["m1/c.mp3"]},
+        ],
+        "images": "m1/cover-1.png",
+    }
+    assert stored_entries(doc) == {}
+    assert stored_entries({}) == {}

@@ -1,0 +1,66 @@
+"""The engine over real parts (the stand-in API over loopback, a real archive folder, real
+SQLite): a manifest it cannot read."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from structlog.testing import capture_logs
+from waiting import until
+
+from archiver.assemble import open_engine
+from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
+from archiver.sandbox import Sandbox
+from archiver.state import Phase
+from archiver.tasklist import TaskRef
+
+
+def _config(tmp_path: Path, sandbox: Sandbox, *, api_key: str | None = None) -> Config:
+    return Config(
+        api=ApiConfig(
+            base_url=sandbox.base_url,
+            api_key=api_key or sandbox.api_key,
+            requests_per_second=50,
+        ),
+        storage=StorageConfig(path=tmp_path / "archive"),
+        state=StateConfig(path=tmp_path / "state.sqlite3"),
+    )
+
+
+async def _archive(config: Config, *task_ids: str) -> None:
+    async with open_engine(config, fatal_errors=True, retry_base_s=0.05) as engine:
+        engine.set_tasks(TaskRef(task_id, None) for task_id in task_ids)
+        await engine.run(asyncio.Event(), until_done=True)
+
+
+async def test_an_unreadable_manifest_is_read_again_never_archived_over(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    sandbox.add_music("song_a")
+    config = _config(tmp_path, sandbox)
+    await _archive(config, "song_a")
+    manifest = tmp_path / "archive" / "song_a" / "manifest.json"
+    complete = manifest.read_bytes()
+    for path in tmp_path.glob("state.sqlite3*"):  # the state is lost
+        path.unlink()
+    calls, hits = sandbox.api.total_calls, dict(sandbox.cdn.hits)
+    saved = manifest.rename(manifest.with_name("saved.json"))
+    manifest.mkdir()  # reading the manifest fails for a while (EISDIR, a real OSError)
+
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        async with open_engine(config, fatal_errors=False, retry_base_s=0.2) as engine:
+            engine.set_tasks([TaskRef("song_a", None)])
+            run = asyncio.create_task(engine.run(stop))
+            await until(lambda: engine.tasks["song_a"].attempts > 0)
+            manifest.rmdir()
+            saved.rename(manifest)
+            await until(lambda: engine.tasks["song_a"].phase is not Phase.PENDING)
+            stop.set()
+            await run
+
+    assert engine.tasks["song_a"].phase is Phase.ARCHIVED
+    assert any(e["event"] == "manifest_trusted" for e in logs)
+    assert (sandbox.api.total_calls, dict(sandbox.cdn.hits)) == (calls, hits)
+    assert manifest.read_bytes() == complete
