@@ -22,7 +22,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 
@@ -46,6 +47,8 @@ from archiver.storage import Storage
 from archiver.tagging import tag_mp3
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 
 class RetryLater(Exception):
@@ -221,7 +224,8 @@ class Archivist:
             dest = self._storage.temp_dir / f"{uuid.uuid4().hex}.tagged.mp3"
             embed = cover if self._tagging.embed_cover else None
             try:
-                tagged = await asyncio.to_thread(
+                tagged = await _in_thread_writing(
+                    dest,
                     tag_mp3,
                     fetched.path,
                     dest,
@@ -316,3 +320,24 @@ def _stored_before(
         for spec in specs
         if (spec.key_stem, spec.role) in stored
     }
+
+
+async def _in_thread_writing(dest: Path, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` in a worker thread that writes `dest`.
+
+    A thread cannot be stopped. Cancelled (SIGINT, the daemon's grace period over), this waits
+    for the thread to end, removes `dest` and re-raises, so that no temp file outlives the task.
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+
+        def remove(_: asyncio.Future[T]) -> None:  # a callback: runs even if cancelled again
+            if not work.cancelled():
+                work.exception()  # retrieved: nobody else will look at it
+            dest.unlink(missing_ok=True)
+
+        work.add_done_callback(remove)
+        await asyncio.wait({work})
+        raise

@@ -1,11 +1,12 @@
 """The engine over real parts (the stand-in API over loopback, a real archive folder, real
-SQLite): a manifest it cannot read."""
+SQLite): a manifest it cannot read, an archive cancelled mid-tagging."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+from archive_checks import LOCK_FILE, TEMP_DIR
 from structlog.testing import capture_logs
 from waiting import until
 
@@ -64,3 +65,22 @@ async def test_an_unreadable_manifest_is_read_again_never_archived_over(
     assert any(e["event"] == "manifest_trusted" for e in logs)
     assert (sandbox.api.total_calls, dict(sandbox.cdn.hits)) == (calls, hits)
     assert manifest.read_bytes() == complete
+
+
+async def test_an_archive_cancelled_while_tagging_leaves_no_temp_file(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    sandbox.add_music("big", tracks=1, seconds=3000)  # a 48 MB MP3: tagging takes a while
+    config = _config(tmp_path, sandbox)
+    temp = tmp_path / "archive" / TEMP_DIR
+    stop = asyncio.Event()
+    async with open_engine(config, fatal_errors=False) as engine:
+        engine.set_tasks([TaskRef("big", None)])
+        run = asyncio.create_task(engine.run(stop, grace_s=0))
+        await until(lambda: any(temp.glob("*.tagged.mp3")))
+        stop.set()  # SIGTERM with no grace period: the task is cancelled mid-tagging
+        await run
+        left = [p.name for p in temp.iterdir() if p.name != LOCK_FILE]
+
+    assert left == []
+    assert not (tmp_path / "archive" / "big" / "manifest.json").exists()
