@@ -234,10 +234,11 @@ class Archivist:
                     cover=embed.path if embed else None,
                     cover_mime=media.CONTENT_TYPES[embed.media] if embed else None,
                     id3_version=self._tagging.id3_version,
+                    name=key,
                 )
             except TaggingError as exc:
                 log.warning("tagging_failed", key=key, error=str(exc))
-                return error_entry(source_url=fetched.url, error=f"not a readable MP3: {exc}")
+                return error_entry(source_url=fetched.url, error=str(exc))
             except OSError as exc:  # e.g. a full disk: the task is tried again later
                 raise StorageError(f"cannot write the tagged copy of {key}: {exc}") from exc
             finally:

@@ -67,26 +67,30 @@ def tag_mp3(
     cover: Path | None = None,
     cover_mime: str | None = None,
     id3_version: int = 3,
+    name: str | None = None,
 ) -> Tagged:
     """Write `dest` = `source` with the SPEC's frames; `source` is only read.
 
     Blocking (the engine runs it in a thread). Raises TaggingError when `source` is not an MP3
     mutagen can read, its existing tag is unreadable or `cover` is not an image; OSError when a
-    disk read or write fails. On any failure `dest` is left absent.
+    disk read or write fails. On any failure `dest` is left absent. Errors call the file
+    `name` (say, its archive key; a temp file's name means nothing to a user), by default its
+    file name.
     """
     if id3_version not in (3, 4):
         raise ValueError(f"id3_version must be 3 or 4, not {id3_version!r}")
+    name = name or source.name
     picture = _read_cover(cover, cover_mime) if cover is not None else None
     _refuse_same_file(source, dest)
     with source.open("rb") as src:
         audio_start = _id3v2_end(src)
         size = os.fstat(src.fileno()).st_size
         if audio_start > size:
-            raise TaggingError(f"{source.name}: its ID3v2 tag claims more bytes than the file has")
-        _check_mpeg(src, audio_start, source.name)
-        tags = _existing_tags(src, source.name)
+            raise TaggingError(f"{name}: its ID3v2 tag claims more bytes than the file has")
+        _check_mpeg(src, audio_start, name)
+        tags = _existing_tags(src, name)
         _apply(tags, track=track, task_id=task_id, picture=picture, id3_version=id3_version)
-        header = _render(tags, id3_version, source.name)
+        header = _render(tags, id3_version, name)
         return _write(src, dest, header=header, audio_start=audio_start, size=size)
 
 

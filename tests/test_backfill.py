@@ -474,6 +474,22 @@ async def test_an_audio_url_that_is_not_http_is_refused_and_the_task_partial(
     assert doc["tracks"][1]["audio"]["sha256"]  # the other track is archived all the same
 
 
+async def test_a_file_that_only_looks_like_an_mp3_is_reported_by_its_archive_name(
+    site: Site,
+) -> None:
+    task = fake_hex_id("fake-mp3")
+    site.sb.add_music(task)
+    not_mp3 = b"\xff\xfb\x90\x44" + bytes(range(256)) * 40  # an MPEG frame header, then noise
+    site.sb.cdn.add(f"{task}-1.mp3", not_mp3, content_type="audio/mpeg")
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.PARTIAL}
+    error = site.manifest(task)["tracks"][0]["audio"]["error"]
+    assert error.startswith(f"{task}/{audio_id(task, 1)}.mp3 is not an MP3")
+    assert ".part" not in error
+
+
 # --- hostile names -------------------------------------------------------------------------
 
 
