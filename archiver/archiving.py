@@ -31,7 +31,7 @@ from archiver import media
 from archiver.config import TaggingConfig
 from archiver.errors import FetchError, StorageConflict, StorageError, TaggingError
 from archiver.fetch import Fetched, Fetcher
-from archiver.lifecycle import FileSpec
+from archiver.lifecycle import FileSpec, track_names
 from archiver.manifest import (
     TrackFiles,
     audio_entry,
@@ -303,10 +303,18 @@ def _problems(
     *,
     task_failed: bool,
 ) -> tuple[str, ...]:
-    """One line per file that could not be archived."""
+    """One line per file that could not be archived, and per track of a finished task the
+    API gave no audio for."""
     problems = [
         f"{spec.key_stem}: {entry['error']}" for spec, entry in entries.items() if "error" in entry
     ]
+    if isinstance(record, MusicRecord) and not task_failed:
+        names = track_names(record)
+        problems += [
+            f"{record.task_id}/{names[i]}: the API gave no usable audio URL"
+            for i, files in enumerate(tracks)
+            if files.audio is None
+        ]
     return tuple(problems)
 
 

@@ -22,6 +22,14 @@ tells us more than the clock does, so the schedule leans on it:
   cadence starts: it saves about one call per task and adds at most 10 s in the worst case.
   SUCCESS or CALLBACK_EXCEPTION with a track still lacking its audioUrl is treated the same
   (the file is about to appear).
+* **Finished but incomplete for good**: if that track still lacks its audioUrl at age 600 s
+  (`INCOMPLETE_AFTER_S`), the complete tracks are archived and the task ends partial, naming
+  the tracks without audio. A song is done within 240 s of starting and the last audioUrl
+  normally follows the first within 20-40 s, so at 600 s even a task first seen the moment it
+  finished has waited 15 times the longest normal gap (about 80 calls). Waiting on to
+  `give_up_after_s` (a day by default) would cost some 600 more calls and keep the complete
+  tracks out of the archive all that time; a partial task is tried again by the next backfill
+  or daemon start, so a file that turns up later is still archived.
 * **Late** (past 240 s): the interval ramps from 20 s to 60 s by age 360 s and then grows with
   the age (age / 6) to a cap of 300 s, so a task stuck in PENDING costs ~300 calls a day, not
   17 000. FIRST_SUCCESS stays twice as eager as other statuses when late (floor 5 s, cap
@@ -75,6 +83,7 @@ LATE_MIN_S: Final = 60.0
 LATE_CAP_S: Final = 300.0
 LATE_AGE_FRACTION: Final = 1 / 6
 LATE_EAGER_FACTOR: Final = 2.0  # FIRST_SUCCESS is polled this much more often when late
+INCOMPLETE_AFTER_S: Final = 600.0  # finished, a track still without audio: archive the rest
 
 FINISHED_STATUSES: Final = frozenset({"SUCCESS", "CALLBACK_EXCEPTION"})
 FAILED_STATUSES: Final = frozenset(
@@ -124,6 +133,8 @@ def decide(
             return ArchiveNow(files_to_fetch(record), task_failed=False)
         if is_failed_status(status):
             return ArchiveNow(files_to_fetch(record), task_failed=True)
+        if status in FINISHED_STATUSES and _finite_age(age_s) >= INCOMPLETE_AFTER_S:
+            return ArchiveNow(files_to_fetch(record), task_failed=False)  # the rest never came
         reason = _music_wait_reason(record, status)
     else:
         if status == "SUCCESS" and record.images:

@@ -46,6 +46,7 @@ class Site:
         self.give_up_after_s = 120.0
         self.api_key = sandbox.api_key
         self.download = DownloadConfig(attempts=3)
+        self.poll_time_scale = FAST_POLLS
 
     def config(self) -> Config:
         return Config(
@@ -60,7 +61,7 @@ class Site:
         if lines:
             self.ids_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return await backfill(
-            self.config(), self.ids_file, retry_base_s=0.05, poll_time_scale=FAST_POLLS
+            self.config(), self.ids_file, retry_base_s=0.05, poll_time_scale=self.poll_time_scale
         )
 
     def manifest(self, task_id: str) -> dict[str, Any]:
@@ -285,6 +286,27 @@ async def test_an_mp3_archived_on_retry_embeds_the_image_stored_before(site: Sit
     assert track["image"] == image
     cover = ID3(site.archive / track["audio"]["path"]).getall("APIC")[0]
     assert cover.data == (site.archive / image["path"]).read_bytes()
+
+
+async def test_finished_task_whose_last_audio_never_comes_is_partial_naming_the_track(
+    site: Site,
+) -> None:
+    task = fake_hex_id("never-audio")
+    site.sb.add_music(task, missing_audio=2)
+    site.poll_time_scale = 0.002  # the ten minutes it is waited for take 1.2 s
+    site.give_up_after_s = 30.0  # its deadline lies far beyond (four hours of schedule)
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.PARTIAL}
+    assert site.sb.api.total_calls <= 90  # about 80 polls in ten minutes, then archived
+    doc = site.manifest(task)
+    assert (doc["status"], doc["outcome"]) == ("SUCCESS", "partial")
+    assert doc["tracks"][0]["audio"]["sha256"] and doc["tracks"][0]["image"]["sha256"]
+    assert doc["tracks"][1]["audio"] is None and doc["tracks"][1]["image"] is None
+    lacking = f"{task}/{audio_id(task, 2)}: the API gave no usable audio URL"
+    assert report.tasks[0].last_error == lacking
+    assert lacking in format_summary(report, str(site.archive))
 
 
 async def test_unknown_task_is_not_found(site: Site) -> None:

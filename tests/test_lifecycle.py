@@ -90,6 +90,29 @@ def test_success_with_no_tracks_keeps_polling() -> None:
     assert isinstance(run(music("SUCCESS")), PollAgain)
 
 
+@pytest.mark.parametrize("status", ["SUCCESS", "CALLBACK_EXCEPTION"])
+def test_finished_task_still_lacking_an_audio_url_at_ten_minutes_archives_the_rest(
+    status: str,
+) -> None:
+    record = music(status, track_json("a"), track_json("b", audioUrl=""))
+    before = run(record, age_s=lifecycle.INCOMPLETE_AFTER_S - 1)
+    assert isinstance(before, PollAgain)
+    decision = run(record, age_s=lifecycle.INCOMPLETE_AFTER_S)
+    assert decision == ArchiveNow(files_to_fetch(record), task_failed=False)
+    assert stems(decision.files) == [("audio", f"{TASK}/a"), ("image", f"{TASK}/a")]
+
+
+def test_unfinished_task_is_still_polled_at_ten_minutes() -> None:
+    record = music("FIRST_SUCCESS", track_json("a"), track_json("b", audioUrl=""))
+    assert isinstance(run(record, age_s=lifecycle.INCOMPLETE_AFTER_S + 1), PollAgain)
+
+
+def test_finished_but_incomplete_is_given_up_at_a_deadline_shorter_than_ten_minutes() -> None:
+    record = music("SUCCESS", track_json("a"), track_json("b", audioUrl=""))
+    decision = run(record, age_s=120.0, give_up_after_s=120.0)
+    assert decision == GiveUp(files_to_fetch(record))
+
+
 @pytest.mark.parametrize(
     "status",
     [
