@@ -198,10 +198,7 @@ class Engine:
                     self._fatal = exc
                     self._wake.set()
                     return
-                self._paused_until = self._clock() + AUTH_RETRY_S
-                cause = _PAUSE_CAUSES.get(type(exc), "storage")
-                log.error("archiving_paused", cause=cause, error=str(exc), retry_in_s=AUTH_RETRY_S)
-                new = replace(state, next_poll_at=self._paused_until, last_error=str(exc))
+                new = self._pause(state, exc)
             except Exception as exc:  # a bug must cost one task a retry, never the daemon
                 log.exception("task_step_crashed")
                 new = self._retry_later(state, exc)
@@ -209,6 +206,16 @@ class Engine:
                 self._record(new)
             except sqlite3.Error as exc:  # a full disk, a read-only or locked database
                 self._state_write_failed(state, exc)
+
+    def _pause(self, state: TaskState, exc: ApiUnusable | StorageAccessError) -> TaskState:
+        """Hold every task back until a person fixed the key, the base_url or the storage.
+        The tasks in flight meet the same error: only the first one says so."""
+        now = self._clock()
+        if now >= self._paused_until:
+            cause = _PAUSE_CAUSES.get(type(exc), "storage")
+            log.error("archiving_paused", cause=cause, error=str(exc), retry_in_s=AUTH_RETRY_S)
+        self._paused_until = now + AUTH_RETRY_S
+        return self._stamp(state, next_poll_at=self._paused_until, last_error=str(exc))
 
     def _state_write_failed(self, state: TaskState, exc: sqlite3.Error) -> None:
         """The step's outcome could not be saved. Backfill ends with the error; the daemon

@@ -1,9 +1,10 @@
 """The engine over real parts (the stand-in API over loopback, a real archive folder, real
-SQLite): a manifest it cannot read, an archive cancelled mid-tagging."""
+SQLite): a manifest it cannot read, a rejected key, an archive cancelled mid-tagging."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from archive_checks import LOCK_FILE, TEMP_DIR
@@ -65,6 +66,31 @@ async def test_an_unreadable_manifest_is_read_again_never_archived_over(
     assert any(e["event"] == "manifest_trusted" for e in logs)
     assert (sandbox.api.total_calls, dict(sandbox.cdn.hits)) == (calls, hits)
     assert manifest.read_bytes() == complete
+
+
+async def test_a_rejected_key_pauses_with_one_error_and_stamps_every_task(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    task_ids = [f"song_{n}" for n in range(20)]
+    for task_id in task_ids:
+        sandbox.add_music(task_id)
+    config = _config(tmp_path, sandbox, api_key="wrong-key")
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        async with open_engine(config, fatal_errors=False) as engine:
+            engine.set_tasks(TaskRef(task_id, None) for task_id in task_ids)
+            listed_at = time.time()
+            await asyncio.sleep(0.01)  # so that a stamp of the pause is later than the listing
+            run = asyncio.create_task(engine.run(stop))
+            await until(lambda: engine.in_flight == 0 and sandbox.api.total_calls > 0)
+            stop.set()
+            await run
+
+    rejected = [s for s in engine.tasks.values() if s.last_error]
+    assert len(rejected) == sandbox.api.total_calls == 16  # every task in flight was rejected
+    assert all(s.updated_at > listed_at for s in rejected)
+    paused = [e for e in logs if e["event"] == "archiving_paused"]
+    assert [e["log_level"] for e in paused] == ["error"]
 
 
 async def test_an_archive_cancelled_while_tagging_leaves_no_temp_file(
