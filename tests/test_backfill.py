@@ -7,6 +7,7 @@ with `verify_archive`: what the manifests say is exactly what is on disk.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from archiver.config import (
     DownloadConfig,
     StateConfig,
     StorageConfig,
+    TaggingConfig,
     TasksConfig,
 )
 from archiver.engine import ARCHIVE_ATTEMPTS
@@ -46,6 +48,7 @@ class Site:
         self.give_up_after_s = 120.0
         self.api_key = sandbox.api_key
         self.download = DownloadConfig(attempts=3)
+        self.tagging = TaggingConfig()
         self.poll_time_scale = FAST_POLLS
 
     def config(self) -> Config:
@@ -55,6 +58,7 @@ class Site:
             storage=StorageConfig(path=self.archive),
             state=StateConfig(path=self.state),
             download=self.download,
+            tagging=self.tagging,
         )
 
     async def backfill(self, *lines: str) -> BackfillReport:
@@ -150,6 +154,34 @@ async def test_tags_read_back_and_audio_frames_are_the_download(site: Site) -> N
     source = site.source_bytes(track["audio"]["source_url"].rsplit("/", 1)[1])
     assert strip_id3v2(stored.read_bytes()) == strip_id3v2(source)
     assert MP3(stored).info.length > 3.5
+
+
+async def test_tagging_disabled_stores_the_download_as_it_came(site: Site) -> None:
+    task = fake_hex_id("untagged")
+    site.sb.add_music(task)
+    site.tagging = TaggingConfig(enabled=False)
+
+    await site.backfill(task)
+
+    audio = site.manifest(task)["tracks"][0]["audio"]
+    source = site.source_bytes(f"{task}-1.mp3")
+    assert (site.archive / audio["path"]).read_bytes() == source
+    assert audio["sha256"] == audio["source_sha256"] == hashlib.sha256(source).hexdigest()
+
+
+async def test_id3v24_without_an_embedded_cover(site: Site) -> None:
+    task = fake_hex_id("v24")
+    site.sb.add_music(task, title="Neon Highway")
+    site.tagging = TaggingConfig(id3_version=4, embed_cover=False)
+
+    await site.backfill(task)
+
+    track = site.manifest(task)["tracks"][0]
+    tags = ID3(site.archive / track["audio"]["path"])
+    assert tags.version[:2] == (2, 4)
+    assert str(tags["TIT2"]) == "Neon Highway" and str(tags["TDRC"]) == "2025"
+    assert not tags.getall("APIC")
+    assert track["image"]["sha256"]  # the image is archived all the same
 
 
 # --- reruns: nothing fetched, nothing asked ------------------------------------------------
@@ -309,6 +341,37 @@ async def test_finished_task_whose_last_audio_never_comes_is_partial_naming_the_
     assert lacking in format_summary(report, str(site.archive))
 
 
+async def test_at_the_deadline_the_complete_tracks_are_archived_as_partial(site: Site) -> None:
+    task = fake_hex_id("deadline")
+    site.sb.add_music(task, missing_audio=2)
+    site.give_up_after_s = 1.0  # 100 s of schedule: well before the ten-minute wait ends
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.PARTIAL}
+    doc = site.manifest(task)
+    assert doc["outcome"] == "partial"
+    assert doc["tracks"][0]["audio"]["sha256"] and doc["tracks"][1]["audio"] is None
+
+
+async def test_a_name_holding_other_content_is_left_alone_and_reported(site: Site) -> None:
+    task = fake_hex_id("taken")
+    site.sb.add_music(task)
+    taken = site.archive / task / f"{audio_id(task, 1)}.mp3"
+    taken.parent.mkdir(parents=True)
+    taken.write_bytes(b"somebody else's song")
+
+    report = await site.backfill(task)
+
+    assert phases(report) == {task: Phase.PARTIAL}
+    assert taken.read_bytes() == b"somebody else's song"
+    doc = json.loads((site.archive / task / "manifest.json").read_text(encoding="utf-8"))
+    audio = doc["tracks"][0]["audio"]
+    assert "path" not in audio and "already exists with other content" in audio["error"]
+    assert doc["tracks"][1]["audio"]["sha256"]
+    assert "already exists with other content" in format_summary(report, str(site.archive))
+
+
 async def test_unknown_task_is_not_found(site: Site) -> None:
     report = await site.backfill("no_such_task")
 
@@ -339,6 +402,17 @@ async def test_pending_task_is_waited_for_without_hammering_the_api(site: Site) 
     assert site.sb.api.total_calls <= 12
 
 
+async def test_the_endpoint_found_for_a_bare_id_is_asked_from_then_on(site: Site) -> None:
+    task = fake_hex_id("bare-cover")
+    site.sb.add_cover(task, ready_after_s=1.5)  # pending for 150 s of schedule
+
+    report = await site.backfill(task)
+
+    assert report.complete
+    assert site.sb.api.calls[("cover", task)] >= 4
+    assert site.sb.api.calls[("music", task)] == 1  # only the first lookup tried it
+
+
 async def test_bad_key_ends_backfill(site: Site) -> None:
     site.api_key = "wrong-key"
     with pytest.raises(AuthError) as caught:
@@ -358,6 +432,19 @@ async def test_api_faults_are_retried(site: Site, fault: str) -> None:
     report = await site.backfill(task)
 
     assert report.complete
+
+
+async def test_downloads_never_exceed_the_concurrency_cap(site: Site) -> None:
+    task = fake_hex_id("cap")
+    site.sb.add_music(task, tracks=3)
+    site.download = DownloadConfig(concurrency=2, attempts=2, timeout_s=0.5)
+    for track in (1, 2, 3):  # each MP3 stalls once until the client gives up on it: they overlap
+        site.sb.cdn.set_faults(f"{task}-{track}.mp3", FileFaults(stall_after_bytes=1000))
+
+    report = await site.backfill(task)
+
+    assert report.complete
+    assert site.sb.cdn.max_in_flight == 2
 
 
 async def test_after_an_api_outage_one_transient_file_failure_is_retried(site: Site) -> None:

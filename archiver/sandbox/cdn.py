@@ -81,12 +81,15 @@ class _File:
 
 
 class Cdn:
-    """Files under `/files/<name>`; `hits` counts GET requests per name, `requests` lists them."""
+    """Files under `/files/<name>`; `hits` counts GET requests per name, `requests` lists them,
+    `max_in_flight` is the most GETs it was answering at once."""
 
     def __init__(self) -> None:
         self._files: dict[str, _File] = {}
         self.hits: Counter[str] = Counter()
         self.requests: list[CdnRequest] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def add(
         self,
@@ -110,6 +113,16 @@ class Cdn:
         app.router.add_get("/files/{name}", self._serve)
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "GET":
+            return await self._answer(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         is_get = request.method == "GET"
         if is_get:
