@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from test_cli import Cli, assert_one_line_error
 
 import archiver.storage.s3 as s3
+import archiver.storage.s3client as s3client
 from archiver.backfill import backfill
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
 from archiver.errors import StorageAccessError
@@ -64,7 +65,7 @@ def uploads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every upload request (PUT, part, multipart start/complete) the archiver's S3 clients
     send, by operation name."""
     seen: list[str] = []
-    real = s3.build_client
+    real = s3client.build_client
 
     def counting_client(*args: Any, **kwargs: Any) -> Any:
         client = real(*args, **kwargs)
@@ -77,7 +78,7 @@ def uploads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         client.meta.events.register("before-send.s3", record)
         return client
 
-    monkeypatch.setattr(s3, "build_client", counting_client)
+    monkeypatch.setattr(s3client, "build_client", counting_client)
     return seen
 
 
@@ -248,7 +249,7 @@ async def test_the_s3_store_unreachable_mid_run_then_back(
     loop = asyncio.get_running_loop()
     gate = Gate(server.port)
     await gate.open()
-    real = s3.build_client
+    real = s3client.build_client
     reopened: list[concurrent.futures.Future[None]] = []
 
     async def reopen_later() -> None:
@@ -265,7 +266,7 @@ async def test_the_s3_store_unreachable_mid_run_then_back(
         client.meta.events.register("before-send.s3.PutObject", cut_at_first_upload)
         return client
 
-    monkeypatch.setattr(s3, "build_client", quick_client)
+    monkeypatch.setattr(s3client, "build_client", quick_client)
     try:
         _, ids_file = add_tasks(sandbox, tmp_path)
         config = make_config(tmp_path, sandbox, gate.url, bucket.name)

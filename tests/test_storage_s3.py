@@ -20,14 +20,10 @@ from structlog.testing import capture_logs
 
 from archiver.config import StorageConfig
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
-from archiver.storage.s3 import (
-    MIB,
-    TEMP_NAME,
-    S3Storage,
-    _checksum_matches,
-    _scan,
-    build_client,
-)
+from archiver.storage.s3 import MIB, S3Storage
+from archiver.storage.s3checksums import checksum_matches, scan_file
+from archiver.storage.s3client import build_client
+from archiver.storage.tempdir import TEMP_NAME
 
 _bucket_numbers = itertools.count()
 
@@ -621,7 +617,7 @@ def test_checksum_matches(tmp_path: Path, checksum: str, multipart: bool, matche
     data = os.urandom(2 * 5 * MIB + 7)  # three parts of 5 MiB
     path = tmp_path / "f"
     path.write_bytes(data)
-    scan = _scan(path, 5 * MIB if multipart else None)
+    scan = scan_file(path, 5 * MIB if multipart else None)
     parts = [hashlib.sha256(data[i : i + 5 * MIB]).digest() for i in range(0, len(data), 5 * MIB)]
     values = {
         "full": base64.b64encode(hashlib.sha256(data).digest()).decode(),
@@ -629,7 +625,7 @@ def test_checksum_matches(tmp_path: Path, checksum: str, multipart: bool, matche
         "other": base64.b64encode(b"\0" * 32).decode(),
     }
     value, dash, count = checksum.partition("-")
-    assert _checksum_matches(values[value] + dash + count, scan) is matches
+    assert checksum_matches(values[value] + dash + count, scan) is matches
 
 
 async def test_a_local_file_that_changed_since_it_was_hashed_is_not_uploaded(

@@ -13,41 +13,57 @@ confirmation.
 Integrity: the local file is re-hashed before upload (its SHA-256, and for multipart the SHA-256
 of every part). A single PUT carries the full SHA-256, which S3 checks against the bytes it
 received; a multipart upload carries a SHA-256 per part, checked per part, and the object's
-checksum-of-checksums is compared with ours afterwards. Stores that report no checksum (or
-`checksum_when_required` stores) are confirmed by size and our `x-amz-meta-sha256`.
+checksum-of-checksums is compared with ours afterwards (the arithmetic: s3checksums.py). Stores
+that report no checksum (or `checksum_when_required` stores) are confirmed by size and our
+`x-amz-meta-sha256`.
 
-One boto3 client for the process (clients are thread-safe, sessions are not). Every call runs
-in the storage's own threads, never asyncio's default pool: uploads stalled on a slow store
-must not starve the downloads and tagging that share that pool. At most
-`max_concurrent_uploads` uploads run at once, with a few threads to spare for heads and reads.
+Every call of the one client (s3client.py) runs in the storage's own threads, never asyncio's
+default pool: uploads stalled on a slow store must not starve the downloads and tagging that
+share that pool. At most `max_concurrent_uploads` uploads run at once, with a few threads to
+spare for heads and reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import contextvars
 import hashlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 import botocore.exceptions as bx
 import structlog
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config as BotoConfig
 from s3transfer.manager import TransferManager
 from s3transfer.utils import ChunksizeAdjuster
 
 from archiver.config import StorageConfig
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
 from archiver.storage.base import check_key
+from archiver.storage.s3checksums import (
+    CHUNK,
+    Scan,
+    checksum_matches,
+    full_object_sha256,
+    same_object,
+    scan_bytes,
+    scan_file,
+)
+from archiver.storage.s3client import (
+    MISSING_CODES,
+    PRECONDITION_CODES,
+    check_bucket,
+    classify,
+    client_for,
+    error_code,
+    one_line,
+    refuses_conditional_writes,
+)
 from archiver.storage.tempdir import TEMP_NAME, TempDir
 
 log = structlog.get_logger()
@@ -62,116 +78,9 @@ MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
 # archiver's upload in progress; aborting those would only make it retry.
 STALE_UPLOAD_AFTER_S = 3600.0
 META_SHA256 = "sha256"  # sent as x-amz-meta-sha256: the hex SHA-256 of the object
-_CHUNK = MIB
 _SPARE_THREADS = 4  # beyond the upload bound: heads and manifest reads never wait for uploads
 _READ_CAP = 64 * MIB  # read() is for manifests
-_ACCESS_CODES = frozenset(
-    {
-        "NoSuchBucket",
-        "AccessDenied",
-        "AllAccessDisabled",
-        "AccountProblem",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "InvalidToken",
-        "ExpiredToken",
-        "InvalidBucketName",
-        "PermanentRedirect",
-        "AuthorizationHeaderMalformed",
-    }
-)
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-# A conditional write (If-None-Match: *) refused: the key exists (412), or another conditional
-# write of it is in progress (409).
-_PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
-_CHECKSUM_HEADERS = ("x-amz-checksum-", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")
 _COMPLETING = "suno_archiver_key"  # in a request's context: the key of our multipart upload
-_CREDENTIAL_ERRORS = (
-    bx.NoCredentialsError,
-    bx.PartialCredentialsError,
-    bx.CredentialRetrievalError,
-)
-
-
-def build_client(
-    config: StorageConfig,
-    *,
-    max_attempts: int = 5,
-    connect_timeout_s: float = 10.0,
-    read_timeout_s: float = 60.0,
-) -> Any:
-    """The process's S3 client: credentials from the standard AWS chain, endpoint and region
-    from the config when set."""
-    options: dict[str, Any] = {
-        "retries": {"mode": "standard", "max_attempts": max_attempts},
-        "connect_timeout": connect_timeout_s,
-        "read_timeout": read_timeout_s,
-        "max_pool_connections": max(10, config.max_concurrent_uploads * 5),
-        "user_agent_extra": "suno-archiver",
-    }
-    if config.endpoint_url:
-        # MinIO and most self-hosted stores only answer path-style requests.
-        options["s3"] = {"addressing_style": "path"}
-    if config.checksum_when_required:
-        options["request_checksum_calculation"] = "when_required"
-        options["response_checksum_validation"] = "when_required"
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=config.endpoint_url or None,
-        region_name=config.region or None,
-        config=BotoConfig(**options),
-    )
-
-
-def _client_for(config: StorageConfig) -> Any:
-    """build_client, with what boto3 resolves there (the AWS profile, the region, the AWS
-    config file) failing as one line rather than a traceback."""
-    try:
-        return build_client(config)
-    except (bx.BotoCoreError, ValueError) as exc:
-        raise StorageAccessError(
-            f"S3 bucket {config.bucket!r}: cannot set up the S3 client: {_one_line(exc)}"
-        ) from exc
-
-
-def _one_line(text: object) -> str:
-    """botocore's messages may span lines (parameter validation does); errors are one line."""
-    return " ".join(str(text).split())
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
-
-
-@dataclass(frozen=True)
-class _Scan:
-    size: int
-    sha256: str  # hex
-    full_b64: str  # the same digest as S3 writes it
-    composite_b64: str | None  # multipart: base64 SHA-256 of the parts' SHA-256 digests
-    parts: int
-
-
-def _scan(path: Path, part_size: int | None) -> _Scan:
-    """Hash `path` in one chunked pass: the whole file and, for multipart, each part."""
-    whole = hashlib.sha256()
-    parts: list[bytes] = []
-    part = hashlib.sha256()
-    in_part = size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK if part_size is None else min(_CHUNK, part_size - in_part)):
-            whole.update(chunk)
-            size += len(chunk)
-            if part_size is not None:
-                part.update(chunk)
-                in_part += len(chunk)
-                if in_part == part_size:
-                    parts.append(part.digest())
-                    part, in_part = hashlib.sha256(), 0
-    if part_size is not None and (in_part or not parts):
-        parts.append(part.digest())
-    composite = _b64(hashlib.sha256(b"".join(parts)).digest()) if part_size else None
-    return _Scan(size, whole.hexdigest(), _b64(whole.digest()), composite, len(parts))
 
 
 class S3Storage:
@@ -196,7 +105,7 @@ class S3Storage:
         self._temp = TempDir(Path(config.cache_dir) / TEMP_NAME)
         self.temp_dir = self._temp.path
         self._checksums = not config.checksum_when_required
-        self._client = client if client is not None else _client_for(config)
+        self._client = client if client is not None else client_for(config)
         self.endpoint = str(self._client.meta.endpoint_url)
         self._threshold = multipart_threshold
         self._part_size = part_size
@@ -231,10 +140,12 @@ class S3Storage:
         """A storage whose bucket answered, with a clean temp folder; else StorageAccessError
         (one line naming the bucket and endpoint)."""
         if "client" not in kwargs:
-            kwargs["client"] = await asyncio.to_thread(_client_for, config)
+            kwargs["client"] = await asyncio.to_thread(client_for, config)
         storage = cls(config, **kwargs)
         try:
-            await storage._in_thread(storage._check_bucket)
+            await storage._in_thread(
+                check_bucket, storage._client, storage.bucket, storage.endpoint
+            )
             await storage._in_thread(storage._prepare_temp_dir)
         except BaseException:
             await storage.close()
@@ -254,37 +165,9 @@ class S3Storage:
         return f"s3://{self.bucket}/{key}"
 
     def _error(self, exc: Exception, key: str, doing: str) -> StorageError:
-        """The one place S3 failures are classified: unusable storage, or transient."""
-        where = self._where(key)
-        if isinstance(exc, StorageError):
-            return exc
-        if isinstance(exc, _CREDENTIAL_ERRORS):
-            return StorageAccessError(f"{where}: no usable AWS credentials: {_one_line(exc)}")
-        if isinstance(exc, bx.ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            message = _one_line(err.get("Message") or code)
-            if code in _ACCESS_CODES or status == 403:
-                hint = (
-                    "; the credentials need s3:GetObject, s3:PutObject, s3:DeleteObject, "
-                    "s3:ListBucket, s3:ListBucketMultipartUploads and s3:AbortMultipartUpload"
-                    if status == 403
-                    else ""
-                )
-            elif self._checksums and _rejects_checksum_headers(status, err):
-                hint = (
-                    "; the store does not take boto3's checksum headers: set [storage] "
-                    "checksum_when_required = true"
-                )
-            else:
-                return StorageError(f"{where}: {doing}: {code or status} {message}")
-            return StorageAccessError(
-                f"{where}: {doing}: {code or status} {message} (endpoint {self.endpoint})" + hint
-            )
-        if isinstance(exc, bx.BotoCoreError | OSError):
-            return StorageError(f"{where}: {doing}: {_one_line(exc)}")
-        return StorageError(f"{where}: {doing}: {type(exc).__name__}: {_one_line(exc)}")
+        return classify(
+            exc, self._where(key), doing, endpoint=self.endpoint, checksums=self._checksums
+        )
 
     def _call(self, key: str, doing: str, fn: Callable[..., T], **kwargs: Any) -> T:
         try:
@@ -293,34 +176,6 @@ class S3Storage:
             raise self._error(exc, key, doing) from exc
 
     # --- opening, closing --------------------------------------------------------------------
-
-    def _check_bucket(self) -> None:
-        what = f"S3 bucket {self.bucket!r} at {self.endpoint}"
-        try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except _CREDENTIAL_ERRORS as exc:
-            raise StorageAccessError(
-                f"{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or use an instance role): " + _one_line(exc)
-            ) from exc
-        except bx.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchBucket", "NotFound"):
-                raise StorageAccessError(f"{what}: the bucket does not exist") from exc
-            if code in ("403", "AccessDenied") or code in _ACCESS_CODES:
-                raise StorageAccessError(
-                    f"{what}: access denied ({code}); check the credentials and that they "
-                    "allow s3:ListBucket on the bucket"
-                ) from exc
-            raise StorageAccessError(
-                f"{what}: cannot use the bucket: {code} {_one_line(exc)}"
-            ) from exc
-        except (bx.ConnectionError, bx.HTTPClientError) as exc:
-            raise StorageAccessError(
-                f"{what}: cannot reach the endpoint: {_one_line(exc)}"
-            ) from exc
-        except bx.BotoCoreError as exc:  # a request botocore refuses to send, for one
-            raise StorageAccessError(f"{what}: {_one_line(exc)}") from exc
 
     def _prepare_temp_dir(self) -> None:
         """Create the temp folder and empty it of what a killed run left (see tempdir.py)."""
@@ -399,7 +254,7 @@ class S3Storage:
         try:
             return self._client.head_object(**kwargs)
         except bx.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
+            if error_code(exc) in MISSING_CODES:
                 return None
             raise self._error(exc, full, "head") from exc
         except Exception as exc:
@@ -413,7 +268,7 @@ class S3Storage:
             with contextlib.closing(response["Body"]) as body:
                 return body.read()
         except bx.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES:
+            if error_code(exc) in MISSING_CODES:
                 return None
             raise self._error(exc, full, "read") from exc
         except Exception as exc:
@@ -442,7 +297,7 @@ class S3Storage:
         size = path.stat().st_size
         multipart = size >= self._threshold
         part_size = ChunksizeAdjuster().adjust_chunksize(self._part_size, size)
-        scan = _scan(path, part_size if multipart else None)
+        scan = scan_file(path, part_size if multipart else None)
         if scan.sha256 != sha256:
             raise StorageError(
                 f"{where}: local file {path.name} no longer has SHA-256 {sha256}; not uploaded"
@@ -450,7 +305,7 @@ class S3Storage:
         try:
             written = self._upload(full, path, scan, content_type, multipart=multipart)
         except bx.ClientError as exc:
-            if _code(exc) in _PRECONDITION_CODES:
+            if error_code(exc) in PRECONDITION_CODES:
                 return self._lost_race(full, exc)
             if not self._drop_conditions_if_unsupported(full, exc):
                 raise
@@ -461,7 +316,7 @@ class S3Storage:
         return existing
 
     def _upload(
-        self, full: str, path: Path, scan: _Scan, content_type: str, *, multipart: bool
+        self, full: str, path: Path, scan: Scan, content_type: str, *, multipart: bool
     ) -> dict[str, Any]:
         if multipart:
             return self._upload_multipart(full, path, scan.sha256, content_type)
@@ -469,14 +324,13 @@ class S3Storage:
             return self._put_object(full, body, scan, content_type, if_absent=self._conditional)
 
     def _drop_conditions_if_unsupported(self, full: str, exc: bx.ClientError) -> bool:
-        """Stores that predate conditional writes (older MinIO, Ceph) answer If-None-Match with
-        501: from then on, the head before each upload is the only guard against overwriting.
-        True when that is what `exc` says (and the upload should go again without it)."""
-        error = exc.response.get("Error", {})
-        if not self._conditional or _status(exc) != 501 or _rejects_checksum_headers(501, error):
+        """A store that refuses If-None-Match (see refuses_conditional_writes) gets plain writes
+        from then on: the head before each upload is the only guard against overwriting. True
+        when that is what `exc` says (and the upload should go again without it)."""
+        if not self._conditional or not refuses_conditional_writes(exc):
             return False
         self._conditional = False
-        log.warning("s3_conditional_writes_unsupported", key=full, error=_one_line(exc))
+        log.warning("s3_conditional_writes_unsupported", key=full, error=one_line(exc))
         return True
 
     def _lost_race(self, full: str, exc: bx.ClientError) -> dict[str, Any]:
@@ -491,7 +345,7 @@ class S3Storage:
         return existing
 
     def _put_object(
-        self, full: str, body: Any, scan: _Scan, content_type: str, *, if_absent: bool
+        self, full: str, body: Any, scan: Scan, content_type: str, *, if_absent: bool
     ) -> dict[str, Any]:
         """One PUT. The full SHA-256 goes with it for the store to check against the body
         (and with ChecksumAlgorithm, so the store keeps it and reports it on head)."""
@@ -594,7 +448,7 @@ class S3Storage:
         metadata (when there are both, they must agree), else by reading it (an object some
         other tool wrote)."""
         ours = str(head.get("Metadata", {}).get(META_SHA256, "")).lower()
-        stores = _full_object_sha256(head)
+        stores = full_object_sha256(head)
         if ours and stores and ours != stores:
             log.warning("s3_checksum_disagrees", key=full, metadata=ours, store=stores)
             raise StorageConflict(
@@ -606,12 +460,12 @@ class S3Storage:
         digest = hashlib.sha256()
         response = self._client.get_object(Bucket=self.bucket, Key=full)
         with contextlib.closing(response["Body"]) as body:
-            for chunk in body.iter_chunks(_CHUNK):
+            for chunk in body.iter_chunks(CHUNK):
                 digest.update(chunk)
         return digest.hexdigest()
 
     def _verify(
-        self, full: str, scan: _Scan, sha256: str, written: dict[str, Any]
+        self, full: str, scan: Scan, sha256: str, written: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Confirm the stored object is the one we wrote (`written` is the upload's answer)
         and is the file: size, our metadata, and the store's own SHA-256 when it reports one.
@@ -621,14 +475,14 @@ class S3Storage:
         head = self._head(full)
         if head is None:
             problem = "not found after upload"
-        elif not _same_object(head, written):
+        elif not same_object(head, written):
             log.info("s3_replaced_by_another_writer", key=full)
             return head
         elif head.get("ContentLength") != scan.size:
             problem = f"{head.get('ContentLength')} bytes stored, {scan.size} sent"
         elif head.get("Metadata", {}).get(META_SHA256, "").lower() != sha256:
             problem = "sha256 metadata differs"
-        elif (checksum := head.get("ChecksumSHA256")) and not _checksum_matches(checksum, scan):
+        elif (checksum := head.get("ChecksumSHA256")) and not checksum_matches(checksum, scan):
             problem = f"stored checksum {checksum} does not match the file"
         else:
             return None
@@ -641,70 +495,11 @@ class S3Storage:
         raise StorageError(f"{self._where(full)}: upload not confirmed: {problem}")
 
     def _put_bytes(self, full: str, data: bytes, content_type: str) -> None:
-        digest = hashlib.sha256(data)
-        sha256 = digest.hexdigest()
-        scan = _Scan(len(data), sha256, _b64(digest.digest()), None, 1)
+        scan = scan_bytes(data)
         written = self._call(
             full, "upload", self._put_object, full=full, body=data, scan=scan,
             content_type=content_type, if_absent=False,
         )  # fmt: skip
-        if self._verify(full, scan, sha256, written) is not None:
+        if self._verify(full, scan, scan.sha256, written) is not None:
             return  # a later write of the key replaced ours: the last writer's stands
         log.info("s3_put_bytes", key=full, bytes=len(data))
-
-
-def _rejects_checksum_headers(status: int | None, err: dict[str, Any]) -> bool:
-    """Whether an error answer refuses the checksum headers boto3 sends by default (stores
-    that predate them answer 501, or 400 naming the header), not a checksum that mismatched
-    (BadDigest: a transient corruption, retried)."""
-    text = " ".join(str(value) for value in err.values()).lower()
-    if status == 501:
-        return "checksum" in text or "x-amz-trailer" in text
-    return status == 400 and any(header in text for header in _CHECKSUM_HEADERS)
-
-
-def _code(exc: bx.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: bx.ClientError) -> int | None:
-    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-
-
-def _same_object(head: dict[str, Any], written: dict[str, Any]) -> bool:
-    """Whether `head` describes the object whose upload answered `written`."""
-    if not written.get("ETag") or head.get("ETag") != written["ETag"]:
-        return False
-    version = written.get("VersionId")
-    return version in (None, "null") or head.get("VersionId") in (None, version)
-
-
-def _full_object_sha256(head: dict[str, Any]) -> str | None:
-    """The store's SHA-256 of the whole object (hex), if it reports one: not a multipart
-    checksum-of-checksums, which is typed COMPOSITE, or written "<base64>-<parts>", or on
-    stores that give no type, belongs to an object with a multipart ETag ("…-<parts>")."""
-    checksum = head.get("ChecksumSHA256")
-    kind = head.get("ChecksumType")
-    if not checksum or "-" in checksum or kind == "COMPOSITE":
-        return None
-    if kind is None and "-" in str(head.get("ETag", "")):
-        return None
-    try:
-        digest = base64.b64decode(checksum, validate=True)
-    except ValueError:
-        return None
-    return digest.hex() if len(digest) == 32 else None
-
-
-def _checksum_matches(checksum: str, scan: _Scan) -> bool:
-    """Whether the store's ChecksumSHA256 is the file's: its full SHA-256, or for multipart
-    the SHA-256 of the parts' SHA-256 digests written "<base64>-<parts>" (some stores leave
-    off the suffix)."""
-    value, _, parts = checksum.partition("-")
-    if value == scan.full_b64 and not parts:
-        return True
-    return (
-        scan.composite_b64 is not None
-        and value == scan.composite_b64
-        and (not parts or parts == str(scan.parts))
-    )
