@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -27,6 +26,7 @@ import structlog
 from archiver import media
 from archiver.backoff import backoff_delay, parse_retry_after
 from archiver.errors import FetchError
+from archiver.lifecycle import is_fetchable
 
 log = structlog.get_logger()
 
@@ -146,8 +146,8 @@ class Fetcher:
         part: _Part | None = None
         try:
             for url in urls:
-                if urlsplit(url).scheme.lower() not in ("http", "https"):
-                    log.warning("fetch_url_refused", url=url, reason="not http or https")
+                if not is_fetchable(url):
+                    log.warning("fetch_url_refused", url=url, reason="not an http(s) URL")
                     failures.append((url, "not an http(s) URL", True))
                     continue
                 if part is None:

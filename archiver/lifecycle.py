@@ -163,17 +163,15 @@ def files_to_fetch(record: Record) -> tuple[FileSpec, ...]:
     """Every fetchable file of the complete tracks (audio, then its image) or the cover images.
 
     A track is complete when its audioUrl is non-empty; its image is fetched only then. A file
-    none of whose URLs is http(s) is left out, so there may be fewer specs than tracks/images.
+    none of whose URLs is fetchable keeps them all, for the fetcher to refuse and the manifest
+    to report (an `ftp:` or `data:` audioUrl is a file the archive lacks, not no file).
     """
     if isinstance(record, CoverRecord):
-        seen: set[str] = set()
-        covers: list[FileSpec] = []
-        for url in record.images:
-            if _fetchable(url) and url not in seen:
-                seen.add(url)
-                stem = f"{record.task_id}/cover-{len(covers) + 1}"
-                covers.append(FileSpec(stem, (url,), IMAGE_TYPES, "cover", None))
-        return tuple(covers)
+        covers = [urls for url in dict.fromkeys(record.images) if (urls := _urls(url))]
+        return tuple(
+            FileSpec(f"{record.task_id}/cover-{n}", urls, IMAGE_TYPES, "cover", None)
+            for n, urls in enumerate(covers, start=1)
+        )
 
     specs: list[FileSpec] = []
     for index, (track, name) in enumerate(zip(record.tracks, track_names(record), strict=True)):
@@ -285,7 +283,8 @@ def _music_wait_reason(record: MusicRecord, status: str) -> str:
     return f"status {status}"
 
 
-def _fetchable(url: str) -> bool:
+def is_fetchable(url: str) -> bool:
+    """An http(s) URL with a host and no white space: the only kind ever requested."""
     if not isinstance(url, str) or any(c.isspace() for c in url):
         return False
     try:
@@ -296,4 +295,6 @@ def _fetchable(url: str) -> bool:
 
 
 def _urls(*candidates: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(url for url in candidates if _fetchable(url)))
+    """The fetchable candidates in order, or else every non-empty one (to be refused)."""
+    given = tuple(dict.fromkeys(url for url in candidates if isinstance(url, str) and url))
+    return tuple(url for url in given if is_fetchable(url)) or given

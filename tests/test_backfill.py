@@ -578,9 +578,12 @@ async def test_an_audio_url_that_is_not_http_is_refused_and_the_task_partial(
     assert phases(report) == {task: Phase.PARTIAL}
     assert site.sb.cdn.hits[f"{task}-1.mp3"] == 0  # not even by another scheme's path
     doc = site.manifest(task)
-    assert "path" not in (doc["tracks"][0]["audio"] or {})
-    assert doc["raw"]["response"]["sunoData"][0]["audioUrl"].startswith(f"{scheme}:")
+    refused = doc["tracks"][0]["audio"]
+    assert "path" not in refused and refused["source_url"].startswith(f"{scheme}:")
+    assert "not an http(s) URL" in refused["error"]
     assert doc["tracks"][1]["audio"]["sha256"]  # the other track is archived all the same
+    (state,) = report.tasks
+    assert "not an http(s) URL" in (state.last_error or "")  # named in the summary
 
 
 async def test_a_file_that_only_looks_like_an_mp3_is_reported_by_its_archive_name(

@@ -17,6 +17,7 @@ from archiver.lifecycle import (
     PollAgain,
     decide,
     files_to_fetch,
+    is_fetchable,
     poll_delay,
     track_name,
     track_names,
@@ -191,9 +192,13 @@ def test_cover_pending_generating_or_success_without_images_polls(flag: int, ima
     assert isinstance(run(cover(flag, images)), PollAgain)
 
 
-def test_cover_images_are_deduplicated_and_non_http_dropped() -> None:
+def test_cover_images_are_deduplicated_and_non_http_kept_to_be_reported() -> None:
     images = ["ftp://t.example/0.png", "https://t.example/1.png", "https://t.example/1.png"]
-    assert stems(files_to_fetch(cover(1, images))) == [("cover", f"{TASK}/cover-1")]
+    specs = files_to_fetch(cover(1, images))
+    assert [(s.key_stem, s.urls) for s in specs] == [
+        (f"{TASK}/cover-1", ("ftp://t.example/0.png",)),
+        (f"{TASK}/cover-2", ("https://t.example/1.png",)),
+    ]
 
 
 # --- files_to_fetch ---------------------------------------------------------------------------
@@ -224,19 +229,35 @@ def test_image_urls_are_image_then_source_image() -> None:
     ("audio_url", "source", "expected"),
     [
         ("ftp://cdn.example/a.mp3", "https://up.example/a.mp3", ("https://up.example/a.mp3",)),
-        ("file:///etc/passwd", "", ()),
         ("javascript:alert(1)", "http://up.example/a.mp3", ("http://up.example/a.mp3",)),
         ("https://cdn.example/a.mp3", "https://cdn.example/a.mp3", ("https://cdn.example/a.mp3",)),
-        ("https://", "", ()),
-        ("https://cdn.example/a b.mp3", "", ()),
+        # nothing fetchable: kept, for the fetcher to refuse and the manifest to report
+        ("file:///etc/passwd", "", ("file:///etc/passwd",)),
+        ("https://", "data:x", ("https://", "data:x")),
+        ("https://cdn.example/a b.mp3", "", ("https://cdn.example/a b.mp3",)),
     ],
 )
-def test_non_http_urls_are_dropped_and_duplicates_removed(
+def test_unfetchable_urls_give_way_to_fetchable_ones_and_duplicates_are_removed(
     audio_url: str, source: str, expected: tuple[str, ...]
 ) -> None:
     record = music("SUCCESS", track_json("a", audioUrl=audio_url, sourceAudioUrl=source))
     audio = [f for f in files_to_fetch(record) if f.role == "audio"]
-    assert [f.urls for f in audio] == ([expected] if expected else [])
+    assert [f.urls for f in audio] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("url", "fetchable"),
+    [
+        ("https://cdn.example/a.mp3", True),
+        ("HTTP://cdn.example/a.mp3", True),
+        ("ftp://cdn.example/a.mp3", False),
+        ("https://", False),
+        ("https://cdn.example/a b.mp3", False),
+        ("https://[::1/a.mp3", False),
+    ],
+)
+def test_only_http_urls_with_a_host_are_fetchable(url: str, fetchable: bool) -> None:
+    assert is_fetchable(url) is fetchable
 
 
 def test_track_without_audio_url_gets_no_files_not_even_its_image() -> None:
