@@ -334,10 +334,10 @@ def test_names_are_stable_while_earlier_tracks_are_incomplete() -> None:
         ("TEXT_SUCCESS", 0, None, 30.0),  # first seen already under way
         ("TEXT_SUCCESS", 100, "TEXT_SUCCESS", 20.0),  # the 60-240 s window
         ("GENERATING", 100, "PENDING", 20.0),  # covers follow the same window
-        ("FIRST_SUCCESS", 100, "FIRST_SUCCESS", 5.0),  # SUCCESS is close
+        ("FIRST_SUCCESS", 100, "FIRST_SUCCESS", 8.0),  # SUCCESS is close
         ("FIRST_SUCCESS", 100, "TEXT_SUCCESS", 10.0),  # just appeared: 20-40 s to go
-        ("FIRST_SUCCESS", 60, "PENDING", 5.0),  # after the long early wait: may be old
-        ("SUCCESS", 100, "SUCCESS", 5.0),  # SUCCESS but an audioUrl still missing
+        ("FIRST_SUCCESS", 60, "PENDING", 8.0),  # after the long early wait: may be old
+        ("SUCCESS", 100, "SUCCESS", 8.0),  # SUCCESS but an audioUrl still missing
         ("PENDING", 360, "PENDING", 60.0),  # slow task
         ("PENDING", 900, "PENDING", 150.0),
         ("PENDING", 10 * 3600, "PENDING", 300.0),  # cap
