@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from archiver.records import CoverRecord, Kind, MusicRecord, Record
+from archiver.timestamps import utc_iso
 
 SCHEMA_VERSION: Final = 1
 ARCHIVER_NAME: Final = "suno-archiver"
@@ -195,7 +196,7 @@ def build_manifest(
     else:  # pragma: no cover - Record is a closed union
         raise TypeError(f"not a record: {type(record).__name__}")
     doc["raw"] = _plain(record.raw)
-    doc["archived_at"] = _utc_stamp(archived_at)
+    doc["archived_at"] = utc_iso(archived_at)
     doc["archiver"] = {"name": ARCHIVER_NAME, "version": version}
     return doc
 
@@ -263,12 +264,6 @@ def _tracks(record: MusicRecord, files: Sequence[TrackFiles]) -> list[dict[str, 
 
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
-
-
-def _utc_stamp(moment: datetime) -> str:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError("archived_at must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _plain(value: Any) -> Any:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from archiver.timestamps import utc_iso
+
 
 class Kind(StrEnum):
     MUSIC = "music"
@@ -184,10 +186,9 @@ def _created_at(value: object) -> str | None:
             moment = datetime.fromisoformat(value.strip())
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            moment = moment.astimezone(UTC)
         else:
             return None
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_iso(moment)
     except (ValueError, OverflowError, OSError):
         return None
 

@@ -13,13 +13,13 @@ import sqlite3
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from archiver.errors import UsageError
 from archiver.state import SCHEMA_VERSION, Phase, StateStore, TaskState
+from archiver.timestamps import utc_iso_of
 
 # Each phase as people read it, in the order counts are given.
 PHASE_LABELS: dict[Phase, str] = {
@@ -91,16 +91,12 @@ def read_status(state_path: Path) -> StatusReport:
         conn.close()
 
 
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def format_status(report: StatusReport) -> str:
     total = sum(report.counts.values())
     lines = [f"{total} tasks in {report.state_path}", f"  {counts_text(report.counts, zeros=True)}"]
     for task in report.problems:
         detail = task.last_error or task.last_status or ""
-        when = _when(task.updated_at)
+        when = utc_iso_of(task.updated_at)
         lines.append(f"  {PHASE_LABELS[task.phase]:<10} {task.task_id}  {when}  {detail}".rstrip())
     return "\n".join(lines)
 
@@ -118,7 +114,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
                 "last_status": t.last_status,
                 "last_error": t.last_error,
                 "polls": t.polls,
-                "updated_at": _when(t.updated_at),
+                "updated_at": utc_iso_of(t.updated_at),
             }
             for t in report.problems
         ],
