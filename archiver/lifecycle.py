@@ -60,15 +60,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
 from archiver.media import JPEG, MP3, PNG
-from archiver.records import CoverRecord, MusicRecord, Record, Track
-
-_SAFE_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+from archiver.records import CoverRecord, MusicRecord, Record, Track, is_id
 
 AUDIO_TYPES: Final = frozenset({MP3})
 IMAGE_TYPES: Final = frozenset({JPEG, PNG})
@@ -196,7 +193,7 @@ def track_name(track: Track, index: int) -> str:
     Path-like or empty IDs ("../../x", "a/b", "") never become paths.
     """
     audio_id = track.audio_id
-    if isinstance(audio_id, str) and _SAFE_NAME.fullmatch(audio_id):
+    if isinstance(audio_id, str) and is_id(audio_id):
         return audio_id
     digest = hashlib.sha256(str(audio_id).encode("utf-8", "surrogatepass")).hexdigest()
     return f"track-{index + 1}-{digest[:12]}"

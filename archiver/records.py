@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from archiver.timestamps import utc_iso
 
@@ -15,6 +16,15 @@ from archiver.timestamps import utc_iso
 class Kind(StrEnum):
     MUSIC = "music"
     COVER = "cover"
+
+
+_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def is_id(text: str) -> bool:
+    """An ID of the SPEC's form (1-128 of A-Z a-z 0-9 _ -): a task ID, and the form an audio
+    ID must have to name a file as it is."""
+    return _ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)

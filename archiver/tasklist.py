@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.errors import UsageError
-from archiver.records import Kind
+from archiver.records import Kind, is_id
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # Lines end as in an editor: not at the form feeds, NELs and U+2028s str.splitlines() also
 # splits at, which would accept a mangled line as several IDs and misnumber the lines after it.
 _LINE_END = re.compile(r"\r\n?|\n")
@@ -68,7 +67,7 @@ def _parse_line(line: str) -> tuple[TaskRef | None, str]:
         if kind is None:
             return None, 'unknown prefix (expected "music:" or "cover:")'
         task_id = rest.strip()
-    if _ID.fullmatch(task_id) is None:
+    if not is_id(task_id):
         return None, "not a task ID (1-128 of A-Z a-z 0-9 _ -)"
     return TaskRef(task_id, kind), ""
 
