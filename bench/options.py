@@ -13,7 +13,9 @@ class Options:
     only: tuple[str, ...] = MEASUREMENTS
     workdir: Path | None = None  # None: a temporary folder, removed afterwards
     # throughput
-    tasks: int = 50  # music tasks of two tracks each
+    # music tasks of two tracks each: 200 (1.2 GB) measures the sustained rate; at 50 the
+    # archiver's fixed ~0.3 s of start-up is a fifth of its wall time (docs/benchmarks.md)
+    tasks: int = 200
     seconds: float = 180.0  # length of each track (128 kbit/s: 2.9 MB for 3 minutes)
     parallel: int = 4  # files at once, both sides ([download] concurrency is 4 by default)
     rounds: int = 5  # alternating runs of each side; the median is reported

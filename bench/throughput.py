@@ -171,6 +171,11 @@ def measure(opts: Options, work: Path, curl: str | None) -> Table:
             f"MB/s; the archiver does {synced:.2f} x that",
             "same bytes on both sides: every sha256sum equals the manifest's source_sha256",
         ]
+    start_up = run_child([*archiver_command(), "--version"], log=work / "version.log", cwd=work)
+    table.notes.append(
+        f"fixed cost in the archiver's wall time: {start_up.wall_s:.2f} s of Python start-up "
+        "and imports (`suno-archiver --version`)"
+    )
     rate = size / median(t.ours) / MB
     table.add("suno-archiver backfill", n_urls, mb(size), f"{median(t.ours):.2f}", f"{rate:.0f}",
               ours_cell)  # fmt: skip
