@@ -1,8 +1,8 @@
 """One finished task → files in storage and its manifest, written last.
 
     the manifest an earlier try left, if any → fetch the files it does not list as stored
-    (verified temp files) → tag the MP3s (a new temp file each) → store them → manifest: the
-    earlier entries of stored files + this try's entries
+    (verified temp files; a track's image first, then its MP3, tagged as it streams in, the
+    image embedded) → store them → manifest: the earlier entries of stored files + this try's
 
 A task is archived again when an earlier try ended partial (some file was unobtainable) or its
 state was lost. The files the earlier manifest lists as stored are kept as they are: never
@@ -18,19 +18,17 @@ manifest instead.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
 from archiver import media
 from archiver.config import TaggingConfig
-from archiver.errors import FetchError, StorageConflict, StorageError, TaggingError
-from archiver.fetch import Fetched, Fetcher
+from archiver.errors import FetchError, StorageConflict, TaggingError
+from archiver.fetch import Fetched, Fetcher, Reshape
 from archiver.lifecycle import FileSpec, track_names
 from archiver.manifest import (
     TrackFiles,
@@ -44,11 +42,12 @@ from archiver.manifest import (
 )
 from archiver.records import MusicRecord, Record
 from archiver.storage import Storage
-from archiver.tagging import tag_mp3
+from archiver.tagging import TagWriter, check_mp3
 
 log = structlog.get_logger()
 
-T = TypeVar("T")
+
+_Result = Fetched | FetchError | TaggingError  # of one file's fetch
 
 
 class RetryLater(Exception):
@@ -139,8 +138,8 @@ class Archivist:
         """The manifest entries of the files not `kept`, fetched, tagged and stored. Raises
         RetryLater when one failed for a reason that may pass and this try is not `final`."""
         wanted = self._to_fetch(specs, kept)
-        fetched = await self._fetch_all(wanted)
-        results: dict[FileSpec, Fetched | FetchError] = dict(zip(wanted, fetched, strict=True))
+        fetched = await self._fetch_all(record, wanted)
+        results = dict(zip(wanted, fetched, strict=True))
         try:
             transient = [
                 result
@@ -149,7 +148,7 @@ class Archivist:
             ]
             if transient and not final:
                 raise RetryLater(str(transient[0]))
-            return await self._store_all(record, results, kept)
+            return await self._store_all(results, kept)
         finally:
             for result in fetched:  # whatever was not consumed by tagging or storage
                 if isinstance(result, Fetched):
@@ -166,10 +165,28 @@ class Archivist:
             if s not in kept or (embed and s.role == "image" and s.track in new_audio)
         ]
 
-    async def _fetch_all(self, specs: Sequence[FileSpec]) -> list[Fetched | FetchError]:
-        """Every file of the task, fetched concurrently. Cancelled (SIGINT, the daemon's grace
-        period over), the files already complete are removed with the one in flight."""
-        fetches = [asyncio.ensure_future(self._fetch(spec)) for spec in specs]
+    async def _fetch_all(self, record: Record, specs: Sequence[FileSpec]) -> list[_Result]:
+        """Every file of the task, fetched concurrently, but for a track's MP3, which waits
+        for the track's image: its tag embeds it. Cancelled (SIGINT, the daemon's grace period
+        over), the files already complete are removed with the ones in flight."""
+        images = {
+            s.track: asyncio.ensure_future(self._fetch(s)) for s in specs if s.role == "image"
+        }
+
+        async def audio(spec: FileSpec) -> _Result:
+            cover = await images[spec.track] if spec.track in images else None
+            try:
+                tagger = self._tag_writer(record, spec, cover)
+            except TaggingError as exc:
+                return exc
+            return await self._fetch(spec, tagger)
+
+        def start(spec: FileSpec) -> asyncio.Future[_Result]:
+            if spec.role == "image":
+                return images[spec.track]
+            return asyncio.ensure_future(audio(spec) if spec.role == "audio" else self._fetch(spec))
+
+        fetches = [start(s) for s in specs]
         try:
             return await asyncio.gather(*fetches)
         except BaseException:
@@ -180,84 +197,72 @@ class Archivist:
                     result.path.unlink(missing_ok=True)
             raise
 
-    async def _fetch(self, spec: FileSpec) -> Fetched | FetchError:
+    def _tag_writer(
+        self, record: Record, spec: FileSpec, cover: _Result | None
+    ) -> TagWriter | None:
+        """How an MP3's tag is written as it downloads (None: stored as it comes)."""
+        if not self._tagging.enabled:
+            return None
+        assert isinstance(record, MusicRecord) and spec.track is not None
+        embed = cover if self._tagging.embed_cover and isinstance(cover, Fetched) else None
+        return TagWriter(
+            track=record.tracks[spec.track],
+            task_id=record.task_id,
+            name=_audio_key(spec),
+            cover=embed.path if embed else None,
+            cover_mime=media.CONTENT_TYPES[embed.media] if embed else None,
+            id3_version=self._tagging.id3_version,
+        )
+
+    async def _fetch(self, spec: FileSpec, reshape: Reshape | None = None) -> _Result:
         async with self._slots:
             try:
-                return await self._fetcher.fetch(spec.urls, spec.accept)
+                return await self._fetcher.fetch(spec.urls, spec.accept, reshape)
             except FetchError as exc:
                 log.warning("file_unobtainable", key=spec.key_stem, error=str(exc))
                 return exc
+            except TaggingError as exc:
+                log.warning("tagging_failed", key=spec.key_stem, error=str(exc))
+                return exc
 
     async def _store_all(
-        self,
-        record: Record,
-        results: dict[FileSpec, Fetched | FetchError],
-        kept: Mapping[FileSpec, Any],
+        self, results: dict[FileSpec, _Result], kept: Mapping[FileSpec, Any]
     ) -> dict[FileSpec, dict[str, Any]]:
-        """Every fetched spec not `kept` → its manifest entry. Track images are stored after
-        their MP3 is tagged, since the tag embeds them."""
-        images_of_track = {
-            spec.track: result
-            for spec, result in results.items()
-            if spec.role == "image" and isinstance(result, Fetched)
-        }
+        """Every fetched spec not `kept` → its manifest entry."""
         entries: dict[FileSpec, dict[str, Any]] = {}
-        for spec, result in sorted(results.items(), key=lambda item: item[0].role != "audio"):
+        for spec, result in results.items():
             if spec in kept:
                 continue  # stored already; fetched only to be embedded in its track's MP3
-            if isinstance(result, FetchError):
+            if isinstance(result, FetchError | TaggingError):
                 entries[spec] = error_entry(source_url=spec.urls[0], error=str(result))
             elif spec.role == "audio":
-                assert isinstance(record, MusicRecord) and spec.track is not None
-                cover = images_of_track.get(spec.track)
-                entries[spec] = await self._store_audio(record, spec, result, cover)
+                entries[spec] = await self._store_audio(spec, result)
             else:
                 entries[spec] = await self._store_image(spec, result)
         return entries
 
-    async def _store_audio(
-        self, record: MusicRecord, spec: FileSpec, fetched: Fetched, cover: Fetched | None
-    ) -> dict[str, Any]:
-        key = f"{spec.key_stem}.{media.EXTENSIONS[media.MP3]}"
-        path, size, sha256 = fetched.path, fetched.bytes, fetched.sha256
+    async def _store_audio(self, spec: FileSpec, fetched: Fetched) -> dict[str, Any]:
+        key = _audio_key(spec)
         if self._tagging.enabled:
-            dest = self._storage.temp_dir / f"{uuid.uuid4().hex}.tagged.mp3"
-            embed = cover if self._tagging.embed_cover else None
-            try:
-                tagged = await _in_thread_writing(
-                    dest,
-                    tag_mp3,
-                    fetched.path,
-                    dest,
-                    track=record.tracks[spec.track],  # type: ignore[index]
-                    task_id=record.task_id,
-                    cover=embed.path if embed else None,
-                    cover_mime=media.CONTENT_TYPES[embed.media] if embed else None,
-                    id3_version=self._tagging.id3_version,
-                    name=key,
-                )
+            try:  # the magic bytes said MP3; mutagen must read its frames too
+                await asyncio.to_thread(check_mp3, fetched.path, key)
             except TaggingError as exc:
                 log.warning("tagging_failed", key=key, error=str(exc))
                 return error_entry(source_url=fetched.url, error=str(exc))
-            except OSError as exc:  # e.g. a full disk: the task is tried again later
-                raise StorageError(f"cannot write the tagged copy of {key}: {exc}") from exc
-            finally:
-                fetched.path.unlink(missing_ok=True)
-            path, size, sha256 = tagged.path, tagged.bytes, tagged.sha256
         try:
-            await self._storage.put_file(key, path, sha256=sha256, content_type="audio/mpeg")
+            await self._storage.put_file(
+                key, fetched.path, sha256=fetched.sha256, content_type="audio/mpeg"
+            )
         except StorageConflict as exc:
             return error_entry(source_url=fetched.url, error=str(exc))
-        finally:
-            path.unlink(missing_ok=True)
-        log.info("file_stored", key=key, bytes=size)
+        log.info("file_stored", key=key, bytes=fetched.bytes)
         return audio_entry(
             key=key,
-            size=size,
-            sha256=sha256,
+            size=fetched.bytes,
+            sha256=fetched.sha256,
             source_url=fetched.url,
-            source_sha256=fetched.sha256,
-            source_bytes=fetched.bytes,
+            source_sha256=fetched.source_sha256,
+            source_bytes=fetched.source_bytes,
         )
 
     async def _store_image(self, spec: FileSpec, fetched: Fetched) -> dict[str, Any]:
@@ -331,22 +336,5 @@ def _stored_before(
     }
 
 
-async def _in_thread_writing(dest: Path, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """`fn(*args, **kwargs)` in a worker thread that writes `dest`.
-
-    A thread cannot be stopped. Cancelled (SIGINT, the daemon's grace period over), this waits
-    for the thread to end, removes `dest` and re-raises, so that no temp file outlives the task.
-    """
-    work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-
-        def remove(_: asyncio.Future[T]) -> None:  # a callback: runs even if cancelled again
-            if not work.cancelled():
-                work.exception()  # retrieved: nobody else will look at it
-            dest.unlink(missing_ok=True)
-
-        work.add_done_callback(remove)
-        await asyncio.wait({work})
-        raise
+def _audio_key(spec: FileSpec) -> str:
+    return f"{spec.key_stem}.{media.EXTENSIONS[media.MP3]}"

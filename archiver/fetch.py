@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import aiohttp
 import structlog
@@ -42,9 +42,25 @@ _HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
 class Fetched:
     path: Path  # a temp file in temp_dir the caller now owns (moves or deletes it)
     url: str  # the URL that worked
-    bytes: int
+    bytes: int  # of the file
     sha256: str  # hex, of exactly the bytes in `path`
     media: str  # archiver.media type sniffed from the magic bytes (MP3/PNG/JPEG)
+    source_bytes: int  # of the body as downloaded: the file's, unless a Reshape changed its head
+    source_sha256: str
+
+
+class Reshape(Protocol):
+    """Puts other bytes in place of a body's first ones as it streams in (an MP3's own ID3v2
+    tag, by the archive's): the file is written once, never copied to change its head."""
+
+    def head_size(self, first: bytes) -> int:
+        """How many leading bytes to replace, judged from the body's first bytes (at least
+        the first 512, or the whole body when shorter)."""
+        ...
+
+    def replacement(self, head: bytes) -> bytes:
+        """What to write instead of `head`: those leading bytes (fewer if the body is short)."""
+        ...
 
 
 class _Retry(Exception):
@@ -70,30 +86,39 @@ class _Part:
 
     path: Path
     handle: BinaryIO
-    have: int = 0
-    hasher: Any = field(default_factory=hashlib.sha256)
-    kind: str | None = None  # media type, once the first bytes were sniffed
+    have: int = 0  # bytes of the body received: where a resumed request starts
+    written: int = 0  # bytes in the file
+    source: Any = field(default_factory=hashlib.sha256)  # of the body as received
+    stored: Any = None  # of the file, once a Reshape made it differ from the body
+    kind: str | None = None  # media type, once the first bytes were sniffed and written
 
     async def restart(self) -> None:
         await asyncio.to_thread(self._truncate)
-        self.have = 0
-        self.hasher = hashlib.sha256()
+        self.have = self.written = 0
+        self.source, self.stored = hashlib.sha256(), None
         self.kind = None
 
     def _truncate(self) -> None:
         self.handle.seek(0)
         self.handle.truncate()
 
-    async def write(self, chunk: bytes) -> None:
+    async def write(self, chunk: bytes, *, instead: bytes | None = None) -> None:
+        """Take `chunk` of the body, writing `instead` in its place when given."""
         try:
-            await asyncio.to_thread(self._write, chunk)
+            await asyncio.to_thread(self._write, chunk, instead)
         except OSError as exc:  # disk full, I/O error: local, not the host's fault
             raise FetchError(f"cannot write temp file: {exc}", permanent=False) from exc
         self.have += len(chunk)
+        self.written += len(chunk if instead is None else instead)
 
-    def _write(self, chunk: bytes) -> None:
-        self.handle.write(chunk)
-        self.hasher.update(chunk)
+    def _write(self, chunk: bytes, instead: bytes | None) -> None:
+        out = chunk if instead is None else instead
+        if instead is not None and self.stored is None:
+            self.stored = self.source.copy()  # the file's bytes so far are the body's
+        self.handle.write(out)
+        self.source.update(chunk)
+        if self.stored is not None:
+            self.stored.update(out)
 
     async def close(self) -> None:
         try:
@@ -135,13 +160,17 @@ class Fetcher:
             total=None, sock_connect=read_timeout_s, sock_read=read_timeout_s
         )
 
-    async def fetch(self, urls: Sequence[str], accept: frozenset[str]) -> Fetched:
-        """The first of `urls` that gives a complete body of a type in `accept`.
+    async def fetch(
+        self, urls: Sequence[str], accept: frozenset[str], reshape: Reshape | None = None
+    ) -> Fetched:
+        """The first of `urls` that gives a complete body of a type in `accept`, its head
+        replaced as `reshape` says (the file then differs from the body as downloaded).
 
         Dead URLs (401/403/404/410, not media) fall through to the next one; transient
-        failures are retried up to `attempts` times per URL, resuming with Range.
+        failures are retried up to `attempts` times per URL, resuming with Range. What
+        `reshape` raises (TaggingError: not a taggable MP3) ends the fetch as it is.
         """
-        wanted = "/".join(sorted(accept)) or "nothing"
+        want = _Want(accept, reshape)
         failures: list[tuple[str, str, bool]] = []  # (url, reason, permanent)
         part: _Part | None = None
         try:
@@ -155,7 +184,7 @@ class Fetcher:
                 elif part.have or part.kind:
                     await part.restart()  # bytes of another host are not resumed
                 try:
-                    fetched = await self._fetch_url(url, part, accept, wanted)
+                    fetched = await self._fetch_url(url, part, want)
                 except _Dead as dead:
                     failures.append((url, str(dead), True))
                 except _Retry as retry:
@@ -178,12 +207,10 @@ class Fetcher:
         )
         return _Part(Path(name), os.fdopen(fd, "r+b"))
 
-    async def _fetch_url(
-        self, url: str, part: _Part, accept: frozenset[str], wanted: str
-    ) -> Fetched:
+    async def _fetch_url(self, url: str, part: _Part, want: _Want) -> Fetched:
         for attempt in range(1, self._attempts + 1):
             try:
-                await self._transfer(url, part, accept, wanted)
+                await self._transfer(url, part, want)
             except _Retry as retry:
                 if attempt == self._attempts:
                     log.warning("fetch_gave_up", url=url, attempts=attempt, reason=retry.reason)
@@ -204,7 +231,7 @@ class Fetcher:
                 return await self._finish(url, part)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _transfer(self, url: str, part: _Part, accept: frozenset[str], wanted: str) -> None:
+    async def _transfer(self, url: str, part: _Part, want: _Want) -> None:
         """One request; returns when the whole body is in the part file."""
         headers = {"Accept-Encoding": "identity"}
         if part.have:
@@ -212,7 +239,7 @@ class Fetcher:
         try:
             async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
                 total = await self._check_response(url, resp, part)
-                await self._read_body(resp, part, accept, wanted)
+                await self._read_body(resp, part, want)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             # resets, ClientPayloadError (body shorter than Content-Length), read stalls
             raise _Retry(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
@@ -268,47 +295,74 @@ class Fetcher:
                 f"file is {declared} bytes, over the limit of {self._max_bytes}", permanent=True
             )
 
-    async def _read_body(
-        self, resp: aiohttp.ClientResponse, part: _Part, accept: frozenset[str], wanted: str
-    ) -> None:
-        head = b""  # the body's first bytes, held back until their type is known
+    async def _read_body(self, resp: aiohttp.ClientResponse, part: _Part, want: _Want) -> None:
+        head = bytearray()  # the body's first bytes, held back until what they are is known
+        kind: str | None = None
+        need = _HEAD_BYTES
         async for chunk in resp.content.iter_chunked(self._chunk_bytes):
             if part.have + len(head) + len(chunk) > self._max_bytes:
                 raise FetchError(
                     f"body grew over the limit of {self._max_bytes} bytes", permanent=True
                 )
-            if part.kind is None:
-                head += chunk
-                if len(head) < _HEAD_BYTES:
-                    continue
-                part.kind = _classify(head, accept, wanted)
-                chunk, head = head, b""
-            await part.write(chunk)
-        if part.kind is None:  # a body shorter than _HEAD_BYTES
-            part.kind = _classify(head, accept, wanted)
+            if part.kind is not None:
+                await part.write(chunk)
+                continue
+            head += chunk
+            if len(head) < need:
+                continue
+            if kind is None:
+                kind = _classify(head, want)
+                if want.reshape is not None:
+                    need = max(need, want.reshape.head_size(bytes(head)))
+                    if len(head) < need:
+                        continue
+            await self._write_head(part, bytes(head), kind, want)
+            head = bytearray()
+        if part.kind is None:  # the whole body is shorter than its head
+            await self._write_head(part, bytes(head), kind or _classify(head, want), want)
+
+    async def _write_head(self, part: _Part, head: bytes, kind: str, want: _Want) -> None:
+        """The body's first bytes into the file: the part a Reshape replaces, by its bytes."""
+        if want.reshape is None:
             await part.write(head)
+        else:
+            size = want.reshape.head_size(head)
+            await part.write(head[:size], instead=want.reshape.replacement(head[:size]))
+            await part.write(head[size:])
+        part.kind = kind
 
     async def _finish(self, url: str, part: _Part) -> Fetched:
         await part.close()
         assert part.kind is not None
-        fetched = Fetched(part.path, url, part.have, part.hasher.hexdigest(), part.kind)
+        source = part.source.hexdigest()
+        stored = source if part.stored is None else part.stored.hexdigest()
+        fetched = Fetched(part.path, url, part.written, stored, part.kind, part.have, source)
         log.info("fetch_done", url=url, bytes=fetched.bytes, media=fetched.media)
         return fetched
 
 
-def _classify(head: bytes, accept: frozenset[str], wanted: str) -> str:
+@dataclass(frozen=True)
+class _Want:
+    accept: frozenset[str]  # archiver.media types the body must sniff as
+    reshape: Reshape | None
+
+    def __str__(self) -> str:
+        return "/".join(sorted(self.accept)) or "nothing"
+
+
+def _classify(head: bytes | bytearray, want: _Want) -> str:
     """The media type of a body from its first bytes, or why it is not what we want."""
-    kind = media.sniff(head[: media.SNIFF_BYTES])
-    if kind is not None and kind in accept:
+    kind = media.sniff(bytes(head[: media.SNIFF_BYTES]))
+    if kind is not None and kind in want.accept:
         return kind
     if kind is None and _looks_like_html(head):
-        raise _Retry(f"got an HTML page, not {wanted}")  # CDNs serve these under load
+        raise _Retry(f"got an HTML page, not {want}")  # CDNs serve these under load
     if kind is None:
-        raise _Dead(f"got {'an empty body' if not head else 'unknown content'}, not {wanted}")
-    raise _Dead(f"got {kind}, not {wanted}")
+        raise _Dead(f"got {'an empty body' if not head else 'unknown content'}, not {want}")
+    raise _Dead(f"got {kind}, not {want}")
 
 
-def _looks_like_html(head: bytes) -> bool:
+def _looks_like_html(head: bytes | bytearray) -> bool:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return text.startswith(_HTML_STARTS)
 

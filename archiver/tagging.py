@@ -1,26 +1,25 @@
-"""ID3 frames onto a downloaded MP3, without ever touching its audio.
+"""ID3 frames for a downloaded MP3, written as it streams in, without ever touching its audio.
 
-mutagen's own `save()` edits a file in place and, when the new tag is larger than the old one,
-moves (or mmaps) the whole rest of the file. For a 1 GB upload that is neither flat in memory nor
-safe for the only copy of a song. So mutagen only *renders* the tag here, into a small in-memory
-buffer, and the stored file is written as
+The stored file is
 
     new ID3v2 tag  +  every byte of the download after its original ID3v2 tag
 
-streamed in chunks and hashed while written (not fsynced: storage makes durable what it keeps,
-or uploads it). Stripping the ID3v2 tag of the result gives back the
-downloaded audio byte for byte (an ID3v1 or APE trailer is part of that audio tail and is kept).
+and it is written once. `TagWriter` is the fetcher's `Reshape` for an MP3: the download's first
+bytes, its own ID3v2 tag, are held back as they arrive, merged with the SPEC's frames and
+replaced by the tag mutagen renders into memory; the audio after them goes to disk as it comes.
+(mutagen's own `save()` edits a file in place and, for a larger tag, moves the whole rest of the
+file: neither flat in memory for a 1 GB file nor a second pass this archiver wants to pay.)
+Stripping the ID3v2 tag of the result gives back the downloaded audio byte for byte (an ID3v1 or
+APE trailer is part of that audio tail and is kept).
+
+The magic bytes said MP3 before anything was written; `check_mp3` then has mutagen read the
+frames after the tag of the finished file, so that noise behind an MPEG header is not a song.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
-import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -44,54 +43,67 @@ from archiver import media
 from archiver.errors import TaggingError
 from archiver.records import Track
 
-CHUNK_BYTES: Final = 1024 * 1024
 PADDING_BYTES: Final = 1024
+# A download's own tag is held in memory until replaced, as mutagen would load it anyway.
+# Suno's are a few hundred bytes; this bounds a hostile one.
+MAX_TAG_BYTES: Final = 64 * 1024 * 1024
+ID3_HEADER_BYTES: Final = 10
 _AUDIO_START_SCAN: Final = 64 * 1024  # zero padding tolerated between the tag and the first frame
 _UTF8: Final = 3  # mutagen turns it into UTF-16 for ID3v2.3, which has no UTF-8
 _YEAR = re.compile(r"\s*(\d{4})(?!\d)")
 
 
-@dataclass(frozen=True)
-class Tagged:
-    path: Path  # dest
-    bytes: int
-    sha256: str  # of the tagged file, hashed while writing
+class TagWriter:
+    """The new tag of one track's MP3, put in place of the download's own as it streams in
+    (see archiver.fetch.Reshape). Errors call the file `name`: its archive key."""
+
+    def __init__(
+        self,
+        *,
+        track: Track,
+        task_id: str,
+        name: str,
+        cover: Path | None = None,
+        cover_mime: str | None = None,
+        id3_version: int = 3,
+    ) -> None:
+        if id3_version not in (3, 4):
+            raise ValueError(f"id3_version must be 3 or 4, not {id3_version!r}")
+        self._track = track
+        self._task_id = task_id
+        self._name = name
+        self._picture = _read_cover(cover, cover_mime) if cover is not None else None
+        self._version = id3_version
+
+    def head_size(self, first: bytes) -> int:
+        """How many of the download's leading bytes its own ID3v2 tag takes (0: none)."""
+        size = id3v2_size(first)
+        if size > MAX_TAG_BYTES:
+            raise TaggingError(f"{self._name}: its ID3v2 tag claims {size} bytes")
+        return size
+
+    def replacement(self, head: bytes) -> bytes:
+        """The new tag, to be written instead of `head` (the download's own tag)."""
+        if len(head) < id3v2_size(head):
+            raise TaggingError(f"{self._name}: its ID3v2 tag claims more bytes than the file has")
+        tags = _existing_tags(head, self._name)
+        _apply(
+            tags,
+            track=self._track,
+            task_id=self._task_id,
+            picture=self._picture,
+            id3_version=self._version,
+        )
+        return _render(tags, self._version, self._name)
 
 
-def tag_mp3(
-    source: Path,
-    dest: Path,
-    *,
-    track: Track,
-    task_id: str,
-    cover: Path | None = None,
-    cover_mime: str | None = None,
-    id3_version: int = 3,
-    name: str | None = None,
-) -> Tagged:
-    """Write `dest` = `source` with the SPEC's frames; `source` is only read.
+def check_mp3(path: Path, name: str) -> None:
+    """Raise TaggingError unless mutagen reads MPEG audio frames after the file's ID3v2 tag.
 
-    Blocking (the engine runs it in a thread). Raises TaggingError when `source` is not an MP3
-    mutagen can read, its existing tag is unreadable or `cover` is not an image; OSError when a
-    disk read or write fails. On any failure `dest` is left absent. Errors call the file
-    `name` (say, its archive key; a temp file's name means nothing to a user), by default its
-    file name.
-    """
-    if id3_version not in (3, 4):
-        raise ValueError(f"id3_version must be 3 or 4, not {id3_version!r}")
-    name = name or source.name
-    picture = _read_cover(cover, cover_mime) if cover is not None else None
-    _refuse_same_file(source, dest)
-    with source.open("rb") as src:
-        audio_start = _id3v2_end(src)
-        size = os.fstat(src.fileno()).st_size
-        if audio_start > size:
-            raise TaggingError(f"{name}: its ID3v2 tag claims more bytes than the file has")
+    Blocking: run it in a thread."""
+    with path.open("rb") as src:
+        audio_start = id3v2_size(src.read(ID3_HEADER_BYTES))
         _check_mpeg(src, audio_start, name)
-        tags = _existing_tags(src, name)
-        _apply(tags, track=track, task_id=task_id, picture=picture, id3_version=id3_version)
-        header = _render(tags, id3_version, name)
-        return _write(src, dest, header=header, audio_start=audio_start, size=size)
 
 
 def frames_for(track: Track, task_id: str) -> list[Frame]:
@@ -153,11 +165,12 @@ def _padding(_info: object) -> int:
     return PADDING_BYTES
 
 
-def _existing_tags(src: BinaryIO, name: str) -> ID3:
-    src.seek(0)
+def _existing_tags(head: bytes, name: str) -> ID3:
+    if not head:
+        return ID3()
     try:
         # load_v1=False: an ID3v1 trailer stays where it is (in the audio tail), not merged in.
-        return ID3(src, load_v1=False)
+        return ID3(io.BytesIO(head), load_v1=False)
     except ID3NoHeaderError:
         return ID3()
     except (MutagenError, ValueError) as exc:
@@ -189,17 +202,16 @@ def _year(created_at: str | None) -> str | None:
 # --- the file ---------------------------------------------------------------------------------
 
 
-def _id3v2_end(src: BinaryIO) -> int:
-    """Offset of the first byte after the file's leading ID3v2 tag (0 when there is none)."""
-    src.seek(0)
-    head = src.read(10)
-    if len(head) < 10 or not head.startswith(b"ID3") or head[3] not in (2, 3, 4):
+def id3v2_size(first: bytes) -> int:
+    """How many bytes the leading ID3v2 tag takes, by its 10-byte header (0 when none)."""
+    head = first[:ID3_HEADER_BYTES]
+    if len(head) < ID3_HEADER_BYTES or not head.startswith(b"ID3") or head[3] not in (2, 3, 4):
         return 0
     if head[4] == 0xFF or any(b & 0x80 for b in head[6:10]):
         return 0  # not a valid header; mutagen will not read it as one either
     size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]  # excludes the header
     footer = 10 if head[3] == 4 and head[5] & 0x10 else 0  # extended header is inside `size`
-    return 10 + size + footer
+    return ID3_HEADER_BYTES + size + footer
 
 
 def _check_mpeg(src: BinaryIO, audio_start: int, name: str) -> None:
@@ -212,51 +224,3 @@ def _check_mpeg(src: BinaryIO, audio_start: int, name: str) -> None:
         MPEGInfo(src, audio_start)  # wants several consecutive valid frames
     except (MutagenError, ValueError, OSError) as exc:
         raise TaggingError(f"{name} is not an MP3 mutagen can read: {exc}") from exc
-
-
-def _write(src: BinaryIO, dest: Path, *, header: bytes, audio_start: int, size: int) -> Tagged:
-    digest = hashlib.sha256()
-    expected = len(header) + size - audio_start
-    written = 0
-    created = False
-    try:
-        with dest.open("wb") as out:
-            created = True
-            out.write(header)
-            digest.update(header)
-            written = len(header)
-            src.seek(audio_start)
-            written += _copy(src, out, digest.update)
-        if written != expected:
-            raise TaggingError(
-                f"{dest.name}: wrote {written} bytes, expected {expected} (source changed?)"
-            )
-    except BaseException:
-        # OSError (disk full…) propagates as is: it is the disk's fault, not the file's.
-        if created:
-            with contextlib.suppress(OSError):
-                dest.unlink()
-        raise
-    return Tagged(path=dest, bytes=written, sha256=digest.hexdigest())
-
-
-def _copy(src: BinaryIO, out: BinaryIO, update: Callable[[memoryview], None]) -> int:
-    buffer = bytearray(CHUNK_BYTES)
-    view = memoryview(buffer)
-    total = 0
-    while n := src.readinto(buffer):
-        chunk = view[:n]
-        out.write(chunk)
-        update(chunk)
-        total += n
-    return total
-
-
-def _refuse_same_file(source: Path, dest: Path) -> None:
-    # Opening dest for writing would truncate the only copy of the download.
-    try:
-        same = dest.exists() and os.path.samefile(source, dest)
-    except OSError:
-        same = False
-    if same or source.resolve() == dest.resolve():
-        raise TaggingError(f"refusing to tag {source.name} onto itself: dest must differ")

@@ -1,5 +1,5 @@
 """The engine over real parts (the stand-in API over loopback, a real archive folder, real
-SQLite): a manifest it cannot read, a rejected key, an archive cancelled mid-tagging."""
+SQLite): a manifest it cannot read, a rejected key, an archive cancelled mid-download."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from waiting import until
 from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
 from archiver.sandbox import Sandbox
+from archiver.sandbox.cdn import FileFaults
 from archiver.state import Phase
 from archiver.tasklist import TaskRef
 
@@ -96,18 +97,21 @@ async def test_a_rejected_key_pauses_after_one_call_with_one_error_and_a_stamp(
     assert [(e["log_level"], e["cause"]) for e in paused] == [("error", "api_key")]
 
 
-async def test_an_archive_cancelled_while_tagging_leaves_no_temp_file(
+async def test_an_archive_cancelled_mid_download_leaves_no_temp_file(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    sandbox.add_music("big", tracks=1, seconds=3000)  # a 48 MB MP3: tagging takes a while
+    """The MP3 is half written, its new tag in front and its image fetched, when the task is
+    cancelled: every temp file goes, none shows under a final name."""
+    sandbox.add_music("big", tracks=1, seconds=30)  # about 500 kB
+    sandbox.cdn.set_faults("big-1.mp3", FileFaults(stall_after_bytes=200_000))
     config = _config(tmp_path, sandbox)
     temp = tmp_path / "archive" / TEMP_DIR
     stop = asyncio.Event()
     async with open_engine(config, fatal_errors=False) as engine:
         engine.set_tasks([TaskRef("big", None)])
         run = asyncio.create_task(engine.run(stop, grace_s=0))
-        await until(lambda: any(temp.glob("*.tagged.mp3")))
-        stop.set()  # SIGTERM with no grace period: the task is cancelled mid-tagging
+        await until(lambda: any(p.stat().st_size > 150_000 for p in temp.glob("fetch-*.part")))
+        stop.set()  # SIGTERM with no grace period: the task is cancelled mid-download
         await run
         left = [p.name for p in temp.iterdir() if p.name != LOCK_FILE]
 
