@@ -180,7 +180,8 @@ def measure(opts: Options, work: Path, curl: str | None) -> Table:
     table.add("suno-archiver backfill", n_urls, mb(size), f"{median(t.ours):.2f}", f"{rate:.0f}",
               ours_cell)  # fmt: skip
     table.notes.append(
-        "the archiver's wall time is the whole command: Python start-up, API calls, download "
-        "with hashing, the tagged copy of each MP3 (a second pass, fsynced), manifests"
+        "the archiver's wall time is the whole command: Python start-up, API calls, downloads "
+        "(each MP3 tagged as it streams in, hashed as downloaded and as stored), an fsync of "
+        "every file, manifests, the state"
     )
     return table
