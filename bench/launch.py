@@ -1,5 +1,5 @@
 """`python -S bench/launch.py RESULT COMMAND...`: run COMMAND, then write its exit code, wall
-time and peak RSS to RESULT (JSON).
+time, CPU time and peak RSS to RESULT (JSON).
 
 Why a launcher: Linux counts, in a process's ru_maxrss, the peak of the address space it had
 before `exec` — for a child of the benchmark, the benchmark's own (tens of MB of imports and
@@ -29,7 +29,13 @@ def main(result: str, argv: list[str]) -> int:
     end = time.monotonic()
     code = os.waitstatus_to_exitcode(status)
     with open(result, "w") as out:
-        doc = {"start": start, "end": end, "returncode": code, "max_rss_kb": usage.ru_maxrss}
+        doc = {
+            "start": start,
+            "end": end,
+            "returncode": code,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "max_rss_kb": usage.ru_maxrss,
+        }
         json.dump(doc, out)
     return code if code >= 0 else 128 - code
 

@@ -47,6 +47,7 @@ def s3_env() -> dict[str, str]:
 class Run:
     returncode: int
     wall_s: float
+    cpu_s: float  # user + system, the child's own
     max_rss: int  # bytes: the child's own peak resident set (see bench/launch.py)
     marks: Mapping[str, float]  # seconds since the start at which `watch` saw something
 
@@ -92,6 +93,7 @@ def run_child(
     return Run(
         returncode=doc["returncode"],
         wall_s=doc["end"] - doc["start"],
+        cpu_s=doc["cpu_s"],
         max_rss=doc["max_rss_kb"] * 1024,
         marks={event: at - doc["start"] for event, at in seen.items()},
     )

@@ -8,6 +8,7 @@ alternate (curl, archiver, archiver, curl, …) so that a noisy neighbour hurts 
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 import time
@@ -56,6 +57,9 @@ class _Timings:
     curl: list[float] = field(default_factory=list)  # curl, then sha256sum: the baseline
     curl_synced: list[float] = field(default_factory=list)  # and then `sync FILE...`
     ours: list[float] = field(default_factory=list)  # suno-archiver backfill
+    # CPU seconds (user + system): steadier than wall time on a shared machine
+    curl_cpu: list[float] = field(default_factory=list)  # curl and sha256sum
+    ours_cpu: list[float] = field(default_factory=list)
     curl_digests: dict[str, str] = field(default_factory=dict)
 
 
@@ -64,7 +68,7 @@ def _run_curl(curl: str, config: Path, files: list[Path], parallel: int, t: _Tim
     out = files[0].parent
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu_s()
     command = [curl, "--parallel", "--parallel-max", str(parallel), "--no-progress-meter"]
     subprocess.run([*command, "--fail", "--config", str(config)], check=True)
     fetched = time.perf_counter()
@@ -72,6 +76,7 @@ def _run_curl(curl: str, config: Path, files: list[Path], parallel: int, t: _Tim
         ["sha256sum", *map(str, files)], check=True, capture_output=True, text=True
     ).stdout
     hashed = time.perf_counter()
+    t.curl_cpu.append(_children_cpu_s() - cpu)
     subprocess.run(["sync", *map(str, files)], check=True)
     synced = time.perf_counter()
     t.curl_only.append(fetched - start)
@@ -81,6 +86,11 @@ def _run_curl(curl: str, config: Path, files: list[Path], parallel: int, t: _Tim
     for line in sums.splitlines():
         digest, name = line.split(maxsplit=1)
         t.curl_digests[Path(name.lstrip("*")).name] = digest
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _archived_sources(archive: Path) -> tuple[int, dict[str, str]]:
@@ -131,6 +141,7 @@ def _run_rounds(
                     if run.returncode != 0:
                         table.failures.append(f"backfill exited {run.returncode}: {log_tail(log)}")
                     timings.ours.append(run.wall_s)
+                    timings.ours_cpu.append(run.cpu_s)
     size, our_digests = _archived_sources(archive)
     return timings, size, our_digests, len(urls)
 
@@ -169,6 +180,8 @@ def measure(opts: Options, work: Path, curl: str | None) -> Table:
             f"curl + sha256sum + `sync FILE...` (every file on disk, as the archiver leaves "
             f"them): {median(t.curl_synced):.2f} s, {size / median(t.curl_synced) / MB:.0f} "
             f"MB/s; the archiver does {synced:.2f} x that",
+            f"CPU time (median): curl + sha256sum {median(t.curl_cpu):.2f} s, the archiver "
+            f"{median(t.ours_cpu):.2f} s ({median(t.ours_cpu) / (size / 1e9):.1f} s a GB)",
             "same bytes on both sides: every sha256sum equals the manifest's source_sha256",
         ]
     start_up = run_child([*archiver_command(), "--version"], log=work / "version.log", cwd=work)
