@@ -76,7 +76,7 @@ PROBLEMS: frozenset[Phase] = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskState:
     task_id: str
     kind: Kind | None

@@ -19,7 +19,7 @@ _LINE_END = re.compile(r"\r\n?|\n")
 _PREFIXES = {f"{kind.value}:": kind for kind in Kind}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskRef:
     task_id: str
     kind: Kind | None  # None: the archiver finds out which endpoint knows the ID
