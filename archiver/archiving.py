@@ -5,10 +5,10 @@
     image embedded) → store them → manifest: the earlier entries of stored files + this try's
 
 A task is archived again when an earlier try ended partial (some file was unobtainable) or its
-state was lost. The files the earlier manifest lists as stored are kept as they are: never
-fetched again (their URL may have expired since), never re-tagged (a new tag, say now with the
-cover, would make other bytes, which storage refuses under a taken name) and never replaced by an
-error entry. A reused MP3 keeps the tags it was stored with.
+state was lost. The files the earlier manifest lists as stored, and storage still has, are kept
+as they are: never fetched again (their URL may have expired since), never re-tagged (a new
+tag, say now with the cover, would make other bytes, which storage refuses under a taken name)
+and never replaced by an error entry. A reused MP3 keeps the tags it was stored with.
 
 A transient failure (a file host or the storage having a bad moment) leaves the manifest as it
 was and asks the engine to try the task again later; once `final`, it is recorded in the
@@ -104,7 +104,8 @@ class Archivist:
     async def archive(
         self, record: Record, specs: Sequence[FileSpec], *, task_failed: bool, final: bool
     ) -> Archived:
-        kept = _stored_before(await read_manifest(self._storage, record.task_id), specs)
+        earlier = _stored_before(await read_manifest(self._storage, record.task_id), specs)
+        kept = await self._still_stored(earlier)
         new = await self._fetch_and_store(record, specs, kept, final=final)
         entries = {spec: kept[spec] if spec in kept else new[spec] for spec in specs}
         tracks, images = self._arrange(record, specs, entries)
@@ -153,6 +154,20 @@ class Archivist:
             for result in fetched:  # whatever was not consumed by tagging or storage
                 if isinstance(result, Fetched):
                     result.path.unlink(missing_ok=True)
+
+    async def _still_stored(
+        self, entries: Mapping[FileSpec, dict[str, Any]]
+    ) -> dict[FileSpec, dict[str, Any]]:
+        """The entries whose file is still in storage: one removed since (by hand, say) is
+        fetched again, so that the new manifest names only files that exist."""
+        present = await asyncio.gather(*(self._exists(e["path"]) for e in entries.values()))
+        return {spec: e for (spec, e), there in zip(entries.items(), present, strict=True) if there}
+
+    async def _exists(self, key: str) -> bool:
+        try:
+            return await self._storage.exists(key)
+        except ValueError:  # not a key of ours: a manifest edited by hand
+            return False
 
     def _to_fetch(self, specs: Sequence[FileSpec], kept: Mapping[FileSpec, Any]) -> list[FileSpec]:
         """The files not stored yet, and the stored image of a track whose MP3 is not: the new

@@ -284,6 +284,23 @@ async def test_retry_keeps_the_files_stored_before_though_their_urls_expired(
     assert site.sb.cdn.hits[f"{task}-1.jpg"] == hits[f"{task}-1.jpg"]
 
 
+async def test_retry_fetches_again_a_stored_file_removed_since(site: Site) -> None:
+    task = fake_hex_id("removed-by-hand")
+    site.sb.add_music(task)
+    site.sb.cdn.set_faults(f"{task}-2.mp3", FileFaults(status=404))
+    assert phases(await site.backfill(task)) == {task: Phase.PARTIAL}
+    removed = site.archive / site.manifest(task)["tracks"][0]["audio"]["path"]
+    removed.unlink()  # the manifest still names it
+    site.sb.cdn.set_faults(f"{task}-2.mp3", FileFaults())
+
+    again = await site.backfill()
+
+    assert again.complete
+    manifests = verify_archive(site.archive)  # every file named is there, with its hash
+    assert manifests[task]["tracks"][0]["audio"]["path"] == str(removed.relative_to(site.archive))
+    assert removed.is_file()
+
+
 async def test_retry_after_a_missing_image_keeps_the_mp3_as_stored(site: Site) -> None:
     task = fake_hex_id("image-back")
     site.sb.add_music(task)
