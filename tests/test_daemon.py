@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -620,7 +621,7 @@ async def test_sigterm_while_starting_sends_no_ready_after_stopping(
 
 def _state(task_id: str, **changes: Any) -> TaskState:
     base = TaskState(task_id, None, Phase.PENDING, 0.0, 0.0, 0, 0, None, None, 0.0)
-    return TaskState(**{**base.__dict__, **changes})
+    return dataclasses.replace(base, **changes)
 
 
 def test_metrics_count_api_answers_and_failures_from_task_steps() -> None:
