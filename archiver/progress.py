@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from archiver.state import Phase, TaskState
 from archiver.status import counts_text, phase_counts
+
+REDRAW_S = 0.1  # a terminal line redrawn more often only flickers
 
 
 class Progress:
@@ -18,21 +21,33 @@ class Progress:
     below it, so that a log line never lands on the end of the bar.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._stream = stream
-        self._tasks: dict[str, TaskState] = {}
+        self._clock = clock
+        self._phases: dict[str, Phase] = {}
+        self._counts = phase_counts(())
         self._total = 0
+        self._drawn_at = -REDRAW_S
         self._line = ""  # the bar as last drawn; "" while none is shown
         self._lock = threading.Lock()  # log lines may come from worker threads
 
     def start(self, tasks: Mapping[str, TaskState]) -> None:
-        self._tasks = dict(tasks)
+        self._phases = {task_id: state.phase for task_id, state in tasks.items()}
+        self._counts = phase_counts(tasks.values())
         self._total = len(tasks)
         self._draw()
 
     def update(self, state: TaskState) -> None:
-        self._tasks[state.task_id] = state
-        self._draw()
+        """Count the task's new phase: in constant time, as a 100,000-task backfill has as
+        many updates; the bar is redrawn at most every REDRAW_S, and when the last task ends."""
+        before = self._phases.get(state.task_id)
+        if before is None:
+            return  # not a listed task
+        self._counts[before] -= 1
+        self._counts[state.phase] += 1
+        self._phases[state.task_id] = state.phase
+        if self._clock() - self._drawn_at >= REDRAW_S or not self._counts[Phase.PENDING]:
+            self._draw()
 
     def print_above(self, line: str) -> None:
         with self._lock:
@@ -49,12 +64,12 @@ class Progress:
     def _draw(self) -> None:
         if not self._total:
             return
-        counts = phase_counts(self._tasks.values())
-        ended = self._total - counts[Phase.PENDING]
+        self._drawn_at = self._clock()
+        ended = self._total - self._counts[Phase.PENDING]
         width = 24
         filled = width * ended // self._total
         bar = f"[{'#' * filled}{'.' * (width - filled)}] {ended}/{self._total}"
         with self._lock:
-            self._line = f"{bar}  {counts_text(counts)}"
+            self._line = f"{bar}  {counts_text(self._counts)}"
             self._stream.write(f"\r\033[K{self._line}")
             self._stream.flush()
