@@ -91,12 +91,16 @@ class _Part:
     source: Any = field(default_factory=hashlib.sha256)  # of the body as received
     stored: Any = None  # of the file, once a Reshape made it differ from the body
     kind: str | None = None  # media type, once the first bytes were sniffed and written
+    # What the host said of the file when the bytes in hand began: its strong ETag (or
+    # Last-Modified) and size, so that a resumed request gets the same file or starts over.
+    validator: str | None = None
+    size: int | None = None
 
     async def restart(self) -> None:
         await asyncio.to_thread(self._truncate)
         self.have = self.written = 0
         self.source, self.stored = hashlib.sha256(), None
-        self.kind = None
+        self.kind = self.validator = self.size = None
 
     def _truncate(self) -> None:
         self.handle.seek(0)
@@ -236,6 +240,8 @@ class Fetcher:
         headers = {"Accept-Encoding": "identity"}
         if part.have:
             headers["Range"] = f"bytes={part.have}-"
+            if part.validator:  # a file changed since answers whole (200), never spliced
+                headers["If-Range"] = part.validator
         try:
             async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
                 total = await self._check_response(url, resp, part)
@@ -274,14 +280,17 @@ class Fetcher:
                 log.info("fetch_restarted", url=url, reason="range_ignored", had=part.have)
                 await part.restart()
             self._check_size(length)
+            part.validator, part.size = _validator(resp.headers), length
             return length
         match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", "").strip())
         start = int(match.group(1)) if match else -1
-        if start != part.have:
-            log.info("fetch_restarted", url=url, reason="range_mismatch", had=part.have)
-            await part.restart()
-            raise _Retry(f"206 starting at {start}, not {part.have}")
         total = None if match is None or match.group(3) == "*" else int(match.group(3))
+        changed = total is not None and part.size is not None and total != part.size
+        if start != part.have or changed:
+            reason = "file_changed" if changed else "range_mismatch"
+            log.info("fetch_restarted", url=url, reason=reason, had=part.have)
+            await part.restart()
+            raise _Retry(f"206 for bytes {start}- of {total}, not {part.have}- of {part.size}")
         if total is None and length is not None:
             total = start + length
         self._check_size(total)
@@ -348,6 +357,16 @@ class _Want:
 
     def __str__(self) -> str:
         return "/".join(sorted(self.accept)) or "nothing"
+
+
+def _validator(headers: Any) -> str | None:
+    """What names this version of the file for If-Range: a strong ETag, else Last-Modified
+    (a weak ETag may not be used there)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return str(etag)
+    modified = headers.get("Last-Modified")
+    return str(modified) if modified else None
 
 
 def _classify(head: bytes | bytearray, want: _Want) -> str:

@@ -299,6 +299,34 @@ async def test_server_ignoring_range_restarts_from_zero(
     assert _resume_offset(host.ranges("song.mp3")[1]) > 0
 
 
+async def test_a_file_changed_between_attempts_comes_again_whole_not_spliced(
+    host: Host, make_fetcher: Callable[..., Fetcher]
+) -> None:
+    other = media.sample_mp3(seconds=8, seed=8)  # the CDN replaced the file meanwhile
+    url = host.add("song.mp3", faults=FileFaults(reset_after_bytes=50_000, changed_to=other))
+
+    fetched = await make_fetcher().fetch([url], MP3)
+
+    assert_same(fetched, other)  # not the first 50 kB of SONG followed by the rest of `other`
+    _, second = [r for r in host.cdn.requests if r.name == "song.mp3"]
+    assert second.range is not None and "If-Range" in second.headers
+
+
+async def test_a_resumed_answer_for_a_file_of_another_size_starts_over(
+    host: Host, make_fetcher: Callable[..., Fetcher]
+) -> None:
+    """A host whose ETag does not change with the file (or that sends none): the size in its
+    Content-Range still tells that the bytes in hand are of another file."""
+    longer = SONG + media.sample_mp3(seconds=1, seed=9)
+    faults = FileFaults(reset_after_bytes=50_000, changed_to=longer, fixed_etag=True)
+    url = host.add("song.mp3", faults=faults)
+
+    fetched = await make_fetcher().fetch([url], MP3)
+
+    assert_same(fetched, longer)
+    assert host.ranges("song.mp3")[-1] is None  # from the start, once the size told
+
+
 async def test_body_shorter_than_content_length_is_resumed(
     host: Host, make_fetcher: Callable[..., Fetcher]
 ) -> None:

@@ -51,6 +51,10 @@ class FileFaults:
     html_times: int | None = None
     content_type: str | None = None  # a lie about the type, e.g. "text/plain"
     no_content_length: bool = False  # chunked transfer encoding
+    # After the first response, the file holds these bytes instead: a CDN that replaced it
+    # between a client's attempts (its ETag changes with it).
+    changed_to: bytes | None = None
+    fixed_etag: bool = False  # the ETag stays when the content changes (derived from the name)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,13 @@ class _File:
     content_type: str
     faults: FileFaults = field(default_factory=FileFaults)
     used: Counter[str] = field(default_factory=Counter)  # fault name -> times applied
+    version: int = 0  # of the content, for its ETag
+
+    @property
+    def etag(self) -> str:
+        if self.faults.fixed_etag:
+            return f'"{id(self)}"'
+        return f'"v{self.version}-{self.size()}"'
 
     def size(self) -> int:
         return self.data.stat().st_size if isinstance(self.data, Path) else len(self.data)
@@ -141,10 +152,18 @@ class Cdn:
         if faults.html and entry.take("html", faults.html_times):
             return web.Response(body=_HTML_PAGE, content_type="text/html", charset="utf-8")
 
+        if faults.changed_to is not None and entry.used["served"] and entry.take("changed", 1):
+            entry.data = faults.changed_to
+            entry.version += 1
+        entry.used["served"] += 1
+
         size = entry.size()
         start, end = 0, size  # end exclusive
         status = 200
         header = request.headers.get("Range")
+        if_range = request.headers.get("If-Range")
+        if if_range is not None and if_range != entry.etag:
+            header = None  # RFC 9110: the file changed since, so the whole of it
         if header is not None and not faults.ignore_range:
             parsed = _parse_range(header, size)
             if parsed is None:
@@ -155,6 +174,7 @@ class Cdn:
         response = web.StreamResponse(status=status)
         response.headers["Content-Type"] = faults.content_type or entry.content_type
         response.headers["Accept-Ranges"] = "bytes"
+        response.headers["ETag"] = entry.etag
         if status == 206:
             response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         if faults.no_content_length:
