@@ -72,7 +72,7 @@ class TagWriter:
         self._track = track
         self._task_id = task_id
         self._name = name
-        self._picture = _read_cover(cover, cover_mime) if cover is not None else None
+        self._picture = _read_cover(cover, cover_mime, name) if cover is not None else None
         self._version = id3_version
 
     def head_size(self, first: bytes) -> int:
@@ -177,15 +177,15 @@ def _existing_tags(head: bytes, name: str) -> ID3:
         raise TaggingError(f"{name}: its existing ID3 tag is unreadable: {exc}") from exc
 
 
-def _read_cover(cover: Path, mime: str | None) -> APIC:
+def _read_cover(cover: Path, mime: str | None, name: str) -> APIC:
     try:
         data = cover.read_bytes()
     except OSError as exc:
-        raise TaggingError(f"cannot read cover {cover.name}: {exc.strerror or exc}") from exc
+        raise TaggingError(f"{name}: cannot read its cover: {exc.strerror or exc}") from exc
     kind = media.sniff(data[: media.SNIFF_BYTES])
     if mime is None:
         if kind not in (media.JPEG, media.PNG):
-            raise TaggingError(f"cover {cover.name} is neither JPEG nor PNG")
+            raise TaggingError(f"{name}: its cover is neither JPEG nor PNG")
         mime = media.CONTENT_TYPES[kind]
     return APIC(encoding=_UTF8, mime=mime, type=PictureType.COVER_FRONT, desc="", data=data)
 

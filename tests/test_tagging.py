@@ -131,7 +131,8 @@ def test_given_cover_mime_is_used(source: Path, tmp_path: Path):
 def test_cover_that_is_not_an_image_is_refused(source: Path, tmp_path: Path):
     cover = tmp_path / "cover.jpg"
     cover.write_bytes(b"<html>expired</html>")
-    with pytest.raises(TaggingError, match="neither JPEG nor PNG"):
+    refused = r"^task-9/aud-123\.mp3: its cover is neither JPEG nor PNG"
+    with pytest.raises(TaggingError, match=refused):
         tag(source, tmp_path, cover=cover)
 
 
