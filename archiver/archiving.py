@@ -250,15 +250,15 @@ class Archivist:
                 continue  # stored already; fetched only to be embedded in its track's MP3
             if isinstance(result, FetchError | TaggingError):
                 entries[spec] = error_entry(source_url=spec.urls[0], error=str(result))
-            elif spec.role == "audio":
-                entries[spec] = await self._store_audio(spec, result)
             else:
-                entries[spec] = await self._store_image(spec, result)
+                entries[spec] = await self._store(spec, result)
         return entries
 
-    async def _store_audio(self, spec: FileSpec, fetched: Fetched) -> dict[str, Any]:
-        key = _audio_key(spec)
-        if self._tagging.enabled:
+    async def _store(self, spec: FileSpec, fetched: Fetched) -> dict[str, Any]:
+        """One fetched file into storage under its final name → its manifest entry."""
+        key = f"{spec.key_stem}.{media.EXTENSIONS[fetched.media]}"
+        content_type = media.CONTENT_TYPES[fetched.media]
+        if spec.role == "audio" and self._tagging.enabled:
             try:  # the magic bytes said MP3; mutagen must read its frames too
                 await asyncio.to_thread(check_mp3, fetched.path, key)
             except TaggingError as exc:
@@ -266,30 +266,20 @@ class Archivist:
                 return error_entry(source_url=fetched.url, error=str(exc))
         try:
             await self._storage.put_file(
-                key, fetched.path, sha256=fetched.sha256, content_type="audio/mpeg"
-            )
-        except StorageConflict as exc:
-            return error_entry(source_url=fetched.url, error=str(exc))
-        log.info("file_stored", key=key, bytes=fetched.bytes)
-        return audio_entry(
-            key=key,
-            size=fetched.bytes,
-            sha256=fetched.sha256,
-            source_url=fetched.url,
-            source_sha256=fetched.source_sha256,
-            source_bytes=fetched.source_bytes,
-        )
-
-    async def _store_image(self, spec: FileSpec, fetched: Fetched) -> dict[str, Any]:
-        key = f"{spec.key_stem}.{media.EXTENSIONS[fetched.media]}"
-        content_type = media.CONTENT_TYPES[fetched.media]
-        try:
-            await self._storage.put_file(
                 key, fetched.path, sha256=fetched.sha256, content_type=content_type
             )
         except StorageConflict as exc:
             return error_entry(source_url=fetched.url, error=str(exc))
         log.info("file_stored", key=key, bytes=fetched.bytes)
+        if spec.role == "audio":
+            return audio_entry(
+                key=key,
+                size=fetched.bytes,
+                sha256=fetched.sha256,
+                source_url=fetched.url,
+                source_sha256=fetched.source_sha256,
+                source_bytes=fetched.source_bytes,
+            )
         return file_entry(
             key=key,
             size=fetched.bytes,
