@@ -31,6 +31,15 @@ _bucket_numbers = itertools.count()
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 
+# An object goes up in one PUT, or in parts that a CompleteMultipartUpload makes one: `size`,
+# and the request after which the key holds it.
+EACH_WAY_UP = pytest.mark.parametrize(
+    ("size", "last_step"),
+    [(5000, "PutObject"), (5 * MIB + 10, "CompleteMultipartUpload")],
+    ids=["put", "multipart"],
+)
+
+
 def raw_client(url: str) -> Any:
     return boto3.session.Session(**{k.lower(): v for k, v in _creds().items()}).client(
         "s3", endpoint_url=url
@@ -251,11 +260,7 @@ def once_at(storage: S3Storage, event: str, action: Any) -> list[bool]:
 
 
 @pytest.mark.parametrize("same", [False, True], ids=["other-content", "same-content"])
-@pytest.mark.parametrize(
-    ("size", "last_step"),
-    [(5000, "PutObject"), (5 * MIB + 10, "CompleteMultipartUpload")],
-    ids=["put", "multipart"],
-)
+@EACH_WAY_UP
 async def test_a_writer_that_stores_the_key_first_wins_the_race(
     tmp_path: Path, server: MotoServer, bucket: str, size: int, last_step: str, same: bool
 ) -> None:
@@ -293,13 +298,9 @@ async def test_a_writer_that_stores_the_key_first_wins_the_race(
     assert raw_client(server.url).list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-@pytest.mark.parametrize(
-    ("size", "operation"),
-    [(5000, "PutObject"), (5 * MIB + 10, "CompleteMultipartUpload")],
-    ids=["put", "multipart"],
-)
+@EACH_WAY_UP
 async def test_a_store_without_conditional_writes_gets_plain_ones(
-    tmp_path: Path, server: MotoServer, bucket: str, size: int, operation: str
+    tmp_path: Path, server: MotoServer, bucket: str, size: int, last_step: str
 ) -> None:
     """A store that predates If-None-Match answers it with 501 (as older MinIO and Ceph do):
     the upload goes again without it, and so does every later one."""
@@ -318,7 +319,7 @@ async def test_a_store_without_conditional_writes_gets_plain_ones(
         )
         return AWSResponse(request.url, 501, {}, _Raw(body))
 
-    storage._client.meta.events.register(f"before-send.s3.{operation}", no_conditions)
+    storage._client.meta.events.register(f"before-send.s3.{last_step}", no_conditions)
     try:
         with capture_logs() as logs:
             for name in ("a", "b"):
@@ -342,11 +343,7 @@ class _Raw:
         yield self._body
 
 
-@pytest.mark.parametrize(
-    ("size", "last_step"),
-    [(5000, "PutObject"), (5 * MIB + 10, "CompleteMultipartUpload")],
-    ids=["put", "multipart"],
-)
+@EACH_WAY_UP
 async def test_an_object_another_writer_put_over_ours_is_never_deleted(
     tmp_path: Path, server: MotoServer, bucket: str, size: int, last_step: str
 ) -> None:
