@@ -6,9 +6,9 @@ Counters come from two sources that need no hook inside the engine or the API cl
   answer from the API; one that ended `not_found` got one too; one that only counted a failed
   attempt ended in an API error after the client's own retries;
 * a structlog processor that sees the events the pipeline logs anyway: `api_retry` (one failed
-  call the client retries, with its error class), `archiving_paused` (the key was rejected, or
-  the storage refused access: its `cause`), `task_archived` (files and bytes stored). The
-  daemon logs at INFO or below, so these are seen.
+  call the client retries, with its error class), `archiving_paused` (once a pause, with its
+  `cause`: the key rejected, a base_url that is not the API, or storage that refused access),
+  `task_archived` (files and bytes stored). The daemon logs at INFO or below, so these are seen.
 
 Everything lives in one `CollectorRegistry` per `Metrics` (never the global one), so tests and
 several daemons in one process do not share numbers.
