@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status", parents=[config], help="what the state knows: counts and problem tasks"
     ).add_argument("--json", action="store_true", help="one JSON document for scripts")
+    verify = commands.add_parser(
+        "verify", parents=[common, config], help="check the archive against its manifests"
+    )
+    verify.add_argument("--read-data", action="store_true", help="S3: download every file")
+    verify.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    verify.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="only these tasks")
     commands.add_parser(
         "demo", parents=[common], help="archive sample tasks from a built-in stand-in API"
     ).add_argument(
@@ -62,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         config = _load(args)
         if args.command == "status":
             return _status(config, as_json=args.json)
+        if args.command == "verify":
+            return _verify(config, args, interactive=interactive)
         level = logging.DEBUG if args.verbose else logging.WARNING if interactive else logging.INFO
         if args.command == "run" and not args.verbose:
             level = logging.INFO  # a daemon's log is its only voice; metrics count its events
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 def _load(args: argparse.Namespace) -> Config | None:
     if args.command == "demo":
         return None
-    return load_config(args.config, os.environ, read_key=args.command != "status")
+    return load_config(args.config, os.environ, read_key=args.command not in ("status", "verify"))
 
 
 def _backfill(config: Config, ids_file: Path, display: Progress | None) -> int:
@@ -126,6 +134,34 @@ def _status(config: Config, *, as_json: bool) -> int:
     else:
         print(format_status(report))
     return EXIT_OK
+
+
+def _verify(config: Config, args: argparse.Namespace, *, interactive: bool) -> int:
+    from archiver.records import is_id
+    from archiver.verify import format_report, report_json, verify_archive
+
+    bad = [task_id for task_id in args.task_ids if not is_id(task_id)]
+    if bad:
+        raise UsageError(f"not a task ID: {bad[0]!r}")
+    configure_logging(level=logging.DEBUG if args.verbose else logging.WARNING, secrets=[])
+    from archiver.verify.display import VerifyProgress
+
+    display = VerifyProgress(sys.stderr) if interactive else None
+    try:
+        report = verify_archive(
+            config,
+            only=list(dict.fromkeys(args.task_ids)) or None,
+            read_data=args.read_data,
+            on_progress=display.update if display else None,
+        )
+    finally:
+        if display:
+            display.close()
+    if args.json:
+        print(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report))
+    return EXIT_OK if report.intact else EXIT_INCOMPLETE
 
 
 def _finish(report: BackfillReport, archive: str) -> int:

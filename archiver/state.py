@@ -333,3 +333,12 @@ class StateStore:
             values,
         )
         return [_row_to_state(r) for r in rows]
+
+    def phases_in(self, phases: Collection[Phase]) -> dict[str, Phase]:
+        """The tasks in `phases`: their phase by ID, in key order."""
+        values = sorted({Phase(p).value for p in phases})
+        marks = ",".join("?" * len(values))
+        rows = self._db.execute(
+            f"SELECT task_id, phase FROM tasks WHERE phase IN ({marks}) ORDER BY task_id", values
+        )
+        return {task_id: _PHASES[phase] for task_id, phase in rows}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,17 @@ class StatusReport:
 def read_status(state_path: Path) -> StatusReport:
     """Counts by phase and the tasks that ended badly. UsageError when there is no state, or
     it cannot be reached (the service's state is under /var/lib/private, root's only)."""
+    with read_only_state(state_path) as store:
+        try:
+            return StatusReport(state_path, store.counts(), tuple(store.problems()))
+        except sqlite3.Error as exc:
+            raise UsageError(f"{state_path}: cannot read state database: {exc}") from None
+
+
+@contextmanager
+def read_only_state(state_path: Path) -> Iterator[StateStore]:
+    """StateStore's queries over a read-only connection, without its one-process lock (which
+    the running daemon holds). UsageError when there is no state, or it cannot be read."""
     try:
         mode = state_path.stat().st_mode
     except FileNotFoundError:
@@ -75,18 +87,17 @@ def read_status(state_path: Path) -> StatusReport:
     except sqlite3.Error as exc:
         raise UsageError(f"{state_path}: cannot open state database: {exc}") from None
     try:
-        conn.execute("PRAGMA busy_timeout = 5000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise UsageError(f"{state_path}: cannot read state database: {exc}") from None
         if version != SCHEMA_VERSION:
             raise UsageError(
                 f"{state_path}: state database has schema version {version}, "
                 f"this suno-archiver reads {SCHEMA_VERSION}"
             )
-        # StateStore's queries over our read-only connection; no lock descriptor to hold.
-        store = StateStore(state_path, conn, None)  # type: ignore[arg-type]
-        return StatusReport(state_path, store.counts(), tuple(store.problems()))
-    except sqlite3.Error as exc:
-        raise UsageError(f"{state_path}: cannot read state database: {exc}") from None
+        yield StateStore(state_path, conn, None)  # type: ignore[arg-type]  # no lock to hold
     finally:
         conn.close()
 

@@ -1,0 +1,61 @@
+"""How `verify` sees an archive: its folders and files as storage lists them, and a file's
+content as storage reports it. Read-only, blocking, safe to call from several threads at once;
+one implementation for a local folder (local_view.py), one for a bucket (s3_view.py).
+
+A view lists what is there, unlike `Storage`, which is for writing: it opens no temp folder
+(opening LocalStorage would clean the leftovers verify is to report) and takes no lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from archiver.config import StorageConfig
+from archiver.verify.findings import Listed, Observed
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    """A folder at the archive root ("" for the files at the root itself). `files` by key, or
+    None when the view lists it only when asked (`list_folder`), in the checking thread."""
+
+    name: str
+    files: dict[str, Listed] | None
+
+
+class ArchiveView(Protocol):
+    location: str  # as people name it: the folder, or s3://bucket/prefix
+    workers: int  # how many files are worth checking at once
+
+    def folders(self, only: Collection[str] | None) -> Iterator[Folder]:
+        """The root's folders (all, or those named `only`) and its own files, as listed."""
+        ...
+
+    def list_folder(self, name: str) -> dict[str, Listed]: ...
+
+    def stat(self, key: str) -> Listed | None: ...
+
+    def read(self, key: str) -> bytes | None:
+        """A small file's bytes (a manifest); None when there is none."""
+        ...
+
+    def observe(self, entry: dict[str, Any], listed: Listed, *, read_data: bool) -> Observed | None:
+        """What storage says of the content of the file an entry names (None: it is gone).
+        Local: its bytes, re-hashed. S3: the checksums it keeps (no download) unless
+        `read_data`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_view(config: StorageConfig) -> ArchiveView:
+    """The view of the archive `config` names (StorageAccessError when it cannot be read)."""
+    if config.backend == "s3":
+        from archiver.verify.s3_view import S3View  # boto3 loads only when a bucket is used
+
+        return S3View(config)
+    from archiver.verify.local_view import LocalView
+
+    return LocalView(config.path)

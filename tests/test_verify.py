@@ -1,0 +1,235 @@
+"""`verify` of a local archive made by a real `backfill`, damaged the ways disks and people
+damage archives; each damage is reported with its category and the exit code says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from test_cli import Cli, Result, assert_one_line_error
+
+from archiver.sandbox import Sandbox, fake_hex_id
+from archiver.verify.findings import Category
+
+CATEGORIES = {c.value for c in Category}
+
+
+class Archive:
+    """A backfilled archive (two music tasks, one cover task) and the CLI that made it."""
+
+    def __init__(self, cli: Cli, tasks: list[str]) -> None:
+        self.cli = cli
+        self.root = cli.archive
+        self.tasks = tasks
+        self.state = cli.workdir / "archive.state.sqlite3"
+
+    def manifest(self, task_id: str) -> dict:
+        return json.loads((self.root / task_id / "manifest.json").read_text(encoding="utf-8"))
+
+    def audio(self, task_id: str, n: int = 0) -> Path:
+        return self.root / self.manifest(task_id)["tracks"][n]["audio"]["path"]
+
+    def image(self, task_id: str, n: int = 0) -> Path:
+        return self.root / self.manifest(task_id)["tracks"][n]["image"]["path"]
+
+    async def verify(self, *args: str) -> Result:
+        return await self.cli.run("verify", *args)
+
+
+@pytest.fixture
+async def archive(sandbox: Sandbox, tmp_path: Path) -> Archive:
+    cli = Cli(sandbox, tmp_path)
+    music = [fake_hex_id(f"verify:{n}") for n in range(2)]
+    cover = fake_hex_id("verify:cover")
+    for task in music:
+        cli.sb.add_music(task)
+    cli.sb.add_cover(cover, parent_task_id=music[0])
+    result = await cli.run("backfill", str(cli.ids(*music, cover)))
+    assert result.code == 0, result.stderr
+    return Archive(cli, [*music, cover])
+
+
+def problem_lines(result: Result) -> list[str]:
+    """The problem lines of a text report (those that start with a category)."""
+    return [line for line in result.stdout.splitlines() if line.split()[0] in CATEGORIES]
+
+
+def flip_byte(path: Path, offset: int = 1000) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+async def test_an_intact_archive_exits_0_and_says_what_it_read(archive: Archive) -> None:
+    result = await archive.verify()
+
+    assert result.code == 0, result.stdout + result.stderr
+    summary = result.stdout.strip()
+    assert summary.startswith(f"{archive.root}: intact (3 manifests, ")
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_flipped_byte_is_corrupt(archive: Archive) -> None:
+    flip_byte(archive.audio(archive.tasks[0]))
+
+    result = await archive.verify()
+
+    assert result.code == 1
+    rel = archive.audio(archive.tasks[0]).relative_to(archive.root).as_posix()
+    assert problem_lines(result) == [
+        f"corrupt          {rel}  sha256 {_sha(archive.audio(archive.tasks[0]))}, "
+        f"the manifest says {archive.manifest(archive.tasks[0])['tracks'][0]['audio']['sha256']}"
+    ]
+    assert "1 problems: 1 corrupt" in result.stdout
+
+
+async def test_a_truncated_file_is_corrupt_by_its_size(archive: Archive) -> None:
+    image = archive.image(archive.tasks[1])
+    size = image.stat().st_size
+    os.truncate(image, size // 2)
+
+    result = await archive.verify()
+
+    assert result.code == 1
+    [line] = problem_lines(result)
+    assert line.startswith("corrupt ") and f"{size // 2} bytes, the manifest says {size}" in line
+
+
+async def test_a_deleted_file_is_missing(archive: Archive) -> None:
+    audio = archive.audio(archive.tasks[0], 1)
+    audio.unlink()
+
+    result = await archive.verify()
+
+    assert result.code == 1
+    rel = audio.relative_to(archive.root).as_posix()
+    assert problem_lines(result) == [
+        f"missing          {rel}  named by {archive.tasks[0]}/manifest.json"
+    ]
+
+
+async def test_a_deleted_manifest_is_no_manifest_for_the_state(archive: Archive) -> None:
+    task = archive.tasks[1]
+    (archive.root / task / "manifest.json").unlink()
+
+    result = await archive.verify()
+
+    assert result.code == 1
+    [line] = problem_lines(result)
+    assert line.startswith(f"no-manifest      {task}  the state says archived")
+    assert "(4 files in its folder)" in line  # its files are said once, not as four strays
+
+
+async def test_a_manifest_naming_another_task_is_corrupt(archive: Archive) -> None:
+    a, b = archive.tasks[0], archive.tasks[1]
+    copied = (archive.root / a / "manifest.json").read_bytes()
+    (archive.root / b / "manifest.json").write_bytes(copied)
+
+    result = await archive.verify("--json")
+
+    assert result.code == 1
+    doc = json.loads(result.stdout)
+    assert doc["intact"] is False and doc["counts"]["corrupt"] == 1
+    [problem] = doc["problems"]
+    assert problem["category"] == "corrupt" and problem["path"] == f"{b}/manifest.json"
+    assert repr(a) in problem["detail"]
+
+
+async def test_an_unreadable_manifest_is_corrupt(archive: Archive) -> None:
+    task = archive.tasks[2]
+    (archive.root / task / "manifest.json").write_text("{not json", encoding="utf-8")
+
+    result = await archive.verify()
+
+    assert result.code == 1
+    [line] = problem_lines(result)
+    assert line.startswith(f"corrupt          {task}/manifest.json  unreadable: ")
+
+
+async def test_strays_and_old_temp_files_are_reported_but_the_archivers_own_files_are_not(
+    archive: Archive,
+) -> None:
+    root = archive.root
+    (root / archive.tasks[0] / "notes.txt").write_text("mine")
+    (root / "loose.mp3").write_bytes(b"x")
+    (root / "holiday").mkdir()
+    (root / "holiday" / "a.jpg").write_bytes(b"y")
+    temp = root / ".suno-archiver-tmp"
+    old, young = temp / ".part-old", temp / ".part-young"
+    old.write_bytes(b"z" * 10)
+    young.write_bytes(b"z")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    os.utime(temp / ".suno-archiver.lock", (two_days_ago, two_days_ago))
+    for own in ("index.html", "playlist.m3u8"):
+        (root / own).write_text("")
+    (root / ".suno-archiver-quarantine" / archive.tasks[1]).mkdir(parents=True)
+    (root / ".suno-archiver-quarantine" / archive.tasks[1] / "x.mp3").write_bytes(b"q")
+
+    result = await archive.verify()
+
+    assert result.code == 1
+    assert problem_lines(result) == [
+        "stray            .suno-archiver-tmp/.part-old  temp file left by a run 2 days ago",
+        f"stray            {archive.tasks[0]}/notes.txt  no manifest names it",
+        "stray            holiday/a.jpg  no manifest names it",
+        "stray            loose.mp3  no manifest names it",
+    ]
+    assert "4 problems: 4 stray" in result.stdout
+
+
+async def test_a_lost_state_makes_every_manifest_unknown_until_reindex(archive: Archive) -> None:
+    archive.state.unlink()
+
+    result = await archive.verify()
+
+    assert result.code == 1
+    lines = problem_lines(result)
+    assert [line.split()[0] for line in lines] == ["unknown-to-state"] * 3
+    assert "no state found" in result.stdout
+
+
+async def test_a_state_that_lies_is_no_manifest(archive: Archive) -> None:
+    ghost = fake_hex_id("verify:ghost")
+    with sqlite3.connect(archive.state) as db:
+        db.execute(
+            "INSERT INTO tasks (task_id, phase, first_seen_at, next_poll_at, updated_at) "
+            "VALUES (?, 'archived', 0, 0, 0)",
+            (ghost,),
+        )
+
+    result = await archive.verify()
+
+    assert result.code == 1
+    assert problem_lines(result) == [
+        f"no-manifest      {ghost}  the state says archived, storage has no manifest"
+    ]
+
+
+async def test_task_ids_limit_the_check_to_those_tasks(archive: Archive) -> None:
+    flip_byte(archive.audio(archive.tasks[0]))
+    (archive.root / "loose.mp3").write_bytes(b"x")
+
+    clean = await archive.verify(archive.tasks[1])
+    dirty = await archive.verify(archive.tasks[0], archive.tasks[1])
+    absent = await archive.verify(fake_hex_id("verify:never"))
+
+    assert clean.code == 0 and "intact (1 manifests" in clean.stdout
+    assert dirty.code == 1 and [line.split()[0] for line in problem_lines(dirty)] == ["corrupt"]
+    assert absent.code == 1 and "asked for, storage has no manifest" in absent.stdout
+
+
+async def test_bad_usage_exits_2_with_one_line(archive: Archive) -> None:
+    assert_one_line_error(await archive.verify("not/an-id"), "not a task ID")
+    archive.cli.write_config('[storage]\npath = "nowhere"\n')
+    assert_one_line_error(await archive.verify(), "nowhere", "no archive folder")
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
