@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="one JSON document for scripts")
     verify.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="only these tasks")
     commands.add_parser(
+        "reindex", parents=[common, config], help="rebuild the state from the archive's manifests"
+    )
+    commands.add_parser(
         "demo", parents=[common], help="archive sample tasks from a built-in stand-in API"
     ).add_argument(
         "--dir", type=Path, default=Path("demo-archive"), help="where (default: ./demo-archive)"
@@ -68,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
         config = _load(args)
         if args.command == "status":
             return _status(config, as_json=args.json)
-        if args.command == "verify":
-            return _verify(config, args, interactive=interactive)
         level = logging.DEBUG if args.verbose else logging.WARNING if interactive else logging.INFO
         if args.command == "run" and not args.verbose:
             level = logging.INFO  # a daemon's log is its only voice; metrics count its events
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             secrets=[config.api.api_key] if config else [],
             print_line=display.print_above if display else None,
         )
+        if args.command == "verify":
+            return _verify(config, args, interactive=interactive and not args.verbose)
+        if args.command == "reindex":
+            return _reindex(config)
         if args.command == "backfill":
             return _backfill(config, args.ids_file, display)
         if args.command == "run":
@@ -99,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 def _load(args: argparse.Namespace) -> Config | None:
     if args.command == "demo":
         return None
-    return load_config(args.config, os.environ, read_key=args.command not in ("status", "verify"))
+    return load_config(
+        args.config, os.environ, read_key=args.command not in ("status", "verify", "reindex")
+    )
 
 
 def _backfill(config: Config, ids_file: Path, display: Progress | None) -> int:
@@ -143,7 +150,6 @@ def _verify(config: Config, args: argparse.Namespace, *, interactive: bool) -> i
     bad = [task_id for task_id in args.task_ids if not is_id(task_id)]
     if bad:
         raise UsageError(f"not a task ID: {bad[0]!r}")
-    configure_logging(level=logging.DEBUG if args.verbose else logging.WARNING, secrets=[])
     from archiver.verify.display import VerifyProgress
 
     display = VerifyProgress(sys.stderr) if interactive else None
@@ -162,6 +168,14 @@ def _verify(config: Config, args: argparse.Namespace, *, interactive: bool) -> i
     else:
         print(format_report(report))
     return EXIT_OK if report.intact else EXIT_INCOMPLETE
+
+
+def _reindex(config: Config) -> int:
+    from archiver.verify.reindex import format_reindex, reindex
+
+    report = reindex(config)
+    print(format_reindex(report))
+    return EXIT_INCOMPLETE if report.unreadable else EXIT_OK
 
 
 def _finish(report: BackfillReport, archive: str) -> int:

@@ -342,3 +342,20 @@ class StateStore:
             f"SELECT task_id, phase FROM tasks WHERE phase IN ({marks}) ORDER BY task_id", values
         )
         return {task_id: _PHASES[phase] for task_id, phase in rows}
+
+    def adopt(self, rows: Iterable[tuple[str, Kind, Phase, str | None]], now: float) -> int:
+        """Make the state say what manifests say: (task_id, kind, phase, status) rows, inserted
+        or overwriting the phase of known tasks, in one transaction; return how many."""
+        values = sorted(  # in key order, as `add` does
+            (tid, kind.value, Phase(phase).value, status, now) for tid, kind, phase, status in rows
+        )
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO tasks (task_id, kind, phase, last_status, first_seen_at, "
+                "next_poll_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5) "
+                "ON CONFLICT (task_id) DO UPDATE SET kind = excluded.kind, "
+                "phase = excluded.phase, last_status = excluded.last_status, attempts = 0, "
+                "archive_attempts = 0, last_error = NULL, updated_at = excluded.updated_at",
+                values,
+            )
+        return len(values)

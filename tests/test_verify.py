@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -191,6 +192,55 @@ async def test_a_lost_state_makes_every_manifest_unknown_until_reindex(archive: 
     lines = problem_lines(result)
     assert [line.split()[0] for line in lines] == ["unknown-to-state"] * 3
     assert "no state found" in result.stdout
+
+    reindexed = await archive.cli.run("reindex")
+    assert reindexed.code == 0, reindexed.stderr
+    assert reindexed.stdout.startswith(
+        f"3 manifests in {archive.root} → {archive.state}: 3 archived"
+    )
+    assert (await archive.verify()).code == 0
+    await assert_backfill_asks_nothing(archive)
+
+
+async def test_an_archive_copied_elsewhere_is_adopted_by_reindex(
+    archive: Archive, tmp_path: Path
+) -> None:
+    shutil.copytree(archive.root, tmp_path / "copy", ignore=shutil.ignore_patterns(".suno*"))
+    archive.cli.write_config('[storage]\npath = "copy"\n')
+    archive.root, archive.state = tmp_path / "copy", tmp_path / "copy.state.sqlite3"
+
+    before = await archive.verify()
+    reindexed = await archive.cli.run("reindex")
+    after = await archive.verify()
+
+    assert before.code == 1 and len(problem_lines(before)) == 3
+    assert reindexed.code == 0 and after.code == 0, after.stdout
+    await assert_backfill_asks_nothing(archive)
+
+
+async def test_reindex_sets_tasks_whose_manifest_is_gone_back_to_pending(archive: Archive) -> None:
+    task = archive.tasks[0]
+    (archive.root / task / "manifest.json").unlink()
+    (archive.root / archive.tasks[1] / "manifest.json").write_text("{}")
+
+    result = await archive.cli.run("reindex")
+
+    assert result.code == 1  # an unreadable manifest was left out
+    assert f"corrupt          {archive.tasks[1]}/manifest.json  unreadable" in result.stdout
+    assert "1 tasks the state had as archived have no manifest" in result.stdout
+    with sqlite3.connect(archive.state) as db:
+        phases = dict(db.execute("SELECT task_id, phase FROM tasks"))
+    assert phases == {task: "pending", archive.tasks[1]: "archived", archive.tasks[2]: "archived"}
+    backfill = await archive.cli.run("backfill", str(archive.cli.ids(*archive.tasks)))
+    assert backfill.code == 0  # archived again (its files were still there: no conflict)
+    assert (archive.root / task / "manifest.json").exists()
+
+
+async def assert_backfill_asks_nothing(archive: Archive) -> None:
+    calls = archive.cli.sb.api.total_calls
+    result = await archive.cli.run("backfill", str(archive.cli.ids(*archive.tasks)))
+    assert result.code == 0 and "3 of 3 tasks archived" in result.stdout
+    assert archive.cli.sb.api.total_calls == calls
 
 
 async def test_a_state_that_lies_is_no_manifest(archive: Archive) -> None:
