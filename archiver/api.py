@@ -29,14 +29,12 @@ from archiver.errors import (
     UnknownTask,
     WrongEndpoint,
 )
-from archiver.records import Kind, Record, parse_cover, parse_music
+from archiver.kinds import KINDS, PROBE_ORDER
+from archiver.records import Kind, Record
 
 log = structlog.get_logger()
 
-PATHS: Mapping[Kind, str] = {
-    Kind.MUSIC: "/api/v1/generate/record-info",
-    Kind.COVER: "/api/v1/suno/cover/record-info",
-}
+PATHS: Mapping[Kind, str] = {kind: task_kind.path for kind, task_kind in KINDS.items()}
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a record is a few kB; anything this big is not one
 MAX_RETRY_AFTER_S = 3600.0
 # A rejected key or a wrong base_url is fixed by a person, not by hammering the API: the
@@ -98,19 +96,17 @@ class SunoApi:
         return f"SunoApi(base_url={self._base_url!r})"
 
     async def lookup(self, task_id: str, kind: Kind | None) -> tuple[Kind, Record]:
-        """The record of `task_id`; with `kind` None, ask the music endpoint, then the cover one."""
+        """The record of `task_id`; with `kind` None, ask each kind's endpoint in the probe
+        order until one knows it (each call counts against the rate cap like any other)."""
         if kind is not None:
             return kind, await self.record(kind, task_id)
-        try:
-            return Kind.MUSIC, await self.record(Kind.MUSIC, task_id)
-        except UnknownTask:
-            pass
-        try:
-            return Kind.COVER, await self.record(Kind.COVER, task_id)
-        except UnknownTask as exc:
-            raise UnknownTask(
-                f"neither the music nor the cover endpoint knows task {task_id}"
-            ) from exc
+        for probe in PROBE_ORDER:
+            try:
+                return probe, await self.record(probe, task_id)
+            except UnknownTask:
+                continue
+        asked = " nor the ".join(PROBE_ORDER)
+        raise UnknownTask(f"neither the {asked} endpoint knows task {task_id}")
 
     async def record(self, kind: Kind, task_id: str) -> Record:
         """One endpoint's record, retrying slow-downs, maintenance and transient failures."""
@@ -238,9 +234,8 @@ def classify_answer(
         raise UnknownTask(f"the {kind} endpoint does not know this task (data: null)")
     if not isinstance(data, dict):
         raise TransientApiError("the API's `data` is not an object")
-    parse = parse_music if kind is Kind.MUSIC else parse_cover
     try:
-        return parse(data, task_id)
+        return KINDS[kind].parse(data, task_id)  # type: ignore[no-any-return]
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise TransientApiError(f"the API's {kind} record is unusable: {exc}") from exc
 

@@ -1,4 +1,4 @@
-"""The task-list format (SPEC "Task list"): one `ID`, `music:ID` or `cover:ID` a line.
+"""The task-list format (SPEC "Task list"): one `ID` or `KIND:ID` a line (`music:ID`, …).
 
 Blank lines and `#` comments are ignored, surrounding spaces trimmed; a bad line is reported
 with its number and skipped, never fatal; the same ID twice is archived once.
@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.errors import UsageError
+from archiver.kinds import PREFIXES
 from archiver.records import Kind, is_id
 
 # Lines end as in an editor: not at the form feeds, NELs and U+2028s str.splitlines() also
 # splits at, which would accept a mangled line as several IDs and misnumber the lines after it.
 _LINE_END = re.compile(r"\r\n?|\n")
-_PREFIXES = {f"{kind.value}:": kind for kind in Kind}
+_EXPECTED = ", ".join(f'"{prefix}:"' for prefix in PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +64,9 @@ def _parse_line(line: str) -> tuple[TaskRef | None, str]:
     task_id = line
     prefix, colon, rest = line.partition(":")
     if colon:
-        kind = _PREFIXES.get(prefix.strip().lower() + ":")
+        kind = PREFIXES.get(prefix.strip().lower())
         if kind is None:
-            return None, 'unknown prefix (expected "music:" or "cover:")'
+            return None, f"unknown prefix (expected one of {_EXPECTED})"
         task_id = rest.strip()
     if not is_id(task_id):
         return None, "not a task ID (1-128 of A-Z a-z 0-9 _ -)"
