@@ -24,7 +24,7 @@ from types import TracebackType
 from archiver.errors import UsageError
 from archiver.records import Kind
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
 
 _SCHEMA = """
@@ -39,7 +39,8 @@ CREATE TABLE tasks (
     last_status      TEXT,
     last_error       TEXT,
     updated_at       REAL NOT NULL,
-    archive_attempts INTEGER NOT NULL DEFAULT 0
+    archive_attempts INTEGER NOT NULL DEFAULT 0,
+    via_http         INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
 
@@ -54,12 +55,18 @@ _MIGRATIONS = {
     ALTER TABLE tasks ADD COLUMN archive_attempts INTEGER NOT NULL DEFAULT 0;
     DROP INDEX IF EXISTS tasks_due;
     """,
+    # → 3: tasks that came in over the HTTP intake stay when the task list does not name them.
+    2: """
+    ALTER TABLE tasks ADD COLUMN via_http INTEGER NOT NULL DEFAULT 0;
+    """,
 }
 
 _COLUMNS = (
     "task_id, kind, phase, first_seen_at, next_poll_at, polls, attempts, "
     "last_status, last_error, updated_at, archive_attempts"
 )
+
+_UPDATE_ALL = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ")[1:])
 
 
 class Phase(StrEnum):
@@ -239,30 +246,42 @@ class StateStore:
             raise
         db.execute("COMMIT")
 
-    def add(self, refs: Iterable[tuple[str, Kind | None]], now: float) -> int:
+    def add(
+        self, refs: Iterable[tuple[str, Kind | None]], now: float, *, via_http: bool = False
+    ) -> int:
         """Insert unknown tasks as PENDING, due now; return how many were new.
 
-        Known tasks keep their row; only a NULL kind is filled in when the list now names it.
+        Known tasks keep their row; only a NULL kind is filled in when the list now names it,
+        and `via_http` marks them (for good) as tasks the HTTP intake was given.
         """
         pending = Phase.PENDING.value
         # In key order: inserting random IDs thrashes SQLite's page cache (100,000 new IDs:
         # 1.4 s unsorted, 0.6 s sorted).
+        http = int(via_http)
         rows = sorted(
-            ((tid, kind.value if kind else None, pending, now) for tid, kind in refs),
+            ((tid, kind.value if kind else None, pending, now, http) for tid, kind in refs),
             key=lambda row: row[0],
         )
         with self._transaction() as db:
             before = db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
             db.executemany(
                 "INSERT INTO tasks "
-                "(task_id, kind, phase, first_seen_at, next_poll_at, updated_at) "
-                "VALUES (?1, ?2, ?3, ?4, ?4, ?4) "
-                "ON CONFLICT (task_id) DO UPDATE SET kind = excluded.kind "
-                "WHERE tasks.kind IS NULL AND excluded.kind IS NOT NULL",
+                "(task_id, kind, phase, first_seen_at, next_poll_at, updated_at, via_http) "
+                "VALUES (?1, ?2, ?3, ?4, ?4, ?4, ?5) "
+                "ON CONFLICT (task_id) DO UPDATE SET "
+                "kind = coalesce(tasks.kind, excluded.kind), "
+                "via_http = max(tasks.via_http, excluded.via_http) "
+                "WHERE (tasks.kind IS NULL AND excluded.kind IS NOT NULL) "
+                "OR tasks.via_http < excluded.via_http",
                 rows,
             )
             after = db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
         return after - before
+
+    def http_task_ids(self) -> list[str]:
+        """The tasks the HTTP intake was given, in key order."""
+        rows = self._db.execute("SELECT task_id FROM tasks WHERE via_http = 1 ORDER BY task_id")
+        return [row[0] for row in rows]
 
     def get_many(self, task_ids: Iterable[str]) -> dict[str, TaskState]:
         """The known ones among `task_ids`, by id (unknown ids are simply absent)."""
@@ -278,9 +297,11 @@ class StateStore:
         return found
 
     def save(self, state: TaskState) -> None:
-        """Write the whole row (insert or replace), committed before returning."""
+        """Write the whole row (insert or update; `via_http` is kept), committed before
+        returning."""
         self._db.execute(
-            f"INSERT OR REPLACE INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_ALL}",
             (
                 state.task_id,
                 state.kind.value if state.kind else None,

@@ -16,7 +16,7 @@ import pytest
 
 from archiver.errors import UsageError
 from archiver.records import Kind
-from archiver.state import Phase, StateStore, TaskState
+from archiver.state import SCHEMA_VERSION, Phase, StateStore, TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,7 +58,7 @@ def test_open_creates_parent_dirs_and_uses_wal(db_path: Path) -> None:
     with StateStore.open(db_path) as s:
         assert db_path.exists()
         assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_added_task_is_pending_and_due_now(store: StateStore) -> None:
@@ -78,6 +78,20 @@ def test_added_task_is_pending_and_due_now(store: StateStore) -> None:
     )
     assert one(store, "b").kind is None
     assert "missing" not in store.get_many(["missing"])
+
+
+def test_tasks_given_over_http_stay_marked_through_saves_and_later_adds(
+    store: StateStore,
+) -> None:
+    store.add([("listed", Kind.MUSIC), ("both", None)], now=1.0)
+    assert store.add([("both", Kind.COVER), ("posted", None)], now=2.0, via_http=True) == 1
+    assert store.http_task_ids() == ["both", "posted"]
+    assert one(store, "both").kind is Kind.COVER  # the NULL kind is filled in
+    store.save(dataclasses.replace(one(store, "posted"), phase=Phase.ARCHIVED, polls=1))
+    store.add([("posted", Kind.MUSIC), ("both", None)], now=3.0)  # the list names them later
+    assert store.http_task_ids() == ["both", "posted"]
+    assert one(store, "posted").phase is Phase.ARCHIVED
+    assert one(store, "posted").kind is Kind.MUSIC
 
 
 def test_saved_state_reads_back_identical(store: StateStore) -> None:
@@ -319,7 +333,7 @@ def test_a_version_1_state_is_migrated_keeping_its_rows(db_path: Path) -> None:
     old.close()
 
     with StateStore.open(db_path) as s:
-        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = s._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         assert "tasks_due" not in {name for (name,) in indexes}
         assert s.get_many(["done", "waiting"]) == {
