@@ -40,6 +40,10 @@ log = structlog.get_logger()
 # A state write that failed (full disk) pauses the daemon this many base retry delays (60 s),
 # at most AUTH_RETRY_S.
 STATE_RETRY_FACTOR = 2.0
+# A task the vendor calls back about is polled on each callback, and on schedule no sooner
+# than this: the schedule is then only the net under a lost callback (a song's stages are
+# 15-120 s apart, so callbacks that come make every scheduled poll in between unneeded).
+CALLBACK_NET_S = 120.0
 ARCHIVE_ATTEMPTS = 5  # archive tries with a transient file failure before the manifest records it
 _PAUSE_CAUSES = {AuthError: "api_key", WrongEndpoint: "api_url"}  # else StorageAccessError
 _PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "failed": Phase.FAILED}
@@ -78,6 +82,8 @@ class Engine:
         self._active: dict[str, TaskState] = {}
         self._due: list[tuple[float, str]] = []  # heap of (next_poll_at, task_id), pending only
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._repoll: set[str] = set()  # running tasks to poll again as soon as their step ends
+        self._called_back: set[str] = set()  # pending tasks polled on callbacks (CALLBACK_NET_S)
         self._wake = asyncio.Event()
         self._paused_until = 0.0
         self._fatal: BaseException | None = None
@@ -91,14 +97,19 @@ class Engine:
     def in_flight(self) -> int:
         return len(self._running)
 
-    def set_tasks(self, refs: Iterable[TaskRef], *, retry: Collection[Phase] = ()) -> None:
+    def set_tasks(
+        self, refs: Iterable[TaskRef], *, retry: Collection[Phase] = (), keep_http: bool = False
+    ) -> None:
         """Make `refs` the task list: new IDs are due at once, IDs no longer listed stop being
-        polled. Tasks ended in a `retry` phase are tried again."""
+        polled. Tasks ended in a `retry` phase are tried again. With `keep_http` (`run`), the
+        tasks the HTTP intake was given stay whether the list names them or not."""
         refs = list(refs)
         ids = [ref.task_id for ref in refs]
         now = self._clock()
         try:
             self._state.add(((ref.task_id, ref.kind) for ref in refs), now)
+            if keep_http:
+                ids = list(dict.fromkeys([*ids, *self._state.http_task_ids()]))
             if retry:
                 self._state.reopen(ids, retry, now)
             known = self._state.get_many(ids)
@@ -112,6 +123,65 @@ class Engine:
         ]
         heapq.heapify(self._due)
         self._wake.set()
+
+    def add_tasks(
+        self, refs: Iterable[TaskRef], *, via_http: bool = False, retry: Collection[Phase] = ()
+    ) -> int:
+        """Add `refs` to the tasks being archived, saved to the state before this returns;
+        return how many the state did not know. New tasks are due at once; known ones keep
+        their schedule, except those ended in a `retry` phase, which are due again at once.
+        `via_http` marks them as the HTTP intake's, kept by `set_tasks(keep_http=True)`."""
+        refs = list(refs)
+        ids = list(dict.fromkeys(ref.task_id for ref in refs))
+        now = self._clock()
+        try:
+            added = self._state.add(((r.task_id, r.kind) for r in refs), now, via_http=via_http)
+            if retry:
+                self._state.reopen(ids, retry, now)
+            known = self._state.get_many(ids)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
+        for task_id in ids:
+            saved, current = known[task_id], self._active.get(task_id)
+            if task_id in self._running:
+                continue  # its step in flight saves and schedules it
+            if current is not None and current.phase is Phase.PENDING:
+                self._active[task_id] = replace(current, kind=current.kind or saved.kind)
+                continue
+            self._active[task_id] = saved
+            if saved.phase is Phase.PENDING:
+                heapq.heappush(self._due, (saved.next_poll_at, task_id))
+        self._wake.set()
+        return added
+
+    def poll_now(self, task_id: str) -> bool:
+        """Poll a pending task at once (a callback said it moved on), or right after the step
+        in flight; False when the engine has no such pending task. Asking again while that
+        poll is still due costs nothing more. From then on its scheduled polls are at least
+        CALLBACK_NET_S apart: the vendor's next callback is expected to say when to look."""
+        state = self._active.get(task_id)
+        if state is None or state.phase is not Phase.PENDING:
+            return False
+        self._called_back.add(task_id)
+        if task_id in self._running:
+            self._repoll.add(task_id)
+            return True
+        now = self._clock()
+        if state.next_poll_at > now:
+            self._active[task_id] = replace(state, next_poll_at=now)
+            heapq.heappush(self._due, (now, task_id))
+            self._wake.set()
+        return True
+
+    def task(self, task_id: str) -> TaskState | None:
+        """One task as the engine or, for a task it does not hold, the state knows it."""
+        state = self._active.get(task_id)
+        if state is not None:
+            return state
+        try:
+            return self._state.get_many([task_id]).get(task_id)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
 
     async def run(
         self, stop: asyncio.Event, *, until_done: bool = False, grace_s: float = 0.0
@@ -149,7 +219,12 @@ class Engine:
                 break
             heapq.heappop(self._due)
             state = self._active.get(task_id)
-            if state is None or state.phase is not Phase.PENDING or task_id in self._running:
+            if (
+                state is None
+                or state.phase is not Phase.PENDING
+                or task_id in self._running
+                or at < state.next_poll_at
+            ):
                 continue  # removed from the list, or superseded by a newer entry
             task = asyncio.create_task(self._process(state), name=f"task-{task_id}")
             self._running[task_id] = task
@@ -157,6 +232,9 @@ class Engine:
 
     def _finished(self, task_id: str) -> None:
         self._running.pop(task_id, None)
+        if task_id in self._repoll:
+            self._repoll.discard(task_id)
+            self.poll_now(task_id)
         self._wake.set()
 
     def _idle_timeout(self) -> float | None:
@@ -180,6 +258,8 @@ class Engine:
 
     def _record(self, state: TaskState) -> None:
         self._state.save(state)
+        if state.phase is not Phase.PENDING:
+            self._called_back.discard(state.task_id)
         if state.task_id in self._active:
             self._active[state.task_id] = state
             if state.phase is Phase.PENDING:
@@ -270,6 +350,9 @@ class Engine:
         )
         match decision:
             case PollAgain(delay_s=delay_s, reason=reason):
+                if state.task_id in self._called_back:
+                    remaining_s = (self._give_up_after_s - age_s) / self._scale
+                    delay_s = max(delay_s, min(CALLBACK_NET_S, remaining_s))
                 log.debug("task_waiting", status=record.status, reason=reason, delay_s=delay_s)
                 return self._stamp(
                     state,
