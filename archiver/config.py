@@ -90,6 +90,13 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class IntakeConfig:
+    listen: str = ""  # host:port of the HTTP intake (`run` only); "" = off
+    token: str = field(default="", repr=False)  # from token_file; never printed
+    kie_webhook_key: bytes = field(default=b"", repr=False)  # from kie_webhook_key_file
+
+
+@dataclass(frozen=True)
 class Config:
     api: ApiConfig = ApiConfig()
     tasks: TasksConfig = TasksConfig()
@@ -98,6 +105,7 @@ class Config:
     download: DownloadConfig = DownloadConfig()
     tagging: TaggingConfig = TaggingConfig()
     daemon: DaemonConfig = DaemonConfig()
+    intake: IntakeConfig = IntakeConfig()
     source: Path | None = None  # the config file read, if any (absolute)
 
 
@@ -136,6 +144,14 @@ def _is_listen(value: str) -> bool:
     except ValueError:
         return False
     return is_loopback(host)
+
+
+def _is_any_listen(value: str) -> bool:
+    try:
+        parse_listen(value)
+    except ValueError:
+        return value == ""
+    return True
 
 
 def _printable(value: str) -> bool:
@@ -218,6 +234,11 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "metrics_listen": _Key(
             str, 'a loopback host:port (e.g. "127.0.0.1:9464") or ""', _is_listen
         ),
+    },
+    "intake": {
+        "listen": _Key(str, 'a host:port (e.g. "127.0.0.1:8787") or ""', _is_any_listen),
+        "token_file": _PATH,
+        "kie_webhook_key_file": _PATH,
     },
 }
 
@@ -430,6 +451,7 @@ def _build(
         download=DownloadConfig(**raw["download"]),
         tagging=TaggingConfig(**raw["tagging"]),
         daemon=DaemonConfig(**raw["daemon"]),
+        intake=_intake(loader, raw["intake"]) if read_key else IntakeConfig(),
         source=source,
     )
 
@@ -442,15 +464,7 @@ def _api_key(loader: _Loader, api: Mapping[str, Any], env: Mapping[str, str]) ->
     where = "[api] api_key"
     if key_file and not key:
         where = "[api] api_key_file"
-        file = loader.path(key_file)
-        try:
-            key = file.read_bytes().decode("utf-8-sig").strip()
-        except UnicodeDecodeError:
-            loader.fail(where, f"{file} is not UTF-8 text")
-        except OSError as e:
-            loader.fail(where, f"cannot read {file}: {e.strerror or type(e).__name__}")
-        if not key:
-            loader.fail(where, f"{file} is empty")
+        key = _secret(loader, where, key_file)
     elif not key:
         key = env.get(API_KEY_ENV, "").strip()
         if key and not _key_chars_ok(key):
@@ -463,3 +477,39 @@ def _api_key(loader: _Loader, api: Mapping[str, Any], env: Mapping[str, str]) ->
 
 def _key_chars_ok(key: str) -> bool:
     return _printable(key) and not any(c.isspace() for c in key)
+
+
+# What a callback URL can carry in its path as it is, and long enough not to be guessed.
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
+
+
+def _intake(loader: _Loader, intake: Mapping[str, Any]) -> IntakeConfig:
+    """[intake]: the secrets are read from their files here; the token is required when the
+    intake listens. (Like the API key, not read when the command needs none: `status`.)"""
+    listen = intake.get("listen", "")
+    token_file = intake.get("token_file", "").strip()
+    key_file = intake.get("kie_webhook_key_file", "").strip()
+    if listen and not token_file:
+        loader.fail("[intake] token_file", "required when listen is set")
+    token = _secret(loader, "[intake] token_file", token_file) if token_file else ""
+    if token and not _TOKEN.fullmatch(token):
+        loader.fail(
+            "[intake] token_file",
+            "the token must be 16-256 of A-Z a-z 0-9 . _ ~ - (it is part of the callback URL)",
+        )
+    key = _secret(loader, "[intake] kie_webhook_key_file", key_file) if key_file else ""
+    return IntakeConfig(listen=listen, token=token, kie_webhook_key=key.encode())
+
+
+def _secret(loader: _Loader, where: str, raw_path: str) -> str:
+    """A secret file's contents, stripped; an unreadable or empty file fails naming it."""
+    file = loader.path(raw_path)
+    try:
+        value = file.read_bytes().decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        loader.fail(where, f"{file} is not UTF-8 text")
+    except OSError as e:
+        loader.fail(where, f"cannot read {file}: {e.strerror or type(e).__name__}")
+    if not value:
+        loader.fail(where, f"{file} is empty")
+    return value

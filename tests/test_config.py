@@ -453,3 +453,47 @@ def test_the_example_loads_where_it_is() -> None:
     config = load(EXAMPLE)
 
     assert config.storage.path == EXAMPLE.parent / "archive"
+
+
+# -- [intake] -----------------------------------------------------------------------------------
+
+TOKEN = "tok-0123456789abcdef"
+
+
+def test_intake_reads_its_secrets_from_files(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "hmac").write_text("kie-key")
+    path = write(
+        tmp_path,
+        '[intake]\nlisten = "0.0.0.0:8787"\ntoken_file = "token"\nkie_webhook_key_file = "hmac"\n',
+    )
+    intake = load(path).intake
+    assert (intake.listen, intake.token, intake.kie_webhook_key) == (
+        "0.0.0.0:8787",
+        TOKEN,
+        b"kie-key",
+    )
+    assert TOKEN not in repr(load(path))
+    assert load(path, read_key=False).intake.token == ""  # `status` reads no secret
+
+
+@pytest.mark.parametrize(
+    ("intake", "token", "needle"),
+    [
+        ('listen = "127.0.0.1:8787"', None, "[intake] token_file: required when listen is set"),
+        ('listen = "127.0.0.1"', None, "[intake] listen: expected a host:port"),
+        ('listen = "127.0.0.1:8787"\ntoken_file = "token"', "", "is empty"),
+        ('listen = "127.0.0.1:8787"\ntoken_file = "token"', "short", "16-256 of"),
+        ('listen = "127.0.0.1:8787"\ntoken_file = "token"', "with space" * 3, "16-256 of"),
+        ('token_file = "token"\nkie_webhook_key_file = "none"', TOKEN, "cannot read"),
+    ],
+)
+def test_a_bad_intake_setting_is_one_line_naming_the_key(
+    tmp_path: Path, intake: str, token: str | None, needle: str
+) -> None:
+    if token is not None:
+        (tmp_path / "token").write_text(token)
+    message = config_error(write(tmp_path, f"[intake]\n{intake}\n"))
+    assert needle in message
+    if token:
+        assert token not in message
