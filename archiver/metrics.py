@@ -28,8 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from archiver.errors import UsageError
-from archiver.listen import parse_listen
+from archiver.listen import start_listener
 from archiver.state import Phase, TaskState
 from archiver.status import phase_counts
 
@@ -198,19 +197,10 @@ class Metrics:
 
     async def serve(self, listen: str) -> web.AppRunner:
         """Start the listener on `listen` ("host:port"); raises UsageError if it cannot bind."""
-        host, port = parse_listen(listen)
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise UsageError(
-                f"[daemon] metrics_listen: cannot listen on {listen}: {exc.strerror or exc}"
-            ) from None
+        runner = await start_listener(app, listen, "[daemon] metrics_listen")
         log.info("metrics_listening", address=listen)
         return runner
 
