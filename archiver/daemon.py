@@ -25,6 +25,7 @@ from archiver.backoff import backoff_delay
 from archiver.config import Config
 from archiver.engine import Engine
 from archiver.errors import StorageError, UsageError
+from archiver.intake import Intake
 from archiver.metrics import Metrics
 from archiver.sdnotify import Notifier
 from archiver.state import TaskState
@@ -103,7 +104,9 @@ class _TaskListWatcher:
         # Process start: tasks that ended without everything archived are tried again, as a
         # new `backfill` would. Later edits only add and remove.
         try:
-            self._engine.set_tasks(tasklist.tasks, retry=() if self.loaded else RETRYABLE)
+            self._engine.set_tasks(
+                tasklist.tasks, retry=() if self.loaded else RETRYABLE, keep_http=True
+            )
         except UsageError as exc:  # the state cannot be written: try again at the next check
             self._signature = None
             self._report("task_list_not_applied", str(exc))
@@ -327,9 +330,22 @@ async def _archive(
     def status() -> str:
         return status_line(list(engine.tasks.values()) if watcher.loaded else None)
 
-    await watcher.check()
+    if not await watcher.check():
+        # No list yet: the tasks the HTTP intake was given are archived meanwhile. (A state
+        # that cannot be written was just reported by the watcher, which tries again.)
+        with suppress(UsageError):
+            engine.set_tasks((), retry=RETRYABLE, keep_http=True)
     listen = config.daemon.metrics_listen
     runner = await metrics.serve(listen) if listen else None
+    intake = None
+    if config.intake.listen:
+        intake_app = Intake(config.intake, engine, metrics, config.storage.location)
+        try:
+            intake = await intake_app.serve(config.intake.listen)
+        except UsageError:
+            if runner is not None:
+                await runner.cleanup()
+            raise
     work = asyncio.create_task(
         engine.run(stop, grace_s=config.daemon.grace_period_s), name="engine"
     )
@@ -355,6 +371,7 @@ async def _archive(
             state=str(config.state.path),
             tasks=len(engine.tasks),
             metrics=config.daemon.metrics_listen or None,
+            intake=config.intake.listen or None,
         )
         status_stale.clear()
         readiness.announce(status())
@@ -366,5 +383,6 @@ async def _archive(
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
-        if runner is not None:
-            await runner.cleanup()
+        for listener in (intake, runner):
+            if listener is not None:
+                await listener.cleanup()
