@@ -54,6 +54,15 @@ class RetryLater(Exception):
     """Some file failed for a reason that may pass; nothing was recorded as final."""
 
 
+class NotRestored(Exception):
+    """A file `archive(expect=…)` was to restore could not be had as it was: nothing was
+    stored and the manifest is as it was."""
+
+
+# A stored file's manifest entry by (path without its extension, role): see stored_entries.
+Expected = Mapping[tuple[str, str], str]
+
+
 @dataclass(frozen=True)
 class Archived:
     outcome: str  # the manifest's: "archived" | "partial" | "failed"
@@ -102,11 +111,20 @@ class Archivist:
         self._clock = clock
 
     async def archive(
-        self, record: Record, specs: Sequence[FileSpec], *, task_failed: bool, final: bool
+        self,
+        record: Record,
+        specs: Sequence[FileSpec],
+        *,
+        task_failed: bool,
+        final: bool,
+        expect: Expected | None = None,
     ) -> Archived:
+        """Fetch and store the files of `specs` storage lacks, then write the manifest.
+        `expect` (repair): the source SHA-256 each of those files had when first archived;
+        unless every one is fetched with the same bytes, NotRestored and nothing changes."""
         earlier = _stored_before(await read_manifest(self._storage, record.task_id), specs)
         kept = await self._still_stored(earlier)
-        new = await self._fetch_and_store(record, specs, kept, final=final)
+        new = await self._fetch_and_store(record, specs, kept, final=final, expect=expect)
         entries = {spec: kept[spec] if spec in kept else new[spec] for spec in specs}
         tracks, images = self._arrange(record, specs, entries)
         doc = build_manifest(
@@ -135,9 +153,11 @@ class Archivist:
         kept: Mapping[FileSpec, Any],
         *,
         final: bool,
+        expect: Expected | None = None,
     ) -> dict[FileSpec, dict[str, Any]]:
         """The manifest entries of the files not `kept`, fetched, tagged and stored. Raises
-        RetryLater when one failed for a reason that may pass and this try is not `final`."""
+        RetryLater when one failed for a reason that may pass and this try is not `final`,
+        NotRestored when one is not as `expect` says."""
         wanted = self._to_fetch(specs, kept)
         fetched = await self._fetch_all(record, wanted)
         results = dict(zip(wanted, fetched, strict=True))
@@ -149,6 +169,8 @@ class Archivist:
             ]
             if transient and not final:
                 raise RetryLater(str(transient[0]))
+            if expect and (unlike := _unlike_before(results, expect)):
+                raise NotRestored("; ".join(unlike))
             return await self._store_all(results, kept)
         finally:
             for result in fetched:  # whatever was not consumed by tagging or storage
@@ -326,6 +348,23 @@ def _problems(
             if files.audio is None
         ]
     return tuple(problems)
+
+
+def _unlike_before(results: Mapping[FileSpec, _Result], expect: Expected) -> list[str]:
+    """Why the files `expect` names are not the bytes they were (none: they are)."""
+    unlike = []
+    for spec, result in results.items():
+        want = expect.get((spec.key_stem, spec.role))
+        if want is None:
+            continue
+        if not isinstance(result, Fetched):
+            unlike.append(f"{spec.key_stem}: {result}")
+        elif result.source_sha256 != want:
+            unlike.append(
+                f"{spec.key_stem}: the vendor now serves other bytes (sha256 "
+                f"{result.source_sha256}, archived from {want}): a conflict, left as is"
+            )
+    return unlike
 
 
 def _stored_before(

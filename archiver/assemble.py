@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -17,7 +18,7 @@ from archiver.engine import Engine
 from archiver.errors import UsageError
 from archiver.fetch import Fetcher
 from archiver.state import StateStore, TaskState
-from archiver.storage import open_storage
+from archiver.storage import Storage, open_storage
 
 
 def require_api_key(config: Config) -> None:
@@ -28,15 +29,18 @@ def require_api_key(config: Config) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Pipeline:
+    """The I/O objects the engine drives; `verify --repair` drives them too."""
+
+    api: SunoApi
+    archivist: Archivist
+    storage: Storage
+    state: StateStore
+
+
 @asynccontextmanager
-async def open_engine(
-    config: Config,
-    *,
-    fatal_errors: bool,
-    on_change: Callable[[TaskState], None] | None = None,
-    retry_base_s: float = 30.0,
-    poll_time_scale: float = 1.0,
-) -> AsyncIterator[Engine]:
+async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
     require_api_key(config)
     user_agent = f"{config.api.user_agent}/{__version__}"
     state = StateStore.open(config.state.path)
@@ -73,18 +77,31 @@ async def open_engine(
                     version=__version__,
                     clock=time.time,
                 )
-                yield Engine(
-                    api=api,
-                    archivist=archivist,
-                    storage=storage,
-                    state=state,
-                    give_up_after_s=config.tasks.give_up_after_s,
-                    fatal_errors=fatal_errors,
-                    retry_base_s=retry_base_s,
-                    poll_time_scale=poll_time_scale,
-                    on_change=on_change,
-                )
+                yield Pipeline(api, archivist, storage, state)
         finally:
             await storage.close()
     finally:
         state.close()
+
+
+@asynccontextmanager
+async def open_engine(
+    config: Config,
+    *,
+    fatal_errors: bool,
+    on_change: Callable[[TaskState], None] | None = None,
+    retry_base_s: float = 30.0,
+    poll_time_scale: float = 1.0,
+) -> AsyncIterator[Engine]:
+    async with open_pipeline(config) as pipeline:
+        yield Engine(
+            api=pipeline.api,
+            archivist=pipeline.archivist,
+            storage=pipeline.storage,
+            state=pipeline.state,
+            give_up_after_s=config.tasks.give_up_after_s,
+            fatal_errors=fatal_errors,
+            retry_base_s=retry_base_s,
+            poll_time_scale=poll_time_scale,
+            on_change=on_change,
+        )

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         "verify", parents=[common, config], help="check the archive against its manifests"
     )
     verify.add_argument("--read-data", action="store_true", help="S3: download every file")
+    verify.add_argument(
+        "--repair", action="store_true", help="fetch missing and corrupt files again"
+    )
     verify.add_argument("--json", action="store_true", help="one JSON document for scripts")
     verify.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="only these tasks")
     commands.add_parser(
@@ -104,9 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 def _load(args: argparse.Namespace) -> Config | None:
     if args.command == "demo":
         return None
-    return load_config(
-        args.config, os.environ, read_key=args.command not in ("status", "verify", "reindex")
-    )
+    no_key = ("status", "reindex") + (() if getattr(args, "repair", False) else ("verify",))
+    return load_config(args.config, os.environ, read_key=args.command not in no_key)
 
 
 def _backfill(config: Config, ids_file: Path, display: Progress | None) -> int:
@@ -146,27 +148,38 @@ def _status(config: Config, *, as_json: bool) -> int:
 def _verify(config: Config, args: argparse.Namespace, *, interactive: bool) -> int:
     from archiver.records import is_id
     from archiver.verify import format_report, report_json, verify_archive
+    from archiver.verify.display import VerifyProgress
+    from archiver.verify.repair import verify_and_repair
 
     bad = [task_id for task_id in args.task_ids if not is_id(task_id)]
     if bad:
         raise UsageError(f"not a task ID: {bad[0]!r}")
-    from archiver.verify.display import VerifyProgress
-
     display = VerifyProgress(sys.stderr) if interactive else None
+    options = {
+        "only": list(dict.fromkeys(args.task_ids)) or None,
+        "read_data": args.read_data,
+        "on_progress": display.update if display else None,
+    }
     try:
-        report = verify_archive(
-            config,
-            only=list(dict.fromkeys(args.task_ids)) or None,
-            read_data=args.read_data,
-            on_progress=display.update if display else None,
-        )
+        if args.repair:
+            repaired = asyncio.run(verify_and_repair(config, **options))
+            report, actions = repaired.final, repaired.actions
+        else:
+            report, actions = verify_archive(config, **options), ()
+    except ApiUnusable as exc:  # as in backfill: a rejected key or base_url is for a person
+        raise UsageError(str(exc)) from exc
     finally:
         if display:
             display.close()
     if args.json:
-        print(json.dumps(report_json(report), indent=2, ensure_ascii=False))
+        doc = report_json(report)
+        if args.repair:
+            doc["repair"] = [
+                {"action": a.what, "path": a.path, "detail": a.detail} for a in actions
+            ]
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
-        print(format_report(report))
+        print("\n".join([*(a.line() for a in actions), format_report(report)]))
     return EXIT_OK if report.intact else EXIT_INCOMPLETE
 
 

@@ -43,7 +43,10 @@ class Archive:
 
 @pytest.fixture
 async def archive(sandbox: Sandbox, tmp_path: Path) -> Archive:
-    cli = Cli(sandbox, tmp_path)
+    return await make_archive(Cli(sandbox, tmp_path))
+
+
+async def make_archive(cli: Cli) -> Archive:
     music = [fake_hex_id(f"verify:{n}") for n in range(2)]
     cover = fake_hex_id("verify:cover")
     for task in music:

@@ -19,6 +19,7 @@ from archiver.backfill import backfill
 from archiver.config import Config
 from archiver.sandbox import Sandbox
 from archiver.verify import VerifyReport, verify_archive
+from archiver.verify.repair import verify_and_repair
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 
@@ -158,3 +159,27 @@ async def test_verify_from_the_command_line_on_s3(
     assert result.code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["archive"] == f"s3://{bucket.name}/suno" and doc["intact"] and doc["files"] == 4
+
+
+async def test_repair_in_a_bucket_copies_the_bad_object_aside_and_restores_it(site: Site) -> None:
+    client, name = site.bucket.client, site.bucket.name
+    key = site.audio_key(site.tasks[0])
+    good, _ = site.bucket.get(key)
+    bad = bytearray(good)
+    bad[1000] ^= 1
+    client.put_object(Bucket=name, Key=key, Body=bytes(bad))
+    cover = f"{PREFIX}/{site.manifest(site.tasks[2])['images'][1]['path']}"
+    client.delete_object(Bucket=name, Key=cover)
+
+    repaired = await verify_and_repair(site.config)
+
+    assert [a.what for a in repaired.actions] == ["quarantined", "restored", "restored"]
+    assert repaired.final.intact, repaired.final.problems
+    data, head = site.bucket.get(key)
+    assert data == good and head["Metadata"]["sha256"] == hashlib.sha256(good).hexdigest()
+    [kept] = [k for k in site.bucket.objects() if "/.suno-archiver-quarantine/" in k]
+    assert kept.startswith(f"{PREFIX}/.suno-archiver-quarantine/") and kept.endswith(
+        key.removeprefix(PREFIX)
+    )
+    assert site.bucket.get(kept)[0] == bytes(bad)
+    assert (await site.verify()).intact

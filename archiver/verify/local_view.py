@@ -7,13 +7,15 @@ two files at once.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from archiver.errors import StorageAccessError
+from archiver.errors import StorageAccessError, StorageError
+from archiver.storage.local import _fsync_path
 from archiver.verify.findings import QUARANTINE_NAME, Listed, Observed
 from archiver.verify.view import Folder
 
@@ -96,6 +98,24 @@ class LocalView:
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             digest = hashlib.file_digest(f, "sha256").hexdigest()
         return Observed(size, digest, size)
+
+    def quarantine(self, key: str, stamp: str) -> str:
+        """Move `key` aside under the quarantine folder (a rename: the same filesystem) and
+        return its new key. Never replaces a file there."""
+        dest_key = f"{QUARANTINE_NAME}/{stamp}/{key}"
+        source, dest = self.root / key, self.root / dest_key
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(dest):
+                raise FileExistsError(errno.EEXIST, "already in quarantine", str(dest))
+            os.rename(source, dest)
+            for folder in (dest.parent, source.parent):
+                _fsync_path(folder)  # the rename survives a crash
+        except OSError as exc:
+            raise StorageError(
+                f"{source}: cannot move to quarantine: {exc.strerror or exc}"
+            ) from exc
+        return dest_key
 
     def close(self) -> None:
         pass

@@ -16,6 +16,7 @@ from typing import Any
 import botocore.exceptions as bx
 
 from archiver.config import StorageConfig
+from archiver.errors import StorageError
 from archiver.storage.s3 import META_SHA256
 from archiver.storage.s3checksums import CHUNK, full_object_sha256
 from archiver.storage.s3client import MISSING_CODES, check_bucket, classify, client_for, error_code
@@ -156,6 +157,31 @@ class S3View:
         except Exception as exc:
             raise self._error(exc, key, "read") from exc
         return Observed(size, digest.hexdigest(), size)
+
+    def quarantine(self, key: str, stamp: str) -> str:
+        """Copy `key` under the quarantine prefix, confirm the copy, then remove the original
+        (on a versioned bucket a delete marker: the version stays). Returns the copy's key."""
+        dest_key = f"{QUARANTINE_NAME}/{stamp}/{key}"
+        head = self._head(key)
+        if head is None:
+            raise StorageError(f"s3://{self.bucket}/{self._full(key)}: gone before quarantine")
+        source = {"Bucket": self.bucket, "Key": self._full(key)}
+        if head.get("VersionId") not in (None, "null"):
+            source["VersionId"] = head["VersionId"]
+        try:
+            self._client.copy_object(
+                Bucket=self.bucket, Key=self._full(dest_key), CopySource=source
+            )
+        except Exception as exc:
+            raise self._error(exc, dest_key, "copy to quarantine") from exc
+        copied = self._head(dest_key)
+        if copied is None or copied["ContentLength"] != head["ContentLength"]:
+            raise StorageError(f"s3://{self.bucket}/{self._full(dest_key)}: copy not confirmed")
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        except Exception as exc:
+            raise self._error(exc, key, "delete after quarantine") from exc
+        return dest_key
 
     def close(self) -> None:
         self._client.close()

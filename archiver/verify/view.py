@@ -3,7 +3,8 @@ content as storage reports it. Read-only, blocking, safe to call from several th
 one implementation for a local folder (local_view.py), one for a bucket (s3_view.py).
 
 A view lists what is there, unlike `Storage`, which is for writing: it opens no temp folder
-(opening LocalStorage would clean the leftovers verify is to report) and takes no lock.
+(opening LocalStorage would clean the leftovers verify is to report) and takes no lock. Its
+one write is `quarantine`, for `verify --repair`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class ArchiveView(Protocol):
         """What storage says of the content of the file an entry names (None: it is gone).
         Local: its bytes, re-hashed. S3: the checksums it keeps (no download) unless
         `read_data`."""
+        ...
+
+    def quarantine(self, key: str, stamp: str) -> str:
+        """`verify --repair`'s one write: move `key` aside, under QUARANTINE_NAME/`stamp`/,
+        never deleting its bytes; returns the key they are kept under."""
         ...
 
     def close(self) -> None: ...
