@@ -31,9 +31,10 @@ from archiver.archiving import NotRestored
 from archiver.assemble import Pipeline, open_pipeline
 from archiver.config import Config
 from archiver.errors import ApiError, ApiUnusable, StorageError
-from archiver.lifecycle import files_to_fetch, is_failed_status
+from archiver.kinds import KINDS, decide, files_to_fetch, of
+from archiver.kinds.base import ArchiveNow
 from archiver.manifest import stored_entries
-from archiver.records import Kind, MusicRecord, Record, parse_cover, parse_music
+from archiver.records import Kind, Record
 from archiver.verify.check import WITH_MANIFEST, OnProgress, read_manifest, verify
 from archiver.verify.findings import Category, Problem, VerifyReport, manifest_key, sort_problems
 from archiver.verify.reindex import PHASE_OF_OUTCOME
@@ -155,7 +156,7 @@ async def _repair_task(
         if isinstance(exc, ApiUnusable):
             raise
         return [*actions, *_not_repaired(bad or [mkey], f"the API cannot give it again: {exc}")]
-    task_failed = doc["outcome"] == "failed" if doc else is_failed_status(record.status)
+    task_failed = doc["outcome"] == "failed" if doc else _failed(record)
     try:
         result = await pipeline.archivist.archive(
             record, files_to_fetch(record), task_failed=task_failed, final=True, expect=expect
@@ -164,7 +165,7 @@ async def _repair_task(
         log.warning("repair_failed", error=str(exc))
         return [*actions, *_not_repaired(bad or [mkey], str(exc))]
     pipeline.state.adopt(
-        [(task_id, record_kind(record), PHASE_OF_OUTCOME[result.outcome], record.status)], now
+        [(task_id, of(record).kind, PHASE_OF_OUTCOME[result.outcome], record.status)], now
     )
     actions += [
         Action("restored", path, "fetched again: the same bytes as archived") for path in bad
@@ -195,7 +196,7 @@ async def _record(
     except ApiError:
         if doc is None:
             raise
-    kept = (parse_music if kind is Kind.MUSIC else parse_cover)(doc["raw"], task_id)
+    kept = KINDS[Kind(doc["kind"])].parse(doc["raw"], task_id)
     if not _covers(kept, wanted):
         raise ApiError("no URL for it in the API's record, nor in the manifest's")
     return kept
@@ -205,8 +206,10 @@ def _covers(record: Record, wanted: set[tuple[str, str]]) -> bool:
     return wanted <= {(s.key_stem, s.role) for s in files_to_fetch(record)}
 
 
-def record_kind(record: Record) -> Kind:
-    return Kind.MUSIC if isinstance(record, MusicRecord) else Kind.COVER
+def _failed(record: Record) -> bool:
+    """Whether the API says the task failed (what remains of it is archived all the same)."""
+    decision = decide(record, age_s=0.0, give_up_after_s=float("inf"), last_status=None)
+    return isinstance(decision, ArchiveNow) and decision.task_failed
 
 
 def _not_repaired(paths: Iterable[str], why: str) -> list[Action]:
