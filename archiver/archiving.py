@@ -18,9 +18,13 @@ manifest instead.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,9 +42,10 @@ from archiver.manifest import (
     encode_manifest,
     error_entry,
     file_entry,
+    role_entry,
     stored_entries,
 )
-from archiver.records import MusicRecord, Record
+from archiver.records import MusicRecord, OutputRecord, Record
 from archiver.storage import Storage
 from archiver.tagging import TagWriter, check_mp3
 
@@ -126,12 +131,13 @@ class Archivist:
         kept = await self._still_stored(earlier)
         new = await self._fetch_and_store(record, specs, kept, final=final, expect=expect)
         entries = {spec: kept[spec] if spec in kept else new[spec] for spec in specs}
-        tracks, images = self._arrange(record, specs, entries)
+        tracks, images, files = self._arrange(record, specs, entries)
         doc = build_manifest(
             record,
             task_failed=task_failed,
             tracks=tracks,
             images=images,
+            files=files,
             archived_at=datetime.fromtimestamp(self._clock(), UTC),
             version=self._version,
         )
@@ -219,6 +225,8 @@ class Archivist:
             return await self._fetch(spec, tagger)
 
         def start(spec: FileSpec) -> asyncio.Future[_Result]:
+            if spec.inline is not None:
+                return asyncio.ensure_future(self._write_inline(spec))
             if spec.role == "image":
                 return images[spec.track]
             return asyncio.ensure_future(audio(spec) if spec.role == "audio" else self._fetch(spec))
@@ -250,6 +258,15 @@ class Archivist:
             cover_mime=media.CONTENT_TYPES[embed.media] if embed else None,
             id3_version=self._tagging.id3_version,
         )
+
+    async def _write_inline(self, spec: FileSpec) -> Fetched:
+        """A file the record carries (MIDI notes, lyrics) as a temp file, like a download."""
+        assert spec.inline is not None
+        data = spec.inline
+        (media_type,) = spec.accept
+        path = await asyncio.to_thread(_temp_file, self._storage.temp_dir, data)
+        sha256 = hashlib.sha256(data).hexdigest()
+        return Fetched(path, "", len(data), sha256, media_type, len(data), sha256)
 
     async def _fetch(self, spec: FileSpec, reshape: Reshape | None = None) -> _Result:
         async with self._slots:
@@ -307,17 +324,19 @@ class Archivist:
             size=fetched.bytes,
             sha256=fetched.sha256,
             content_type=content_type,
-            source_url=fetched.url,
+            source_url=fetched.url or None,  # None: written from the record, not downloaded
         )
 
     @staticmethod
     def _arrange(
         record: Record, specs: Sequence[FileSpec], entries: dict[FileSpec, dict[str, Any]]
-    ) -> tuple[list[TrackFiles], list[dict[str, Any]]]:
+    ) -> tuple[list[TrackFiles], list[dict[str, Any]], list[dict[str, Any]]]:
         """Entries in manifest order: one TrackFiles per track (None where nothing was to be
-        had), and the cover images."""
+        had), the cover images, and the files of other kinds with their roles."""
+        if isinstance(record, OutputRecord):
+            return [], [], [role_entry(entries[s], s.role) for s in specs]
         if not isinstance(record, MusicRecord):
-            return [], [entries[s] for s in specs if s.role == "cover"]
+            return [], [entries[s] for s in specs if s.role == "cover"], []
         by_track: dict[tuple[int | None, str], dict[str, Any]] = {
             (s.track, s.role): entries[s] for s in specs
         }
@@ -325,7 +344,7 @@ class Archivist:
             TrackFiles(audio=by_track.get((i, "audio")), image=by_track.get((i, "image")))
             for i in range(len(record.tracks))
         ]
-        return tracks, []
+        return tracks, [], []
 
 
 def _problems(
@@ -347,6 +366,8 @@ def _problems(
             for i, files in enumerate(tracks)
             if files.audio is None
         ]
+    if isinstance(record, OutputRecord) and not task_failed and not entries:
+        problems.append(f"{record.task_id}: the API gave no file")
     return tuple(problems)
 
 
@@ -378,6 +399,14 @@ def _stored_before(
         for spec in specs
         if (spec.key_stem, spec.role) in stored
     }
+
+
+def _temp_file(folder: Path, data: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="inline-", suffix=".part", dir=folder)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return Path(name)
 
 
 def _audio_key(spec: FileSpec) -> str:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from archiver.records import CoverRecord, Kind, MusicRecord, Record
+from archiver.kinds import of
+from archiver.records import CoverRecord, Kind, MusicRecord, OutputRecord, Record
 from archiver.timestamps import utc_iso
 
 SCHEMA_VERSION: Final = 1
@@ -36,6 +37,7 @@ _TOP_KEYS: Final = (
     "tracks",
     "images",
     "parent_task_id",
+    "files",
     "raw",
     "archived_at",
     "archiver",
@@ -59,9 +61,11 @@ _FILE_KEYS: Final = (
     "source_url",
     "source_sha256",
     "source_bytes",
+    "role",
     "error",
 )
-_REQUIRED: Final = {
+# Music and cover manifests keep their shape; every other kind lists its files in `files`.
+_REQUIRED: Final = {kind.value: ("files",) for kind in Kind} | {
     Kind.MUSIC.value: ("tracks",),
     Kind.COVER.value: ("images", "parent_task_id"),
 }
@@ -87,7 +91,7 @@ class TrackFiles:
 
 
 def file_entry(
-    *, key: str, size: int, sha256: str, content_type: str, source_url: str
+    *, key: str, size: int, sha256: str, content_type: str, source_url: str | None
 ) -> dict[str, Any]:
     """A stored file; `key` is its path relative to the archive root (`<task_id>/…`)."""
     return {
@@ -116,6 +120,11 @@ def error_entry(*, source_url: str, error: str) -> dict[str, Any]:
     return {"source_url": source_url, "error": error}
 
 
+def role_entry(entry: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """A `files` entry: the file's (or its error's) entry with its role."""
+    return {**entry, "role": role}
+
+
 def is_error_entry(entry: Mapping[str, Any] | None) -> bool:
     return entry is not None and "error" in entry and "path" not in entry
 
@@ -123,7 +132,8 @@ def is_error_entry(entry: Mapping[str, Any] | None) -> bool:
 def stored_entries(doc: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """The file entries of a decoded manifest that describe a stored file, by (path without
     its extension, role): role "audio" or "image" for a track's files, "cover" for a cover
-    image. Error entries, and entries lacking a path, size or hash, are left out."""
+    image, the entry's own role for the `files` of other kinds. Error entries, and entries
+    lacking a path, size or hash, are left out."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
 
     def add(entry: object, role: str) -> None:
@@ -141,6 +151,9 @@ def stored_entries(doc: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, An
             add(track.get("image"), "image")
     for entry in _list(doc.get("images")):
         add(entry, "cover")
+    for entry in _list(doc.get("files")):
+        if isinstance(entry, dict) and isinstance(entry.get("role"), str):
+            add(entry, entry["role"])
     return found
 
 
@@ -150,10 +163,13 @@ def outcome(
     task_failed: bool,
     tracks: Sequence[TrackFiles] = (),
     images: Sequence[Mapping[str, Any]] = (),
+    files: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """`failed` (the task failed), `partial` (some file unobtainable) or `archived`."""
     if task_failed:
         return FAILED
+    if isinstance(record, OutputRecord):
+        images = files  # the same rule: none at all, or one not obtained, is partial
     if isinstance(record, MusicRecord):
         if not tracks:
             return PARTIAL
@@ -172,20 +188,24 @@ def build_manifest(
     task_failed: bool,
     tracks: Sequence[TrackFiles] = (),
     images: Sequence[dict[str, Any]] = (),
+    files: Sequence[dict[str, Any]] = (),
     archived_at: datetime,
     version: str,
 ) -> dict[str, Any]:
     """The manifest of one task.
 
     Music: `tracks` has one TrackFiles per `record.tracks`, in order, or is empty when no file
-    was fetched at all (a failed task). Cover: `images` has one entry per image.
+    was fetched at all (a failed task). Cover: `images` has one entry per image. Other kinds:
+    `files` has one `role_entry` per file.
     """
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "task_id": record.task_id,
-        "kind": Kind.MUSIC.value if isinstance(record, MusicRecord) else Kind.COVER.value,
+        "kind": of(record).kind.value,
         "status": record.status,
-        "outcome": outcome(record, task_failed=task_failed, tracks=tracks, images=images),
+        "outcome": outcome(
+            record, task_failed=task_failed, tracks=tracks, images=images, files=files
+        ),
         "error": _error(record),
     }
     if isinstance(record, MusicRecord):
@@ -193,6 +213,8 @@ def build_manifest(
     elif isinstance(record, CoverRecord):
         doc["images"] = [dict(entry) for entry in images]
         doc["parent_task_id"] = record.parent_task_id
+    elif isinstance(record, OutputRecord):
+        doc["files"] = [dict(entry) for entry in files]
     else:  # pragma: no cover - Record is a closed union
         raise TypeError(f"not a record: {type(record).__name__}")
     doc["raw"] = _plain(record.raw)
@@ -220,7 +242,7 @@ def decode_manifest(data: bytes) -> dict[str, Any]:
         raise ValueError(f"unsupported manifest schema_version {version!r}")
     kind = doc.get("kind")
     if kind not in _REQUIRED:
-        raise ValueError(f"manifest kind {kind!r} is neither 'music' nor 'cover'")
+        raise ValueError(f"manifest kind {kind!r} is not one of {', '.join(_REQUIRED)}")
     missing = [key for key in (*_REQUIRED_COMMON, *_REQUIRED[kind]) if key not in doc]
     if missing:
         raise ValueError(f"manifest lacks {', '.join(missing)}")
@@ -279,8 +301,9 @@ def _ordered(doc: Mapping[str, Any]) -> dict[str, Any]:
     out = _reorder(doc, _TOP_KEYS)
     if isinstance(out.get("tracks"), list):
         out["tracks"] = [_ordered_track(t) for t in out["tracks"]]
-    if isinstance(out.get("images"), list):
-        out["images"] = [_ordered_file(e) for e in out["images"]]
+    for key in ("images", "files"):
+        if isinstance(out.get(key), list):
+            out[key] = [_ordered_file(e) for e in out[key]]
     return out
 
 

@@ -13,14 +13,33 @@ from typing import Final
 MP3: Final = "mp3"
 PNG: Final = "png"
 JPEG: Final = "jpeg"
+WAV: Final = "wav"
+MP4: Final = "mp4"
+# Never sniffed: what the archiver writes itself from a record's inline data.
+JSON: Final = "json"
+TEXT: Final = "text"
 
-CONTENT_TYPES: Final = {MP3: "audio/mpeg", PNG: "image/png", JPEG: "image/jpeg"}
-EXTENSIONS: Final = {MP3: "mp3", PNG: "png", JPEG: "jpg"}
+CONTENT_TYPES: Final = {
+    MP3: "audio/mpeg",
+    PNG: "image/png",
+    JPEG: "image/jpeg",
+    WAV: "audio/wav",
+    MP4: "video/mp4",
+    JSON: "application/json",
+    TEXT: "text/plain; charset=utf-8",
+}
+EXTENSIONS: Final = {
+    MP3: "mp3", PNG: "png", JPEG: "jpg", WAV: "wav", MP4: "mp4", JSON: "json", TEXT: "txt"
+}  # fmt: skip
 SNIFF_BYTES: Final = 16  # enough of a body's start to tell what it is
 
 
 def sniff(head: bytes) -> str | None:
     """The media type of a body from its first bytes, or None (HTML, JSON, anything else)."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return WAV
+    if head[4:8] == b"ftyp":  # an ISO media file: MP4 video (or M4A audio)
+        return MP4
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return PNG
     if head.startswith(b"\xff\xd8\xff"):
@@ -76,6 +95,25 @@ def write_sample_mp3(path: Path, size_bytes: int, seed: int = 0) -> int:
             end = min(frames, start + batch)
             out.write(b"".join(_mp3_frame(i, seed) for i in range(start, end)))
     return len(tag) + frames * _FRAME_BYTES
+
+
+def sample_wav(seconds: float = 1.0, seed: int = 0) -> bytes:
+    """A valid 8 kHz mono 8-bit PCM WAV of near-silence; a few bytes carry the seed."""
+    rate = 8000
+    frames = struct.pack(">I", seed & 0xFFFFFFFF) + b"\x80" * max(0, round(seconds * rate) - 4)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate, 1, 8)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(frames)) + frames
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def sample_mp4(size_bytes: int = 4096, seed: int = 0) -> bytes:
+    """An ISO media file's outline (`ftyp` then an `mdat` box of filler): what MP4 magic
+    bytes and a size check see; no player would show a picture."""
+    ftyp = b"isom" + struct.pack(">I", 0x200) + b"isomiso2avc1mp41"
+    head = struct.pack(">I", 8 + len(ftyp)) + b"ftyp" + ftyp
+    payload = struct.pack(">I", seed & 0xFFFFFFFF) * max(1, (size_bytes - len(head) - 8) // 4)
+    return head + struct.pack(">I", 8 + len(payload)) + b"mdat" + payload
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

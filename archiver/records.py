@@ -9,13 +9,16 @@ from __future__ import annotations
 from archiver.kinds.base import Kind, TaskRecord, is_id
 from archiver.kinds.cover import CoverRecord, parse_cover
 from archiver.kinds.music import MusicRecord, Track, parse_music
+from archiver.kinds.outputs import OutputRecord
 
-Record = MusicRecord | CoverRecord
+# OutputRecord: WAV, stems, MP4, MIDI and lyrics records (a subclass each, in archiver.kinds).
+Record = MusicRecord | CoverRecord | OutputRecord
 
 __all__ = [
     "CoverRecord",
     "Kind",
     "MusicRecord",
+    "OutputRecord",
     "Record",
     "TaskRecord",
     "Track",

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from archiver.kinds import cover, music
+from archiver.kinds import cover, lyrics, midi, mp4, music, stems, wav
 from archiver.kinds.base import Decision, FileSpec, Kind, TaskKind
 
 # In the order a bare task ID is asked of the endpoints (SPEC "Task kinds"): what users list
 # most (songs, then their covers) first, so that most bare IDs cost one call.
-_ALL: Final = (music.KIND, cover.KIND)
+_ALL: Final = (music.KIND, cover.KIND, wav.KIND, stems.KIND, mp4.KIND, midi.KIND, lyrics.KIND)
 
 KINDS: Final[Mapping[Kind, TaskKind]] = {k.kind: k for k in _ALL}
 PROBE_ORDER: Final = tuple(k.kind for k in _ALL)

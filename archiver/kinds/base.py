@@ -18,6 +18,11 @@ from urllib.parse import urlsplit
 class Kind(StrEnum):
     MUSIC = "music"
     COVER = "cover"
+    WAV = "wav"
+    STEMS = "stems"
+    MP4 = "mp4"
+    MIDI = "midi"
+    LYRICS = "lyrics"
 
 
 _ID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -46,13 +51,14 @@ class TaskRecord(Protocol):
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One file to fetch and store."""
+    """One file to fetch (or, with `inline`, to write from the record) and store."""
 
-    key_stem: str  # "<task_id>/<name>"; the extension is added from the sniffed media type
+    key_stem: str  # "<task_id>/<name>"; the extension is added from the media type
     urls: tuple[str, ...]  # first choice first, fallbacks after; http(s) only, deduplicated
-    accept: frozenset[str]  # archiver.media types the body must sniff as
+    accept: frozenset[str]  # archiver.media types the body must sniff as (inline: its type)
     role: str  # music: "audio" | "image"; cover: "cover"; other kinds: SPEC's roles
     track: int | None  # index into record.tracks for audio/image; None otherwise
+    inline: bytes | None = None  # the file's bytes, taken from the record (no URL)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The stand-in Suno API (both record-info endpoints) and file host, on a loopback port.
+"""The stand-in Suno API (every kind's record-info endpoint) and file host, on a loopback port.
 
 Used by the tests, by `suno-archiver demo` and by the benchmarks (`python -m archiver.sandbox`).
 """
@@ -14,6 +14,7 @@ from aiohttp import web
 from archiver.listen import is_loopback
 from archiver.sandbox.cdn import Cdn
 from archiver.sandbox.fakeapi import FAULTS, FakeApi, fake_hex_id
+from archiver.sandbox.outputs import OutputKind
 
 __all__ = ["FAULTS", "Cdn", "FakeApi", "Sandbox", "fake_hex_id", "is_loopback"]
 
@@ -89,6 +90,12 @@ class Sandbox:
             seconds=seconds,
             **variant,
         )
+
+    def add_output(self, kind: OutputKind, task_id: str, **variant: Any) -> None:
+        """A `kind` task ("wav", "stems", "mp4", "midi", "lyrics"); `variant` takes the knobs
+        of `outputs.OutputTask` (ready_after_s, fail_status, callback_exception, create_time,
+        stems_type, no_file, wrong_body, wav_seconds, variants)."""
+        self.api.add_output(kind, task_id, **variant)
 
     def add_cover(
         self,

@@ -1,4 +1,5 @@
-"""The stand-in record-info API: both endpoints, every answer variant SPEC lists, and faults.
+"""The stand-in record-info API: every kind's endpoint, every answer variant SPEC lists, and
+faults (music and cover records here, the other kinds' in `outputs`).
 
 A task's clock starts at the first authorised call about it, so what a test sees depends only on
 how long after its first poll it asks, never on when the sandbox started. File URLs are built
@@ -15,7 +16,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,8 @@ from aiohttp import web
 
 from archiver import media
 from archiver.sandbox.cdn import Cdn
+from archiver.sandbox.outputs import PATHS as OUTPUT_PATHS
+from archiver.sandbox.outputs import OutputKind, OutputTask, add_files, output_data
 
 MUSIC_PATH = "/api/v1/generate/record-info"
 COVER_PATH = "/api/v1/suno/cover/record-info"
@@ -111,6 +114,7 @@ class FakeApi:
         self.clock = clock
         self.music: dict[str, MusicTask] = {}
         self.covers: dict[str, CoverTask] = {}
+        self.outputs: dict[tuple[str, str], OutputTask] = {}  # (kind, task_id): WAV, stems, …
         self.calls: Counter[tuple[str, str]] = Counter()
         self.total_calls = 0
         self.unknown_form: UnknownForm = "null"
@@ -180,6 +184,13 @@ class FakeApi:
         self.covers[task_id] = task
         return task
 
+    def add_output(self, kind: OutputKind, task_id: str, **knobs: Any) -> OutputTask:
+        """A WAV, stems, MP4, MIDI or lyrics task (knobs: see `outputs.OutputTask`)."""
+        task = OutputTask(kind, task_id, **knobs)
+        add_files(task, self.cdn)
+        self.outputs[(kind, task_id)] = task
+        return task
+
     def _add_audio(self, name: str, seconds: float, track: int, seed: int) -> str:
         if seconds <= _BIG_AUDIO_S:
             return self.cdn.add(name, media.sample_mp3(seconds, seed), content_type="audio/mpeg")
@@ -195,6 +206,8 @@ class FakeApi:
     def install(self, app: web.Application) -> None:
         app.router.add_get(MUSIC_PATH, self._music_endpoint)
         app.router.add_get(COVER_PATH, self._cover_endpoint)
+        for kind, path in OUTPUT_PATHS.items():
+            app.router.add_get(path, self._output_endpoint(kind))
         app.router.add_get("/forbidden/{name}", self._forbidden)
 
     def close(self) -> None:
@@ -211,6 +224,12 @@ class FakeApi:
 
     async def _cover_endpoint(self, request: web.Request) -> web.StreamResponse:
         return await self._answer(request, "cover")
+
+    def _output_endpoint(self, kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            return await self._answer(request, kind)
+
+        return endpoint
 
     async def _forbidden(self, request: web.Request) -> web.Response:
         body = "<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>"
@@ -242,6 +261,10 @@ class FakeApi:
             cover = self.covers[task_id]
             cover.started = now if cover.started is None else cover.started
             data, extra = _cover_data(cover, now - cover.started, origin), cover.extra_fields
+        elif (endpoint, task_id) in self.outputs:
+            output = self.outputs[(endpoint, task_id)]
+            output.started = now if output.started is None else output.started
+            data, extra = output_data(output, now - output.started, origin), False
         else:
             return self._unknown()
         body: dict[str, Any] = {"code": 200, "msg": "success", "data": data}
@@ -250,7 +273,9 @@ class FakeApi:
         return web.json_response(body)
 
     def _other_task(self, endpoint: str, task_id: str) -> str:
-        known = self.music if endpoint == "music" else self.covers
+        known: Iterable[str] = self.music if endpoint == "music" else self.covers
+        if endpoint in OUTPUT_PATHS:
+            known = (other for kind, other in self.outputs if kind == endpoint)
         return next((other for other in known if other != task_id), task_id)
 
     def _unknown(self) -> web.Response:

@@ -1,0 +1,41 @@
+"""WAV conversions (`GET /api/v1/wav/record-info`): `successFlag` a string (PENDING, SUCCESS,
+CREATE_TASK_FAILED, GENERATE_WAV_FAILED, CALLBACK_EXCEPTION); the file is
+`response.audioWavUrl`, stored as `<task_id>/wav.wav` once its magic bytes say WAV."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from archiver.kinds import fields
+from archiver.kinds.base import Kind
+from archiver.kinds.outputs import OutputRecord, one_file_record, output_kind, schedule
+from archiver.media import WAV
+
+
+class WavRecord(OutputRecord):
+    pass
+
+
+def parse_wav(data: Mapping[str, Any], task_id: str) -> WavRecord:
+    return one_file_record(
+        WavRecord, data, task_id, field="audioWavUrl", media_type=WAV, role="wav"
+    )
+
+
+def callback_task_id(body: Mapping[str, Any]) -> str | None:
+    """`{code, msg, data: {audioWavUrl (older: audio_wav_url), task_id}}`."""
+    data = fields.callback_data(body)
+    if "audioWavUrl" not in data and "audio_wav_url" not in data:
+        return None
+    return fields.callback_id(data.get("task_id"), data.get("taskId"))
+
+
+KIND: Final = output_kind(
+    Kind.WAV,
+    path="/api/v1/wav/record-info",
+    record_type=WavRecord,
+    parse=parse_wav,
+    schedule=schedule(ready_after_s=20.0, window_s=10.0, window_end_s=120.0),  # takes 30-90 s
+    callback_task_id=callback_task_id,
+)

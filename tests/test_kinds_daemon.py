@@ -1,0 +1,42 @@
+"""WAV, stems, MP4, MIDI and lyrics tasks in `run`: a real daemon process, killed and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from archive_checks import LOCK_FILE, TEMP_DIR
+from test_daemon import Site, site  # noqa: F401 - the daemon tests' fixture
+
+from archiver.sandbox import fake_hex_id
+from archiver.sandbox.cdn import FileFaults
+
+
+async def test_kill_9_mid_wav_leaves_no_partial_file_and_a_restart_completes(
+    site: Site,  # noqa: F811 - the fixture imported above
+) -> None:
+    sb = site.sandbox
+    task = fake_hex_id("wav:kill")
+    sb.add_output("wav", task, wav_seconds=30)
+    sb.cdn.set_faults(f"{task}.wav", FileFaults(stall_after_bytes=100_000))  # in flight at the kill
+    site.list_tasks(f"wav:{task}")
+    daemon = await site.daemon()
+    temp = site.archive / TEMP_DIR
+    for _ in range(2000):
+        if temp.exists() and any(p.name != LOCK_FILE for p in temp.iterdir()):
+            break
+        await asyncio.sleep(0.005)
+    else:
+        raise AssertionError("no download started")
+    await daemon.stop(signal.SIGKILL)
+    assert site.manifest(task) is None
+    assert not list(site.archive.glob(f"{task}/*.wav"))  # nothing under a final name but whole
+
+    again = await site.daemon()
+    await site.wait_archived(task, timeout=60)
+    assert await again.stop() == 0
+    site.check_archive()
+    doc = site.manifest(task)
+    assert doc is not None and doc["outcome"] == "archived"
+    served = sb.cdn._files[f"{task}.wav"].data
+    assert (site.archive / task / "wav.wav").read_bytes() == served
