@@ -19,6 +19,7 @@ from archiver.errors import UsageError
 from archiver.fetch import Fetcher
 from archiver.state import StateStore, TaskState
 from archiver.storage import Storage, open_storage
+from archiver.storage.space import Reserve
 
 
 def require_api_key(config: Config) -> None:
@@ -68,6 +69,7 @@ async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
                     max_bytes=config.download.max_file_bytes,
                     attempts=config.download.attempts,
                     read_timeout_s=config.download.timeout_s,
+                    reserve=_reserve(config),
                 )
                 archivist = Archivist(
                     fetcher=fetcher,
@@ -105,3 +107,11 @@ async def open_engine(
             poll_time_scale=poll_time_scale,
             on_change=on_change,
         )
+
+
+def _reserve(config: Config) -> Reserve | None:
+    """The free space downloads must leave: local storage only (a bucket's is not ours to
+    measure, and S3's cache folder holds one file a download at most)."""
+    if config.storage.backend != "local":
+        return None
+    return Reserve(config.storage.path, config.storage.min_free_bytes)

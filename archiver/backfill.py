@@ -11,6 +11,7 @@ import structlog
 
 from archiver.assemble import open_engine
 from archiver.config import Config
+from archiver.errors import StorageFull
 from archiver.state import Phase, TaskState
 from archiver.status import PHASE_LABELS
 from archiver.tasklist import BadLine, read_task_list
@@ -25,6 +26,7 @@ RETRYABLE = (Phase.PARTIAL, Phase.NOT_FOUND, Phase.TIMED_OUT)
 class BackfillReport:
     tasks: tuple[TaskState, ...]
     bad_lines: tuple[BadLine, ...]
+    stopped: StorageFull | None = None  # the run stopped taking tasks: the storage is full
 
     @property
     def complete(self) -> bool:
@@ -54,7 +56,10 @@ async def backfill(
         engine.set_tasks(tasklist.tasks, retry=RETRYABLE)
         if on_start is not None:
             on_start(engine.tasks)
-        await engine.run(asyncio.Event(), until_done=True)
+        try:
+            await engine.run(asyncio.Event(), until_done=True)
+        except StorageFull as exc:  # the tasks not archived stay pending for the next run
+            return BackfillReport(tuple(engine.tasks.values()), tasklist.bad_lines, exc)
         return BackfillReport(tuple(engine.tasks.values()), tasklist.bad_lines)
 
 

@@ -193,6 +193,11 @@ def _reindex(config: Config) -> int:
 
 def _finish(report: BackfillReport, archive: str) -> int:
     print(format_summary(report, archive))
+    if report.stopped is not None:  # SPEC: storage that cannot take the archive is exit 2
+        raise UsageError(
+            f"{report.stopped}; nothing is lost: free some space, then run the same backfill "
+            "again (what is archived stays archived)"
+        )
     return EXIT_OK if report.complete else EXIT_INCOMPLETE
 
 

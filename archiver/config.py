@@ -52,6 +52,7 @@ class StorageConfig:
     #                                local: None unless set (temp files stay on the archive's fs)
     checksum_when_required: bool = False  # s3: for stores that reject boto3's default CRC headers
     max_concurrent_uploads: int = 4
+    min_free_bytes: int = 1024**3  # local: a download never leaves less free (see storage/space)
 
     @property
     def location(self) -> str:
@@ -214,6 +215,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "cache_dir": _PATH,
         "checksum_when_required": _Key(bool, "true or false"),
         "max_concurrent_uploads": _Key(int, "an integer from 1 to 64", _between(1, 64)),
+        "min_free_bytes": _Key(int, "an integer >= 0 (bytes)", lambda v: v >= 0),
     },
     "state": {"path": _PATH},
     "download": {

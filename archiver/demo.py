@@ -36,7 +36,8 @@ async def run_demo(
                     base_url=sandbox.base_url, api_key=sandbox.api_key, requests_per_second=20
                 ),
                 tasks=TasksConfig(give_up_after_s=120),
-                storage=StorageConfig(path=dest.resolve()),
+                # The samples are a few hundred KB: the demo runs on a nearly full disk too.
+                storage=StorageConfig(path=dest.resolve(), min_free_bytes=0),
                 state=StateConfig(path=Path(work, "state.sqlite3")),
             )
             # The sample's pending task finishes in seconds, not minutes: the polling

@@ -25,6 +25,7 @@ from archiver.errors import (
     AuthError,
     StorageAccessError,
     StorageError,
+    StorageFull,
     UnknownTask,
     UsageError,
     WrongEndpoint,
@@ -33,6 +34,7 @@ from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide
 from archiver.records import Kind, Record
 from archiver.state import Phase, StateStore, TaskState
 from archiver.storage import Storage
+from archiver.storage.space import state_full
 from archiver.tasklist import TaskRef
 
 log = structlog.get_logger()
@@ -86,6 +88,7 @@ class Engine:
         self._called_back: set[str] = set()  # pending tasks polled on callbacks (CALLBACK_NET_S)
         self._wake = asyncio.Event()
         self._paused_until = 0.0
+        self._held: StorageFull | None = None  # archiving waits for space (see `resume`)
         self._fatal: BaseException | None = None
 
     @property
@@ -96,6 +99,17 @@ class Engine:
     @property
     def in_flight(self) -> int:
         return len(self._running)
+
+    @property
+    def held(self) -> StorageFull | None:
+        """The storage-full fault no new task starts for, until `resume`."""
+        return self._held
+
+    def resume(self) -> None:
+        """Start tasks again after a storage-full hold (the daemon calls it once space
+        returned); those that find the storage still full hold it again."""
+        self._held = None
+        self._wake.set()
 
     def set_tasks(
         self, refs: Iterable[TaskRef], *, retry: Collection[Phase] = (), keep_http: bool = False
@@ -188,13 +202,15 @@ class Engine:
     ) -> None:
         """Work until `stop` is set (or, with `until_done`, nothing is left to do). In-flight
         tasks then get `grace_s` to finish before they are cancelled (cancelled downloads
-        remove their temp files). Raises the first fatal error (see `fatal_errors`)."""
+        remove their temp files). Raises the first fatal error (see `fatal_errors`); with
+        `until_done`, a storage-full hold ends the run once the tasks in flight are done, and
+        raises it."""
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set() and self._fatal is None:
                 self._wake.clear()
                 self._start_due()
-                if until_done and not self._running and not self._due:
+                if until_done and not self._running and (not self._due or self._held):
                     break
                 waking = asyncio.create_task(self._wake.wait())
                 await asyncio.wait(
@@ -206,12 +222,14 @@ class Engine:
             await self._drain(grace_s)
         if self._fatal is not None:
             raise self._fatal
+        if until_done and self._held is not None:
+            raise self._held
 
     # --- scheduling -------------------------------------------------------------------------
 
     def _start_due(self) -> None:
         now = self._clock()
-        if now < self._paused_until:
+        if now < self._paused_until or self._held is not None:
             return
         while self._due and len(self._running) < self._max_in_flight:
             at, task_id = self._due[0]
@@ -238,8 +256,8 @@ class Engine:
         self._wake.set()
 
     def _idle_timeout(self) -> float | None:
-        if len(self._running) >= self._max_in_flight or not self._due:
-            return None  # a finishing task or a new list wakes us
+        if len(self._running) >= self._max_in_flight or not self._due or self._held:
+            return None  # a finishing task, a new list or `resume` wakes us
         wake_at = max(self._due[0][0], self._paused_until)
         return max(0.0, wake_at - self._clock())
 
@@ -273,6 +291,8 @@ class Engine:
         with structlog.contextvars.bound_contextvars(task_id=state.task_id):
             try:
                 new = await self._step(state)
+            except StorageFull as exc:
+                new = self._hold(state, exc)
             except (ApiUnusable, StorageAccessError) as exc:
                 if self._fatal_errors:
                     self._fatal = exc
@@ -297,10 +317,24 @@ class Engine:
         self._paused_until = now + AUTH_RETRY_S
         return self._stamp(state, next_poll_at=self._paused_until, last_error=str(exc))
 
+    def _hold(self, state: TaskState, exc: StorageFull) -> TaskState:
+        """Start no task until space returns. Full is never the task's fault: no attempt is
+        counted and no error recorded; the task is due again as soon as archiving resumes."""
+        if self._held is None:
+            log.error("storage_full", where=exc.where, free_bytes=exc.free_bytes, error=str(exc))
+        self._held = exc
+        return self._stamp(state, next_poll_at=self._clock())
+
     def _state_write_failed(self, state: TaskState, exc: sqlite3.Error) -> None:
-        """The step's outcome could not be saved. Backfill ends with the error; the daemon
-        pauses and does the task again from the state it had (which is what the state still
-        says; storing is idempotent, so files already stored are not stored twice)."""
+        """The step's outcome could not be saved. A full disk holds archiving as any full
+        storage does. Otherwise backfill ends with the error, and the daemon pauses. Either
+        way the task is done again from the state it had (which is what the state still says;
+        storing is idempotent, so files already stored are not stored twice)."""
+        full = state_full(self._state.path, exc)
+        if full is not None:
+            self._hold(state, full)
+            self._due_again(state.task_id, self._clock())
+            return
         if self._fatal_errors:
             log.error("state_write_failed", error=str(exc), path=str(self._state.path))
             self._fatal = _state_error(self._state, exc)
@@ -314,10 +348,14 @@ class Engine:
             path=str(self._state.path),
             retry_in_s=round(self._paused_until - self._clock(), 1),
         )
-        current = self._active.get(state.task_id)
+        self._due_again(state.task_id, self._paused_until)
+
+    def _due_again(self, task_id: str, at: float) -> None:
+        """A task whose step could not be saved is due again at `at`, as the state says it is."""
+        current = self._active.get(task_id)
         if current is not None and current.phase is Phase.PENDING:
-            self._active[state.task_id] = replace(current, next_poll_at=self._paused_until)
-            heapq.heappush(self._due, (self._paused_until, state.task_id))
+            self._active[task_id] = replace(current, next_poll_at=at)
+            heapq.heappush(self._due, (at, task_id))
 
     async def _step(self, state: TaskState) -> TaskState:
         if state.polls == 0:  # new to the state (or the state was lost): archived already?
@@ -390,7 +428,7 @@ class Engine:
             result = await self._archivist.archive(
                 record, files, task_failed=task_failed, final=final
             )
-        except StorageAccessError:
+        except (StorageAccessError, StorageFull):
             raise
         except RetryLater as exc:
             return self._retry_later(state, exc, file_failure=True)

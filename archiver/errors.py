@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class ArchiverError(Exception):
     """Base of every error the archiver reports instead of a traceback."""
@@ -81,3 +83,38 @@ class StorageConflict(StorageError):
 
 class StorageAccessError(StorageError, UsageError):
     """The storage cannot be used at all (missing bucket, access denied, unwritable root)."""
+
+
+class StorageFull(StorageError):
+    """The storage has no room: ENOSPC or EDQUOT on a local write, S3's 507 or a quota code,
+    or less free space than `storage.min_free_bytes` would leave. Never the fault of the file
+    being written: nothing is recorded against it, and archiving waits until space returns.
+
+    `where` names the folder or bucket; `path` is the local folder whose free space tells
+    when to resume (None for a bucket); `needed_bytes` the free space that would do."""
+
+    def __init__(
+        self,
+        where: str,
+        *,
+        path: Path | None,
+        free_bytes: int | None,
+        needed_bytes: int | None = None,
+        detail: str = "",
+    ) -> None:
+        free = f", {format_bytes(free_bytes)} free" if free_bytes is not None else ""
+        super().__init__(f"{where}: storage full{free}" + (f": {detail}" if detail else ""))
+        self.where = where
+        self.path = path
+        self.free_bytes = free_bytes
+        self.needed_bytes = needed_bytes
+
+
+def format_bytes(n: int) -> str:
+    """1536 → '1.5 KiB': free space as people read it."""
+    if n < 1024:
+        return f"{n} bytes"
+    size, units = n / 1024, ["KiB", "MiB", "GiB", "TiB"]
+    while size >= 1024 and len(units) > 1:
+        size, units = size / 1024, units[1:]
+    return f"{size:.1f} {units[0]}"

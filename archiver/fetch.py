@@ -25,8 +25,9 @@ import structlog
 
 from archiver import media
 from archiver.backoff import backoff_delay, parse_retry_after
-from archiver.errors import FetchError
+from archiver.errors import FetchError, StorageFull
 from archiver.lifecycle import is_fetchable
+from archiver.storage.space import Reserve, os_fault
 
 log = structlog.get_logger()
 
@@ -86,6 +87,7 @@ class _Part:
 
     path: Path
     handle: BinaryIO
+    folder: Path  # the storage folder whose filesystem the file is on (named when it is full)
     have: int = 0  # bytes of the body received: where a resumed request starts
     written: int = 0  # bytes in the file
     source: Any = field(default_factory=hashlib.sha256)  # of the body as received
@@ -110,8 +112,8 @@ class _Part:
         """Take `chunk` of the body, writing `instead` in its place when given."""
         try:
             await asyncio.to_thread(self._write, chunk, instead)
-        except OSError as exc:  # disk full, I/O error: local, not the host's fault
-            raise FetchError(f"cannot write temp file: {exc}", permanent=False) from exc
+        except OSError as exc:
+            raise self._fault(exc) from exc
         self.have += len(chunk)
         self.written += len(chunk if instead is None else instead)
 
@@ -128,7 +130,15 @@ class _Part:
         try:
             await asyncio.to_thread(self._close)
         except OSError as exc:  # the last buffered bytes could not be written
-            raise FetchError(f"cannot write temp file: {exc}", permanent=False) from exc
+            raise self._fault(exc) from exc
+
+    def _fault(self, exc: OSError) -> Exception:
+        """A full disk is the storage's (StorageFull: the file is not at fault); another write
+        error fails this try of the file, as a host's failure would."""
+        fault = os_fault(self.path, exc, folder=self.folder)
+        if isinstance(fault, StorageFull):
+            return fault
+        return FetchError(f"cannot write temp file: {exc}", permanent=False)
 
     def _close(self) -> None:
         if not self.handle.closed:  # _finish closed it, then failed
@@ -151,6 +161,7 @@ class Fetcher:
         read_timeout_s: float = 60.0,
         backoff_base_s: float = 1.0,
         chunk_bytes: int = 256 * 1024,
+        reserve: Reserve | None = None,
     ) -> None:
         if "Authorization" in session.headers or session.auth is not None:
             raise ValueError("the file-host session must not carry credentials")
@@ -160,6 +171,7 @@ class Fetcher:
         self._attempts = max(1, attempts)
         self._backoff_base_s = backoff_base_s
         self._chunk_bytes = chunk_bytes
+        self._reserve = reserve  # free space a download must leave (local storage)
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=read_timeout_s, sock_read=read_timeout_s
         )
@@ -206,10 +218,17 @@ class Fetcher:
 
     async def _open_part(self) -> _Part:
         self._temp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = await asyncio.to_thread(
-            tempfile.mkstemp, prefix="fetch-", suffix=".part", dir=self._temp_dir
-        )
-        return _Part(Path(name), os.fdopen(fd, "r+b"))
+        folder = self._temp_dir.parent  # the archive (local) or cache folder it lives in
+        try:
+            fd, name = await asyncio.to_thread(
+                tempfile.mkstemp, prefix="fetch-", suffix=".part", dir=self._temp_dir
+            )
+        except OSError as exc:  # no inode left, say
+            fault = os_fault(self._temp_dir, exc, folder=folder)
+            if isinstance(fault, StorageFull):
+                raise fault from exc
+            raise
+        return _Part(Path(name), os.fdopen(fd, "r+b"), folder)
 
     async def _fetch_url(self, url: str, part: _Part, want: _Want) -> Fetched:
         for attempt in range(1, self._attempts + 1):
@@ -245,7 +264,8 @@ class Fetcher:
         try:
             async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
                 total = await self._check_response(url, resp, part)
-                await self._read_body(resp, part, want)
+                self._check_room(None if total is None else total - part.have)
+                await self._read_body(resp, part, want, sized=total is not None)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             # resets, ClientPayloadError (body shorter than Content-Length), read stalls
             raise _Retry(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
@@ -304,7 +324,17 @@ class Fetcher:
                 f"file is {declared} bytes, over the limit of {self._max_bytes}", permanent=True
             )
 
-    async def _read_body(self, resp: aiohttp.ClientResponse, part: _Part, want: _Want) -> None:
+    def _check_room(self, incoming: int | None) -> None:
+        """StorageFull unless `incoming` bytes (None: unknown, counted as they come) leave the
+        reserve free."""
+        if self._reserve is not None:
+            self._reserve.check(incoming or 0)
+
+    async def _read_body(
+        self, resp: aiohttp.ClientResponse, part: _Part, want: _Want, *, sized: bool
+    ) -> None:
+        """The body into `part`; one of unknown length (`sized` False) checks the reserve at
+        every chunk, as the length it would have announced is not known."""
         head = bytearray()  # the body's first bytes, held back until what they are is known
         kind: str | None = None
         need = _HEAD_BYTES
@@ -313,6 +343,8 @@ class Fetcher:
                 raise FetchError(
                     f"body grew over the limit of {self._max_bytes} bytes", permanent=True
                 )
+            if not sized:
+                self._check_room(len(chunk))
             if part.kind is not None:
                 await part.write(chunk)
                 continue

@@ -249,7 +249,7 @@ def write_config(
         "[storage]",
     ]
     if s3 is None:
-        lines.append(f"path = {json.dumps(str(archive))}")
+        lines += [f"path = {json.dumps(str(archive))}", "min_free_bytes = 0"]
     else:
         lines += [
             'backend = "s3"',

@@ -524,7 +524,7 @@ async def test_an_unusable_api_costs_the_daemon_one_call_not_one_per_waiting_tas
             api_key=api_key or sandbox.api_key,
             requests_per_second=10,
         ),
-        storage=StorageConfig(path=tmp_path / "archive"),
+        storage=StorageConfig(path=tmp_path / "archive", min_free_bytes=0),
         state=StateConfig(path=tmp_path / "state.sqlite3"),
     )
     changed = asyncio.Event()

@@ -50,12 +50,13 @@ class Site:
         self.download = DownloadConfig(attempts=3)
         self.tagging = TaggingConfig()
         self.poll_time_scale = FAST_POLLS
+        self.min_free_bytes = 0  # the tests run on machines with little free space too
 
     def config(self) -> Config:
         return Config(
             api=ApiConfig(base_url=self.sb.base_url, api_key=self.api_key, requests_per_second=50),
             tasks=TasksConfig(give_up_after_s=self.give_up_after_s),
-            storage=StorageConfig(path=self.archive),
+            storage=StorageConfig(path=self.archive, min_free_bytes=self.min_free_bytes),
             state=StateConfig(path=self.state),
             download=self.download,
             tagging=self.tagging,

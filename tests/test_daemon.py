@@ -171,6 +171,7 @@ list = "tasks.txt"
 give_up_after_s = 600
 
 [storage]
+min_free_bytes = 0
 {storage}
 
 [download]

@@ -26,7 +26,7 @@ def _config(tmp_path: Path, sandbox: Sandbox, *, api_key: str | None = None) -> 
             api_key=api_key or sandbox.api_key,
             requests_per_second=50,
         ),
-        storage=StorageConfig(path=tmp_path / "archive"),
+        storage=StorageConfig(path=tmp_path / "archive", min_free_bytes=0),
         state=StateConfig(path=tmp_path / "state.sqlite3"),
     )
 

@@ -28,7 +28,7 @@ from archiver.tasklist import TaskRef
 def _config(tmp_path: Path, sandbox: Sandbox) -> Config:
     return Config(
         api=ApiConfig(base_url=sandbox.base_url, api_key=sandbox.api_key, requests_per_second=50),
-        storage=StorageConfig(path=tmp_path / "archive"),
+        storage=StorageConfig(path=tmp_path / "archive", min_free_bytes=0),
         state=StateConfig(path=tmp_path / "state.sqlite3"),
     )
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from test_cli import Cli
 
-from archiver.errors import StorageAccessError, StorageConflict, StorageError
+from archiver.errors import StorageAccessError, StorageConflict, StorageError, StorageFull
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.storage import Storage
 from archiver.storage import local as local_mod
@@ -131,7 +131,7 @@ async def test_put_file_without_hard_links_falls_back_to_a_checked_rename(
     assert (storage.root / "t" / "a.mp3").read_bytes() == data
 
 
-async def test_put_file_disk_error_is_a_storage_error_and_leaves_no_final_file(
+async def test_put_file_on_a_full_disk_is_storage_full_and_leaves_no_final_file(
     storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def full(*a, **kw):
@@ -139,9 +139,9 @@ async def test_put_file_disk_error_is_a_storage_error_and_leaves_no_final_file(
 
     monkeypatch.setattr(local_mod.os, "link", full)
     src = _temp_file(storage, b"data")
-    with pytest.raises(StorageError, match=r"t/a\.mp3: No space left") as info:
+    with pytest.raises(StorageFull, match=r"full, .* free: writing a\.mp3: No space") as info:
         await storage.put_file("t/a.mp3", src, sha256=_sha(b"data"), content_type="")
-    assert not isinstance(info.value, StorageConflict)
+    assert info.value.path == storage.root and str(storage.root) in str(info.value)
     assert not (storage.root / "t" / "a.mp3").exists()
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
 from archiver.storage.base import check_key
+from archiver.storage.space import os_fault
 from archiver.storage.tempdir import TEMP_NAME, TempDir
 
 _CHUNK = 1 << 20
@@ -72,10 +73,6 @@ def _unlink_quietly(path: Path) -> None:
         os.unlink(path)
 
 
-def _storage_error(path: Path, e: OSError) -> StorageError:
-    return StorageError(f"{path}: {e.strerror or e}")
-
-
 class LocalStorage:
     """An archive root on a local filesystem (see archiver.storage.base.Storage)."""
 
@@ -95,6 +92,10 @@ class LocalStorage:
             raise StorageAccessError(
                 f"{self.root}: cannot use as archive folder: {e.strerror or e}"
             ) from e
+
+    def _fault(self, path: Path, e: OSError) -> StorageError:
+        """Full (of the archive's filesystem), denied or transient: see space.os_fault."""
+        return os_fault(path, e, folder=self.root)
 
     def _target(self, key: str) -> Path:
         """The file for `key`, refused unless it stays inside the root once symlinks resolve."""
@@ -132,7 +133,7 @@ class LocalStorage:
             _fsync_path(path)
             self._make_dirs(target.parent)
         except OSError as e:
-            raise _storage_error(target, e) from e
+            raise self._fault(target, e) from e
         try:
             self._publish(path, target)
         except FileExistsError:
@@ -140,7 +141,7 @@ class LocalStorage:
             return
         except OSError as e:
             if e.errno != errno.EXDEV:
-                raise _storage_error(target, e) from e
+                raise self._fault(target, e) from e
             # `path` lives on another filesystem: copy it next to the archive, then publish.
             local = self._copy_to_temp(path, target)
             try:
@@ -151,7 +152,7 @@ class LocalStorage:
                 return
             except OSError as e2:
                 _unlink_quietly(local)
-                raise _storage_error(target, e2) from e2
+                raise self._fault(target, e2) from e2
             _unlink_quietly(path)
 
     def _publish(self, src: Path, target: Path) -> None:
@@ -176,7 +177,7 @@ class LocalStorage:
                 and _sha256_file(target) == sha256
             )
         except OSError as e:
-            raise _storage_error(target, e) from e
+            raise self._fault(target, e) from e
         if not same:
             raise StorageConflict(f"{target}: already exists with other content; left as is")
         _unlink_quietly(path)
@@ -191,7 +192,7 @@ class LocalStorage:
                 os.fsync(out.fileno())
         except OSError as e:
             _unlink_quietly(Path(tmp))
-            raise _storage_error(target, e) from e
+            raise self._fault(target, e) from e
         return Path(tmp)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
@@ -217,7 +218,7 @@ class LocalStorage:
             tmp = None
             _fsync_path(target.parent)
         except OSError as e:
-            raise _storage_error(target, e) from e
+            raise self._fault(target, e) from e
         finally:
             if tmp is not None:
                 _unlink_quietly(tmp)
@@ -229,7 +230,7 @@ class LocalStorage:
         except FileNotFoundError:
             return None
         except OSError as e:
-            raise _storage_error(target, e) from e
+            raise self._fault(target, e) from e
 
     async def close(self) -> None:
         self._temp.close()

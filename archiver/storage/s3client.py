@@ -3,7 +3,8 @@
 One client for the process, built on a session of its own (clients are thread-safe, sessions
 are not). Every failure is classified here, in one place, as one line: StorageAccessError when
 the storage cannot be used until a person changes something (credentials, permissions, the
-bucket, a store that refuses boto3's checksum headers), else StorageError (transient, retried).
+bucket, a store that refuses boto3's checksum headers), StorageFull when the store has no room
+(507, a quota exceeded), else StorageError (transient, retried).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import botocore.exceptions as bx
 from botocore.config import Config as BotoConfig
 
 from archiver.config import StorageConfig
-from archiver.errors import StorageAccessError, StorageError
+from archiver.errors import StorageAccessError, StorageError, StorageFull
 
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 # A conditional write (If-None-Match: *) refused: the key exists (412), or another conditional
@@ -34,6 +35,16 @@ _ACCESS_CODES = frozenset(
         "InvalidBucketName",
         "PermanentRedirect",
         "AuthorizationHeaderMalformed",
+    }
+)
+# The store has no room: MinIO's disks, a bucket or account quota (Ceph RGW, Wasabi, others).
+_FULL_CODES = frozenset(
+    {
+        "XMinioStorageFull",
+        "XMinioAdminBucketQuotaExceeded",
+        "QuotaExceeded",
+        "InsufficientStorage",
+        "StorageFull",
     }
 )
 _CHECKSUM_HEADERS = ("x-amz-checksum-", "x-amz-sdk-checksum-algorithm", "x-amz-trailer")
@@ -127,6 +138,13 @@ def classify(
         code = error_code(exc)
         status = _status(exc)
         message = one_line(err.get("Message") or code)
+        if code in _FULL_CODES or status == 507:
+            return StorageFull(
+                "/".join(where.split("/", 3)[:3]),  # s3://bucket/key → s3://bucket
+                path=None,
+                free_bytes=None,
+                detail=f"{doing}: {code or status} {message}",
+            )
         if code in _ACCESS_CODES or status == 403:
             hint = (
                 "; the credentials need s3:GetObject, s3:PutObject, s3:DeleteObject, "
