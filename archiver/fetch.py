@@ -219,10 +219,14 @@ class Fetcher:
     async def _open_part(self) -> _Part:
         self._temp_dir.mkdir(parents=True, exist_ok=True)
         folder = self._temp_dir.parent  # the archive (local) or cache folder it lives in
+        making = asyncio.ensure_future(
+            asyncio.to_thread(tempfile.mkstemp, prefix="fetch-", suffix=".part", dir=self._temp_dir)
+        )
         try:
-            fd, name = await asyncio.to_thread(
-                tempfile.mkstemp, prefix="fetch-", suffix=".part", dir=self._temp_dir
-            )
+            fd, name = await asyncio.shield(making)
+        except asyncio.CancelledError:  # the thread still makes the file: remove it then
+            making.add_done_callback(_discard_made)
+            raise
         except OSError as exc:  # no inode left, say
             fault = os_fault(self._temp_dir, exc, folder=folder)
             if isinstance(fault, StorageFull):
@@ -380,6 +384,16 @@ class Fetcher:
         fetched = Fetched(part.path, url, part.written, stored, part.kind, part.have, source)
         log.info("fetch_done", url=url, bytes=fetched.bytes, media=fetched.media)
         return fetched
+
+
+def _discard_made(making: asyncio.Future[tuple[int, str]]) -> None:
+    """Remove the temp file a cancelled `_open_part` had a thread make."""
+    if making.cancelled() or making.exception() is not None:
+        return
+    fd, name = making.result()
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
 
 
 @dataclass(frozen=True)
