@@ -88,6 +88,7 @@ class TaggingConfig:
 class DaemonConfig:
     grace_period_s: float = 30.0  # SIGTERM: how long in-flight files may take to finish
     metrics_listen: str = ""  # loopback only, e.g. "127.0.0.1:9464"; empty = off
+    verify_every_s: float = 0.0  # rolling verify: the whole archive once per this period; 0 = off
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,9 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         ),
         "metrics_listen": _Key(
             str, 'a loopback host:port (e.g. "127.0.0.1:9464") or ""', _is_listen
+        ),
+        "verify_every_s": _Key(
+            float, "a number of seconds >= 0 (0 = off)", lambda v: math.isfinite(v) and v >= 0
         ),
     },
     "intake": {

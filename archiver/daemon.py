@@ -31,6 +31,7 @@ from archiver.sdnotify import Notifier
 from archiver.state import TaskState
 from archiver.status import counts_text, phase_counts
 from archiver.tasklist import read_task_list
+from archiver.verify.rolling import start_rolling_verify
 
 log = structlog.get_logger()
 
@@ -363,6 +364,7 @@ async def _archive(
                 readiness.notifier.status(status())
 
     watching = asyncio.create_task(watch(), name="task-list-watch")
+    verifying = start_rolling_verify(config, metrics.registry)
     if not stop.is_set():  # SIGTERM while starting: STOPPING=1 is sent, READY=1 must not follow
         log.info(
             "daemon_ready",
@@ -378,8 +380,10 @@ async def _archive(
     try:
         await work  # returns once `stop` is set and in-flight tasks are done or cancelled
     finally:
-        watching.cancel()
-        await asyncio.gather(watching, return_exceptions=True)
+        side_tasks = [t for t in (watching, verifying) if t is not None]
+        for task in side_tasks:
+            task.cancel()
+        await asyncio.gather(*side_tasks, return_exceptions=True)
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)

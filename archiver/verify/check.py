@@ -65,21 +65,25 @@ def verify(
     state_path: Path | None,
     *,
     only: Collection[str] | None = None,
+    asked: bool = True,
     read_data: bool = False,
     on_progress: OnProgress | None = None,
+    stop: threading.Event | None = None,
     clock: Callable[[], float] = time.time,
 ) -> VerifyReport:
     """Check the archive `view` shows against its manifests and the state at `state_path`
-    (None, or a path with no file: every manifest is unknown to it). `only`: these task IDs."""
+    (None, or a path with no file: every manifest is unknown to it). `only`: these task IDs;
+    `asked`: each of them should have a manifest (unless the state has it pending), not only
+    those the state calls archived. `stop` set: the walk ends early (the daemon stops)."""
     started = time.monotonic()
-    checker = _Checker(view, read_data=read_data, now=clock(), on_progress=on_progress)
+    checker = _Checker(view, read_data=read_data, now=clock(), on_progress=on_progress, stop=stop)
     results = list(checker.run(view.folders(only)))
     state_found = state_path is not None and state_path.exists()
     state_ctx: AbstractContextManager[StateStore | None] = (
         read_only_state(state_path) if state_found and state_path else nullcontext(None)
     )
     with state_ctx as state:
-        problems = checker.tally.problems + _against_state(view, results, state, only)
+        problems = checker.tally.problems + _against_state(view, results, state, only, asked)
     return VerifyReport(
         archive=view.location,
         manifests=checker.tally.manifests,
@@ -93,8 +97,15 @@ def verify(
 
 class _Checker:
     def __init__(
-        self, view: ArchiveView, *, read_data: bool, now: float, on_progress: OnProgress | None
+        self,
+        view: ArchiveView,
+        *,
+        read_data: bool,
+        now: float,
+        on_progress: OnProgress | None,
+        stop: threading.Event | None,
     ) -> None:
+        self._stop = stop
         self._view = view
         self._read_data = read_data
         self._now = now
@@ -110,6 +121,8 @@ class _Checker:
             running: set[Future[_FolderResult]] = set()
             try:
                 for folder in folders:
+                    if self._stop is not None and self._stop.is_set():
+                        break
                     if len(running) >= 2 * workers:
                         done, running = wait(running, return_when=FIRST_COMPLETED)
                         yield from (f.result() for f in done)
@@ -204,6 +217,7 @@ def _against_state(
     results: list[_FolderResult],
     state: StateStore | None,
     only: Collection[str] | None,
+    asked: bool,
 ) -> list[Problem]:
     """What the walk found, against the state read now (after the walk)."""
     problems: list[Problem] = []
@@ -220,10 +234,15 @@ def _against_state(
             problems += _strays(view, name, result)
         elif not result.unreadable and phase not in (Phase.PENDING, *WITH_MANIFEST):
             problems += _strays(view, name, result)  # unless a manifest came meanwhile
-    # Tasks that should have a manifest: those the state says were archived, and those asked for.
-    claimed = state.phases_in(WITH_MANIFEST) if state else {}
+    # Tasks that should have a manifest: those the state says were archived, those asked for.
+    claimed: dict[str, Phase | None] = dict(state.phases_in(WITH_MANIFEST)) if state else {}
     if only is not None:
-        claimed = {tid: claimed.get(tid) for tid in only}
+        known = {tid: s.phase for tid, s in state.get_many(only).items()} if state else {}
+        claimed = {
+            tid: known.get(tid)
+            for tid in only
+            if known.get(tid) in WITH_MANIFEST or (asked and known.get(tid) is not Phase.PENDING)
+        }
     for task_id, phase in claimed.items():
         result = task_folders.get(task_id)
         if result is not None and (result.manifest is not None or result.unreadable):
