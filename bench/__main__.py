@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench import machine, memory, polling, scale, throughput
+from bench import intake, machine, memory, polling, scale, throughput
 from bench.options import MEASUREMENTS, QUICK, Options
 from bench.report import Table
 
@@ -46,6 +46,10 @@ def _parse(argv: list[str] | None) -> Options:
     sizes.add_argument("--seed", type=int, help="polling: random seed of the finish times")
     sizes.add_argument("--ids", type=int, help="scale: IDs in the long task list")
     sizes.add_argument("--rerun-tasks", type=int, help="scale: archived tasks rerun")
+    sizes.add_argument("--intake-tasks", type=int, help="intake: music tasks called back about")
+    sizes.add_argument(
+        "--intake-scale", type=float, help="intake: time compression of the run (0.1)"
+    )
     args = p.parse_args(argv)
     opts = QUICK if args.quick else Options()
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("quick", "only")}
@@ -63,6 +67,8 @@ def _measure(name: str, opts: Options, work: Path, curl: str | None) -> Table:
         return memory.measure(opts, folder)
     if name == "polling":
         return polling.measure(opts)
+    if name == "intake":
+        return intake.measure(opts, folder)
     return scale.measure(opts, folder)
 
 

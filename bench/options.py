@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-MEASUREMENTS = ("throughput", "memory", "polling", "scale")
+MEASUREMENTS = ("throughput", "memory", "polling", "scale", "intake")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,18 @@ class Options:
     # scale
     ids: int = 100_000
     rerun_tasks: int = 10_000
+    # intake: music tasks called back about, and the time compression of the run
+    intake_tasks: int = 30
+    intake_scale: float = 0.1
 
 
-QUICK = Options(tasks=4, rounds=1, mp3_mb=(1.0, 20.0), poll_tasks=60, ids=5_000, rerun_tasks=100)
+QUICK = Options(
+    tasks=4,
+    rounds=1,
+    mp3_mb=(1.0, 20.0),
+    poll_tasks=60,
+    ids=5_000,
+    rerun_tasks=100,
+    intake_tasks=3,
+    intake_scale=0.02,
+)

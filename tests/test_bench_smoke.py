@@ -16,6 +16,7 @@ HEADERS = (
     "### Memory:",
     "### Polling cost:",
     "### Scale:",
+    "### Intake:",
 )
 
 
