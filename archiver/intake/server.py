@@ -123,7 +123,13 @@ class Intake:
         self.tasks_added.inc(added)
         event = "callback_accepted" if outcome == "accepted" else "callback_duplicate"
         (log.info if outcome == "accepted" else log.debug)(
-            event, task_id=cb.task_id, kind=cb.kind, stage=cb.stage, code=cb.code, new=bool(added)
+            event,
+            task_id=cb.task_id,
+            kind=cb.kind,
+            stage=cb.stage,
+            finished=cb.finished,
+            code=cb.code,
+            new=bool(added),
         )
         return _json(200, {"ok": True, "task_id": cb.task_id})
 
