@@ -79,9 +79,10 @@ def describe_archive(dest: Path) -> str:
                         f"      title {str(title)!r}, {len(tags)} ID3 frames"
                         + (", cover embedded" if tags.getall("APIC") else "")
                     )
-        for entry in doc.get("images", []):
+        for entry in [*doc.get("images", []), *doc.get("files", [])]:
             if "path" in entry:
-                lines.append(f"    {entry['path']:<52} {entry['bytes']:>9,} bytes")
+                role = f"  {entry['role']}" if "role" in entry else ""
+                lines.append(f"    {entry['path']:<52} {entry['bytes']:>9,} bytes{role}")
         if doc.get("error"):
             lines.append(f"    error {doc['error']['code']}: {doc['error']['message']}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter as CounterOf
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -29,7 +30,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from archiver.listen import start_listener
-from archiver.state import Phase, TaskState
+from archiver.records import Kind
+from archiver.state import UNKNOWN_KIND, Phase, TaskState
 from archiver.status import phase_counts
 
 log = structlog.get_logger()
@@ -56,9 +58,21 @@ class _TaskPhases(Collector):
         self._source = source
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        tasks = list(self._source())
         family = GaugeMetricFamily("suno_archiver_tasks", "Listed tasks by phase", labels=["phase"])
-        for phase, n in phase_counts(self._source()).items():
+        for phase, n in phase_counts(tasks).items():
             family.add_metric([phase.value], n)
+        yield family
+        by_kind = CounterOf((t.kind.value if t.kind else UNKNOWN_KIND, t.phase) for t in tasks)
+        family = GaugeMetricFamily(
+            "suno_archiver_tasks_by_kind",
+            "Listed tasks by kind and phase",
+            labels=["kind", "phase"],
+        )
+        for kind in [*(k.value for k in Kind), UNKNOWN_KIND]:
+            for phase in Phase:
+                if kind != UNKNOWN_KIND or by_kind[(kind, phase)]:
+                    family.add_metric([kind, phase.value], by_kind[(kind, phase)])
         yield family
 
 

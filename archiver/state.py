@@ -100,6 +100,7 @@ class TaskState:
     archive_attempts: int = 0
 
 
+UNKNOWN_KIND = "unknown"  # how status and metrics name the kind of a task not yet found
 _KINDS: dict[str | None, Kind | None] = {None: None, **{k.value: k for k in Kind}}
 _PHASES: dict[str, Phase] = {p.value: p for p in Phase}
 
@@ -344,6 +345,13 @@ class StateStore:
         for phase, n in self._db.execute("SELECT phase, COUNT(*) FROM tasks GROUP BY phase"):
             result[Phase(phase)] = n
         return result
+
+    def kind_counts(self) -> dict[str, int]:
+        """How many tasks are of each kind ("unknown": a bare ID no endpoint was asked about
+        yet, or none knew), kinds present only, in the registry's order."""
+        found = dict(self._db.execute("SELECT kind, COUNT(*) FROM tasks GROUP BY kind"))
+        order = [*(kind.value for kind in Kind), None]
+        return {kind or UNKNOWN_KIND: found[kind] for kind in order if found.get(kind)}
 
     def problems(self) -> list[TaskState]:
         """Tasks that ended badly (partial, failed, not found, timed out), oldest first."""

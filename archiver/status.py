@@ -13,7 +13,7 @@ import sqlite3
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -55,6 +55,7 @@ class StatusReport:
     state_path: Path
     counts: dict[Phase, int]
     problems: tuple[TaskState, ...]  # partial, failed, not found, timed out; oldest first
+    kinds: dict[str, int] = field(default_factory=dict)  # tasks by kind, kinds present only
 
 
 def read_status(state_path: Path) -> StatusReport:
@@ -62,7 +63,9 @@ def read_status(state_path: Path) -> StatusReport:
     it cannot be reached (the service's state is under /var/lib/private, root's only)."""
     with read_only_state(state_path) as store:
         try:
-            return StatusReport(state_path, store.counts(), tuple(store.problems()))
+            return StatusReport(
+                state_path, store.counts(), tuple(store.problems()), store.kind_counts()
+            )
         except sqlite3.Error as exc:
             raise UsageError(f"{state_path}: cannot read state database: {exc}") from None
 
@@ -105,6 +108,8 @@ def read_only_state(state_path: Path) -> Iterator[StateStore]:
 def format_status(report: StatusReport) -> str:
     total = sum(report.counts.values())
     lines = [f"{total} tasks in {report.state_path}", f"  {counts_text(report.counts, zeros=True)}"]
+    if report.kinds:
+        lines.append("  by kind: " + ", ".join(f"{n} {kind}" for kind, n in report.kinds.items()))
     for task in report.problems:
         detail = task.last_error or task.last_status or ""
         when = utc_iso_of(task.updated_at)
@@ -117,6 +122,7 @@ def status_json(report: StatusReport) -> dict[str, Any]:
         "state": str(report.state_path),
         "total": sum(report.counts.values()),
         "counts": {phase.value: n for phase, n in report.counts.items()},
+        "kinds": dict(report.kinds),
         "problems": [
             {
                 "task_id": t.task_id,

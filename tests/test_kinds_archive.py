@@ -9,12 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.exposition import generate_latest
 from test_backfill import Site as BackfillSite
 
+from archiver.config import DownloadConfig
 from archiver.kinds import PROBE_ORDER
+from archiver.metrics import Metrics
 from archiver.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.state import Phase, StateStore
+from archiver.status import format_status, read_status, status_json
 
 OUTPUT_KINDS = ("wav", "stems", "mp4", "midi", "lyrics")
 # What each kind's stand-in task yields by default: file name in the task folder → role.
@@ -142,6 +146,7 @@ async def test_a_body_that_is_not_the_kind_s_media_is_never_stored(
 ) -> None:
     task = fake_hex_id(f"{kind}:{wrong}")
     site.sb.add_output(kind, task, wrong_body=wrong)
+    site.download = DownloadConfig(attempts=1)  # an HTML page may pass: retried by the engine
 
     report = await site.backfill(f"{kind}:{task}")
 
@@ -156,6 +161,7 @@ async def test_a_body_that_is_not_the_kind_s_media_is_never_stored(
 async def test_success_without_a_file_ends_partial(site: BackfillSite) -> None:
     task = fake_hex_id("wav:nofile")
     site.sb.add_output("wav", task, no_file=True)
+    site.poll_time_scale = 0.002  # the 600 s it waits for the file take 1.2 s
     report = await site.backfill(f"wav:{task}")
     assert report.tasks[0].phase is Phase.PARTIAL
     assert "the API gave no file" in (report.tasks[0].last_error or "")
@@ -214,3 +220,25 @@ async def test_a_deleted_state_trusts_the_manifests_of_every_kind(site: Backfill
     assert report.complete and site.sb.api.total_calls == calls
     with StateStore.open(site.state) as store:
         assert store.get_many([task])[task].kind is Kind.STEMS
+
+
+async def test_status_and_metrics_count_tasks_by_kind(site: BackfillSite) -> None:
+    lines = []
+    for kind in ("wav", "wav", "midi"):
+        task = fake_hex_id(f"{kind}:count:{len(lines)}")
+        site.sb.add_output(kind, task)
+        lines.append(f"{kind}:{task}")
+    site.sb.add_music("song")
+    report = await site.backfill(*lines, "song")
+
+    status = read_status(site.state)
+    assert status.kinds == {"music": 1, "wav": 2, "midi": 1}  # in the registry's order
+    assert "by kind: 1 music, 2 wav, 1 midi" in format_status(status)
+    assert status_json(status)["kinds"] == status.kinds
+
+    metrics = Metrics()
+    metrics.bind(lambda: {t.task_id: t for t in report.tasks}, lambda: 0)
+    body = generate_latest(metrics.registry).decode()
+    assert 'suno_archiver_tasks_by_kind{kind="wav",phase="archived"} 2.0' in body
+    assert 'suno_archiver_tasks_by_kind{kind="lyrics",phase="archived"} 0.0' in body
+    assert 'kind="unknown"' not in body  # only when some listed ID is of no known kind yet

@@ -25,6 +25,14 @@ def add_demo_tasks(sb: Sandbox, *, pending_after_s: float = 6.0) -> list[str]:
         error_code=400,
         error_message="Lyrics contained copyrighted material",
     )
+    # One task of every other kind, made from the songs above; the lyrics are listed bare, so
+    # the archiver asks the endpoints in turn until one knows the ID.
+    made = {kind: fake_hex_id(f"demo:{kind}") for kind in ("wav", "stems", "mp4", "midi", "lyrics")}
+    sb.add_output("wav", made["wav"], wav_seconds=2.0)
+    sb.add_output("stems", made["stems"], create_time="ms")
+    sb.add_output("mp4", made["mp4"], ready_after_s=pending_after_s / 2)
+    sb.add_output("midi", made["midi"], create_time="ms")
+    sb.add_output("lyrics", made["lyrics"])
     return [
         "# suno-archiver demo tasks",
         f"music:{rock}",
@@ -33,6 +41,8 @@ def add_demo_tasks(sb: Sandbox, *, pending_after_s: float = 6.0) -> list[str]:
         f"cover:{cover}",
         pending,
         failed,
+        *(f"{kind}:{task_id}" for kind, task_id in made.items() if kind != "lyrics"),
+        made["lyrics"],
     ]
 
 
