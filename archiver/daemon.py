@@ -4,8 +4,9 @@ The same engine as `backfill` (`open_engine`), fed differently: the list is read
 whenever the file changes (checked every `WATCH_INTERVAL_S`: inode, size and mtime) and on
 SIGHUP, and `engine.run` never finishes on its own. A missing or unreadable list is logged and
 waited for; the daemon keeps the tasks it had. So is storage that cannot be opened at start
-(a missing bucket, denied access): logged, retried slowly, never an exit. Around it sit the
-systemd protocol (READY, STATUS, WATCHDOG, STOPPING) and the optional metrics listener.
+(a missing bucket, denied access): logged, retried slowly, never an exit. A full storage pauses
+archiving until space returns (spacewatch.py). Around it sit the systemd protocol (READY,
+STATUS, WATCHDOG, STOPPING) and the optional metrics listener.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from archiver.errors import StorageError, UsageError
 from archiver.intake import Intake
 from archiver.metrics import Metrics
 from archiver.sdnotify import Notifier
+from archiver.spacewatch import SpaceWatch
 from archiver.state import TaskState
 from archiver.status import counts_text, phase_counts
 from archiver.tasklist import read_task_list
@@ -198,9 +200,12 @@ async def _serve(
 ) -> None:
     readiness = _Readiness(notifier)
     status_stale = asyncio.Event()  # a task changed since STATUS= was last sent
+    listeners: list[Callable[[TaskState], None]] = []  # more, once the engine is open
 
     def changed(state: TaskState) -> None:
         metrics.task_changed(state)
+        for listener in listeners:
+            listener(state)
         status_stale.set()
 
     beat = asyncio.create_task(_heartbeat(notifier, metrics, readiness), name="heartbeat")
@@ -210,7 +215,9 @@ async def _serve(
                 stack, config, changed, retry_base_s, poll_time_scale, stop, reread, readiness
             )
             if engine is not None and not stop.is_set():
-                await _archive(config, engine, readiness, metrics, stop, reread, status_stale)
+                await _archive(
+                    config, engine, readiness, metrics, stop, reread, status_stale, listeners
+                )
     finally:
         beat.cancel()
         await asyncio.gather(beat, return_exceptions=True)
@@ -321,15 +328,20 @@ async def _archive(
     stop: asyncio.Event,
     reread: asyncio.Event,
     status_stale: asyncio.Event,
+    listeners: list[Callable[[TaskState], None]],
 ) -> None:
     """Serve with an open engine until `stop`: the task-list watcher, the metrics listener,
-    STATUS= updates."""
+    STATUS= updates, the free-space watch (`listeners` get every task change)."""
     assert config.tasks.list is not None
     watcher = _TaskListWatcher(config.tasks.list, engine, metrics)
     metrics.bind(lambda: engine.tasks, lambda: engine.in_flight)
+    space = SpaceWatch(engine, min_free_bytes=config.storage.min_free_bytes)
+    metrics.watch_pauses(space.health)
+    listeners.append(space.task_changed)
 
     def status() -> str:
-        return status_line(list(engine.tasks.values()) if watcher.loaded else None)
+        line = status_line(list(engine.tasks.values()) if watcher.loaded else None)
+        return f"archiving paused: {space.paused}; {line}" if space.paused else line
 
     if not await watcher.check():
         # No list yet: the tasks the HTTP intake was given are archived meanwhile. (A state
@@ -357,7 +369,9 @@ async def _archive(
                 await asyncio.wait_for(reread.wait(), WATCH_INTERVAL_S)
             force = reread.is_set()
             reread.clear()
-            if await watcher.check(force=force):
+            paused = space.paused
+            space.check(now=force)
+            if await watcher.check(force=force) or space.paused is not paused:
                 status_stale.set()
             if status_stale.is_set() and not stop.is_set():
                 status_stale.clear()

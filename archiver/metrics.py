@@ -84,6 +84,8 @@ class Metrics:
         self.last_tick = clock()
         self._tasks: Callable[[], Mapping[str, TaskState]] = dict
         self._in_flight: Callable[[], int] = lambda: 0
+        # Why archiving waits, for /healthz (the daemon's SpaceWatch.health): None = it does not.
+        self._paused: Callable[[], dict[str, Any] | None] = lambda: None
         self._seen: dict[str, tuple[int, int, Phase]] = {}  # polls, attempts, phase
 
         r = self.registry = CollectorRegistry()
@@ -123,6 +125,11 @@ class Metrics:
             "Seconds since the last answer of the API (since the start when none yet)",
             registry=r,
         ).set_function(self.seconds_since_api_success)
+        Gauge(
+            "suno_archiver_storage_full",
+            "1 while archiving is paused because the storage is full (or below min_free_bytes)",
+            registry=r,
+        ).set_function(lambda: float(self._paused() is not None))
         Gauge(
             "suno_archiver_start_time_seconds", "When the daemon started (Unix time)", registry=r
         ).set(self.started_at)
@@ -188,15 +195,20 @@ class Metrics:
         since = self.last_api_success if self.last_api_success is not None else self.started_at
         return max(0.0, self._clock() - since)
 
+    def watch_pauses(self, paused: Callable[[], dict[str, Any] | None]) -> None:
+        """Where /healthz and the storage_full gauge read whether archiving waits for space."""
+        self._paused = paused
+
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, body): the loop ticks, and when something is pending, the API answered
-        (or the daemon started) recently."""
+        """(healthy, body): archiving is not paused for a full storage, the loop ticks, and
+        when something is pending, the API answered (or the daemon started) recently."""
         now = self._clock()
         counts = phase_counts(self._tasks().values())
         loop_lag = now - self.last_tick
         api_age = self.seconds_since_api_success()
         pending = counts[Phase.PENDING]
-        ok = loop_lag < LOOP_STALE_S and (pending == 0 or api_age < API_STALE_S)
+        paused = self._paused()
+        ok = paused is None and loop_lag < LOOP_STALE_S and (pending == 0 or api_age < API_STALE_S)
         body = {
             "status": "ok" if ok else "unhealthy",
             "tasks": {phase.value: n for phase, n in counts.items()},
@@ -205,6 +217,8 @@ class Metrics:
             "seconds_since_loop_tick": round(loop_lag, 1),
             "uptime_s": round(now - self.started_at, 1),
         }
+        if paused is not None:
+            body["archiving_paused"] = paused
         return ok, body
 
     # --- serving ----------------------------------------------------------------------------
