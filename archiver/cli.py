@@ -108,7 +108,12 @@ def _load(args: argparse.Namespace) -> Config | None:
     if args.command == "demo":
         return None
     no_key = ("status", "reindex") + (() if getattr(args, "repair", False) else ("verify",))
-    return load_config(args.config, os.environ, read_key=args.command not in no_key)
+    return load_config(
+        args.config,
+        os.environ,
+        read_key=args.command not in no_key,
+        read_intake=args.command == "run",  # the only command serving it
+    )
 
 
 def _backfill(config: Config, ids_file: Path, display: Progress | None) -> int:

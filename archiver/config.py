@@ -370,19 +370,22 @@ def _hint_anywhere(key: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_config(path: Path | None, env: Mapping[str, str], *, read_key: bool = True) -> Config:
+def load_config(
+    path: Path | None, env: Mapping[str, str], *, read_key: bool = True, read_intake: bool = True
+) -> Config:
     """Read `path` (None: `./archive.toml` if it exists, else built-in defaults).
 
     Raises ConfigError with one line naming the file and the key. A missing API key is not
     an error here: `demo` needs none, and the CLI says what to set when a command needs one.
     read_key=False leaves api_key "" without reading api_key_file or $SUNO_API_KEY: `status`
     needs no key, and its user may not be able to read a systemd credential.
+    read_intake=False likewise leaves the [intake] secrets unread (only `run` serves it).
     """
     if path is None and Path(DEFAULT_CONFIG_NAME).exists():
         path = Path(DEFAULT_CONFIG_NAME)
     if path is None:
         loader = _Loader("(defaults)", Path.cwd())
-        return _build(loader, {name: {} for name in _SCHEMA}, env, None, read_key)
+        return _build(loader, {name: {} for name in _SCHEMA}, env, None, read_key, read_intake)
 
     label = str(path)
     loader = _Loader(label, Path(os.path.abspath(path)).parent)
@@ -400,7 +403,7 @@ def load_config(path: Path | None, env: Mapping[str, str], *, read_key: bool = T
         # tomllib's message carries "(at line L, column C)" and never the offending text.
         raise ConfigError(f"{label}: invalid TOML: {e}") from None
     source = Path(os.path.abspath(path))
-    return _build(loader, loader.sections(doc), env, source, read_key)
+    return _build(loader, loader.sections(doc), env, source, read_key, read_intake)
 
 
 def _build(
@@ -409,6 +412,7 @@ def _build(
     env: Mapping[str, str],
     source: Path | None,
     read_key: bool,
+    read_intake: bool,
 ) -> Config:
     api = raw["api"]
     storage = raw["storage"]
@@ -457,7 +461,7 @@ def _build(
         download=DownloadConfig(**raw["download"]),
         tagging=TaggingConfig(**raw["tagging"]),
         daemon=DaemonConfig(**raw["daemon"]),
-        intake=_intake(loader, raw["intake"]) if read_key else IntakeConfig(),
+        intake=_intake(loader, raw["intake"]) if read_key and read_intake else IntakeConfig(),
         source=source,
     )
 

@@ -475,6 +475,8 @@ def test_intake_reads_its_secrets_from_files(tmp_path: Path) -> None:
     )
     assert TOKEN not in repr(load(path))
     assert load(path, read_key=False).intake.token == ""  # `status` reads no secret
+    (tmp_path / "token").unlink()  # a systemd credential exists while the service runs only
+    assert load_config(path, {}, read_intake=False).intake.token == ""  # `backfill`
 
 
 @pytest.mark.parametrize(
