@@ -7,11 +7,12 @@ Every answer is classified in one place (`classify_answer`, with its code table
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -33,8 +34,10 @@ from archiver.kinds import KINDS, PROBE_ORDER
 from archiver.records import Kind, Record
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 PATHS: Mapping[Kind, str] = {kind: task_kind.path for kind, task_kind in KINDS.items()}
+ALIGNED_LYRICS_PATH = "/api/v1/generate/get-timestamped-lyrics"
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a record is a few kB; anything this big is not one
 MAX_RETRY_AFTER_S = 3600.0
 # A rejected key or a wrong base_url is fixed by a person, not by hammering the API: the
@@ -110,10 +113,23 @@ class SunoApi:
 
     async def record(self, kind: Kind, task_id: str) -> Record:
         """One endpoint's record, retrying slow-downs, maintenance and transient failures."""
+        return await self._retrying(task_id, str(kind), lambda: self._call(kind, task_id))
+
+    async def timestamped_lyrics(self, task_id: str, audio_id: str) -> dict[str, Any] | None:
+        """A music track's word timings (`POST …/get-timestamped-lyrics`): the answer's `data`
+        object, or None when the API has none to give (`data: null`, or 404/422)."""
+        try:
+            return await self._retrying(
+                task_id, "aligned_lyrics", lambda: self._call_lyrics(task_id, audio_id)
+            )
+        except UnknownTask:
+            return None
+
+    async def _retrying(self, task_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 1
         while True:
             try:
-                return await self._call(kind, task_id)
+                return await call()
             except ApiUnusable:
                 # The calls of other tasks already waiting in the limiter would be refused too.
                 self._limiter.pause(AUTH_RETRY_S)
@@ -129,7 +145,7 @@ class SunoApi:
                 log.warning(
                     "api_retry",
                     task_id=task_id,
-                    kind=str(kind),
+                    kind=what,
                     error=str(exc),
                     error_class=type(exc).__name__,
                     attempt=attempt,
@@ -139,13 +155,35 @@ class SunoApi:
                 attempt += 1
 
     async def _call(self, kind: Kind, task_id: str) -> Record:
+        answer = await self._request(PATHS[kind], params={"taskId": task_id})
+        with self._redacted():
+            return classify_answer(kind, task_id, *answer[:2], **answer[2])
+
+    async def _call_lyrics(self, task_id: str, audio_id: str) -> dict[str, Any]:
+        body = {"taskId": task_id, "audioId": audio_id}
+        answer = await self._request(ALIGNED_LYRICS_PATH, json_body=body)
+        with self._redacted():
+            return answer_data("aligned lyrics", *answer[:2], **answer[2])
+
+    async def _request(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes, dict[str, Any]]:
+        """One call (a GET with `params`, or a POST of `json_body`) within the rate cap:
+        HTTP status, body, and the keywords `classify_answer` takes besides."""
         await self._limiter.acquire()
         headers = {"Authorization": f"Bearer {self.__key}", "Accept": "application/json"}
-        url = self._base_url + PATHS[kind]
+        url = self._base_url + path
+        method = "GET" if json_body is None else "POST"
         try:
-            async with self._session.get(
+            async with self._session.request(
+                method,
                 url,
-                params={"taskId": task_id},
+                params=params,
+                json=json_body,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -160,18 +198,16 @@ class SunoApi:
         except aiohttp.ClientError as exc:
             message = self._redact(f"connection to the API failed: {type(exc).__name__}: {exc}")
             raise TransientApiError(message) from None
+        extra = {"path": urlsplit(url).path, "retry_after": retry_after, "reason": reason}
+        return status, body, extra
+
+    @contextlib.contextmanager
+    def _redacted(self) -> Iterator[None]:
+        """An error that quotes the key (an echoing proxy) must not leak it."""
         try:
-            return classify_answer(
-                kind,
-                task_id,
-                status,
-                body,
-                path=urlsplit(url).path,
-                retry_after=retry_after,
-                reason=reason,
-            )
+            yield
         except ApiError as exc:
-            if self.__key and self.__key in str(exc):  # an echoing proxy must not leak it
+            if self.__key and self.__key in str(exc):
                 raise type(exc)(self._redact(str(exc)), retry_after=exc.retry_after) from None
             raise
 
@@ -205,6 +241,25 @@ def classify_answer(
 
     HTTP status and body `code` mean the same thing and go through the same table.
     """
+    data = answer_data(
+        f"{kind} endpoint", status, body, path=path, retry_after=retry_after, reason=reason
+    )
+    try:
+        return KINDS[kind].parse(data, task_id)  # type: ignore[no-any-return]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise TransientApiError(f"the API's {kind} record is unusable: {exc}") from exc
+
+
+def answer_data(
+    what: str,
+    status: int,
+    body: bytes,
+    *,
+    path: str,
+    retry_after: str | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """The `data` object of an answer from `what` (named in errors), or the error class."""
     doc = _json_or_none(body)
     msg = _short(doc.get("msg")) if isinstance(doc, dict) else ""
     if status != 200:
@@ -218,8 +273,8 @@ def classify_answer(
         raise error_for_code(status, msg or reason, retry_after=_retry_after_s(retry_after))
     if doc is None:
         looks_html = body.lstrip()[:1] == b"<"
-        what = "an HTML page" if looks_html else "malformed JSON"
-        raise TransientApiError(f"the API answered with {what} instead of a record")
+        shape = "an HTML page" if looks_html else "malformed JSON"
+        raise TransientApiError(f"the API answered with {shape} instead of a record")
     if not isinstance(doc, dict):
         raise TransientApiError("the API's answer is not a JSON object")
     code = doc.get("code")
@@ -231,13 +286,10 @@ def classify_answer(
         raise error_for_code(code, msg, retry_after=_retry_after_s(retry_after))
     data = doc.get("data")
     if data is None:
-        raise UnknownTask(f"the {kind} endpoint does not know this task (data: null)")
+        raise UnknownTask(f"the {what} does not know this task (data: null)")
     if not isinstance(data, dict):
         raise TransientApiError("the API's `data` is not an object")
-    try:
-        return KINDS[kind].parse(data, task_id)  # type: ignore[no-any-return]
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise TransientApiError(f"the API's {kind} record is unusable: {exc}") from exc
+    return data
 
 
 def error_for_code(code: int, msg: str, *, retry_after: float | None = None) -> ApiError:

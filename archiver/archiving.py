@@ -25,13 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from archiver import media
+from archiver.aligned import LyricsSource, add_aligned_lyrics, stored_keys
+from archiver.api import ALIGNED_LYRICS_PATH
 from archiver.config import TaggingConfig
-from archiver.errors import FetchError, StorageConflict, TaggingError
+from archiver.errors import ApiError, ApiUnusable, FetchError, StorageConflict, TaggingError
 from archiver.fetch import Fetched, Fetcher, Reshape
 from archiver.lifecycle import FileSpec, track_names
 from archiver.manifest import (
@@ -42,6 +44,7 @@ from archiver.manifest import (
     encode_manifest,
     error_entry,
     file_entry,
+    is_error_entry,
     role_entry,
     stored_entries,
 )
@@ -50,6 +53,7 @@ from archiver.storage import Storage
 from archiver.tagging import TagWriter, check_mp3
 
 log = structlog.get_logger()
+K = TypeVar("K")
 
 
 _Result = Fetched | FetchError | TaggingError  # of one file's fetch
@@ -107,8 +111,10 @@ class Archivist:
         download_slots: asyncio.Semaphore,
         version: str,
         clock: Callable[[], float],
+        aligned_lyrics: LyricsSource | None = None,
     ) -> None:
         self._fetcher = fetcher
+        self._aligned_lyrics = aligned_lyrics  # [tagging] aligned_lyrics: where to ask
         self._storage = storage
         self._tagging = tagging
         self._slots = download_slots
@@ -127,11 +133,13 @@ class Archivist:
         """Fetch and store the files of `specs` storage lacks, then write the manifest.
         `expect` (repair): the source SHA-256 each of those files had when first archived;
         unless every one is fetched with the same bytes, NotRestored and nothing changes."""
-        earlier = _stored_before(await read_manifest(self._storage, record.task_id), specs)
-        kept = await self._still_stored(earlier)
+        before = await read_manifest(self._storage, record.task_id)
+        kept = await self._still_stored(_stored_before(before, specs))
         new = await self._fetch_and_store(record, specs, kept, final=final, expect=expect)
         entries = {spec: kept[spec] if spec in kept else new[spec] for spec in specs}
         tracks, images, files = self._arrange(record, specs, entries)
+        if self._aligned_lyrics is not None and isinstance(record, MusicRecord):
+            tracks = await self._add_aligned_lyrics(record, tracks, before, final=final)
         doc = build_manifest(
             record,
             task_failed=task_failed,
@@ -183,9 +191,43 @@ class Archivist:
                 if isinstance(result, Fetched):
                     result.path.unlink(missing_ok=True)
 
-    async def _still_stored(
-        self, entries: Mapping[FileSpec, dict[str, Any]]
-    ) -> dict[FileSpec, dict[str, Any]]:
+    async def _add_aligned_lyrics(
+        self,
+        record: MusicRecord,
+        tracks: list[TrackFiles],
+        before: Mapping[str, Any] | None,
+        *,
+        final: bool,
+    ) -> list[TrackFiles]:
+        assert self._aligned_lyrics is not None
+        names = track_names(record)
+        stored = stored_entries(before) if before is not None else {}
+        keys = [key for name in names for key in stored_keys(name, record.task_id)]
+        kept = await self._still_stored({key: stored[key] for key in keys if key in stored})
+        try:
+            return await add_aligned_lyrics(
+                record,
+                tracks,
+                names,
+                kept=kept,
+                source=self._aligned_lyrics,
+                store=self._store_inline,
+                source_url=ALIGNED_LYRICS_PATH,
+                final=final,
+            )
+        except ApiUnusable:
+            raise
+        except ApiError as exc:  # passing, and this try is not the last
+            raise RetryLater(f"aligned lyrics: {exc}") from exc
+
+    async def _store_inline(self, spec: FileSpec) -> dict[str, Any]:
+        fetched = await self._write_inline(spec)
+        try:
+            return await self._store(spec, fetched)
+        finally:
+            fetched.path.unlink(missing_ok=True)
+
+    async def _still_stored(self, entries: Mapping[K, dict[str, Any]]) -> dict[K, dict[str, Any]]:
         """The entries whose file is still in storage: one removed since (by hand, say) is
         fetched again, so that the new manifest names only files that exist."""
         present = await asyncio.gather(*(self._exists(e["path"]) for e in entries.values()))
@@ -365,6 +407,11 @@ def _problems(
             f"{record.task_id}/{names[i]}: the API gave no usable audio URL"
             for i, files in enumerate(tracks)
             if files.audio is None
+        ]
+        problems += [
+            f"{record.task_id}/{names[i]}.lyrics.json: {files.lyrics['error']}"
+            for i, files in enumerate(tracks)
+            if is_error_entry(files.lyrics)
         ]
     if isinstance(record, OutputRecord) and not task_failed and not entries:
         problems.append(f"{record.task_id}: the API gave no file")

@@ -78,6 +78,9 @@ async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
                     download_slots=asyncio.Semaphore(config.download.concurrency),
                     version=__version__,
                     clock=time.time,
+                    aligned_lyrics=api.timestamped_lyrics
+                    if config.tagging.aligned_lyrics
+                    else None,
                 )
                 yield Pipeline(api, archivist, storage, state)
         finally:

@@ -82,6 +82,7 @@ class TaggingConfig:
     enabled: bool = True
     id3_version: Literal[3, 4] = 3
     embed_cover: bool = True
+    aligned_lyrics: bool = False  # also fetch each song's word timings: .lyrics.json and .lrc
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,7 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "enabled": _Key(bool, "true or false"),
         "id3_version": _Key(int, "3 or 4", lambda v: v in (3, 4)),
         "embed_cover": _Key(bool, "true or false"),
+        "aligned_lyrics": _Key(bool, "true or false"),
     },
     "daemon": {
         "grace_period_s": _Key(

@@ -52,6 +52,8 @@ _TRACK_KEYS: Final = (
     "created_at",
     "audio",
     "image",
+    "lyrics",
+    "lrc",
 )
 _FILE_KEYS: Final = (
     "path",
@@ -88,6 +90,10 @@ class TrackFiles:
 
     audio: dict[str, Any] | None  # audio entry, error entry, or None: no audio to get
     image: dict[str, Any] | None  # file entry, error entry, or None: no image URL
+    # [tagging] aligned_lyrics: the timestamped lyrics (JSON) and the LRC made of them; None
+    # when not asked for or when there are none (an instrumental has no LRC)
+    lyrics: dict[str, Any] | None = None
+    lrc: dict[str, Any] | None = None
 
 
 def file_entry(
@@ -147,8 +153,8 @@ def stored_entries(doc: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, An
 
     for track in _list(doc.get("tracks")):
         if isinstance(track, dict):
-            add(track.get("audio"), "audio")
-            add(track.get("image"), "image")
+            for role in ("audio", "image", "lyrics", "lrc"):
+                add(track.get(role), role)
     for entry in _list(doc.get("images")):
         add(entry, "cover")
     for entry in _list(doc.get("files")):
@@ -174,7 +180,9 @@ def outcome(
         if not tracks:
             return PARTIAL
         for files in tracks:
-            if files.audio is None or is_error_entry(files.audio) or is_error_entry(files.image):
+            if files.audio is None or any(
+                is_error_entry(entry) for entry in (files.audio, files.image, files.lyrics)
+            ):
                 return PARTIAL
         return ARCHIVED
     if not images or any(is_error_entry(entry) for entry in images):
@@ -280,6 +288,7 @@ def _tracks(record: MusicRecord, files: Sequence[TrackFiles]) -> list[dict[str, 
             "audio": dict(got.audio) if got.audio is not None else None,
             "image": dict(got.image) if got.image is not None else None,
         }
+        | {key: dict(entry) for key, entry in (("lyrics", got.lyrics), ("lrc", got.lrc)) if entry}
         for track, got in zip(record.tracks, files, strict=True)
     ]
 
@@ -311,7 +320,7 @@ def _ordered_track(track: Any) -> Any:
     if not isinstance(track, Mapping):
         return track
     out = _reorder(track, _TRACK_KEYS)
-    for key in ("audio", "image"):
+    for key in ("audio", "image", "lyrics", "lrc"):
         if key in out:
             out[key] = _ordered_file(out[key])
     return out

@@ -18,6 +18,7 @@ MP4: Final = "mp4"
 # Never sniffed: what the archiver writes itself from a record's inline data.
 JSON: Final = "json"
 TEXT: Final = "text"
+LRC: Final = "lrc"
 
 CONTENT_TYPES: Final = {
     MP3: "audio/mpeg",
@@ -27,9 +28,11 @@ CONTENT_TYPES: Final = {
     MP4: "video/mp4",
     JSON: "application/json",
     TEXT: "text/plain; charset=utf-8",
+    LRC: "text/plain; charset=utf-8",
 }
 EXTENSIONS: Final = {
-    MP3: "mp3", PNG: "png", JPEG: "jpg", WAV: "wav", MP4: "mp4", JSON: "json", TEXT: "txt"
+    MP3: "mp3", PNG: "png", JPEG: "jpg", WAV: "wav", MP4: "mp4", JSON: "json", TEXT: "txt",
+    LRC: "lrc",
 }  # fmt: skip
 SNIFF_BYTES: Final = 16  # enough of a body's start to tell what it is
 

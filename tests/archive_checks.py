@@ -38,7 +38,7 @@ def strip_id3v2(data: bytes) -> bytes:
 def file_entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
     entries = [e for e in (*doc.get("images", []), *doc.get("files", [])) if e]
     for track in doc.get("tracks", []):
-        entries += [track[role] for role in ("audio", "image") if track.get(role)]
+        entries += [track[role] for role in ("audio", "image", "lyrics", "lrc") if track.get(role)]
     return entries
 
 

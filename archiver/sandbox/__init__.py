@@ -81,7 +81,7 @@ class Sandbox:
         """A music task; `variant` takes the knobs of `fakeapi.MusicTask` (create_time,
         callback_exception, pending_data, extra_fields, source_urls, title, audio_ids,
         missing_audio, odd_audio_url, non_finite, error_code, error_message, prompt, tags,
-        model_name)."""
+        model_name, instrumental)."""
         self.api.add_music(
             task_id,
             tracks=tracks,

@@ -30,6 +30,7 @@ from archiver.sandbox.outputs import OutputKind, OutputTask, add_files, output_d
 
 MUSIC_PATH = "/api/v1/generate/record-info"
 COVER_PATH = "/api/v1/suno/cover/record-info"
+ALIGNED_LYRICS_PATH = "/api/v1/generate/get-timestamped-lyrics"
 
 FAULTS = frozenset(
     {
@@ -70,6 +71,7 @@ class MusicTask:
     missing_audio: int | None = None  # 1-based track whose audioUrl stays "" even in SUCCESS
     odd_audio_url: Literal["ftp", "data"] | None = None  # track 1's audioUrl is not http(s)
     non_finite: bool = False  # NaN and Infinity in the JSON (Python's json writes them)
+    instrumental: bool = False  # its timestamped lyrics have no words
     files: dict[str, str] = field(default_factory=dict)  # "audio1", "image1", … → URL path
     started: float | None = None
 
@@ -118,6 +120,7 @@ class FakeApi:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.total_calls = 0
         self.unknown_form: UnknownForm = "null"
+        self.refuse_aligned_lyrics = 0  # the next this many timestamped-lyrics calls get 400
         self._faults: deque[_Fault] = deque()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._big_files: dict[tuple[float, int], Path] = {}
@@ -208,6 +211,7 @@ class FakeApi:
         app.router.add_get(COVER_PATH, self._cover_endpoint)
         for kind, path in OUTPUT_PATHS.items():
             app.router.add_get(path, self._output_endpoint(kind))
+        app.router.add_post(ALIGNED_LYRICS_PATH, self._aligned_lyrics)
         app.router.add_get("/forbidden/{name}", self._forbidden)
 
     def close(self) -> None:
@@ -230,6 +234,29 @@ class FakeApi:
             return await self._answer(request, kind)
 
         return endpoint
+
+    async def _aligned_lyrics(self, request: web.Request) -> web.Response:
+        """Word timings of a music track: its prompt's words, a line every 5 s."""
+        try:
+            asked = await request.json()
+        except ValueError:
+            return _envelope(400, "body is not JSON")
+        task_id, audio_id = str(asked.get("taskId", "")), str(asked.get("audioId", ""))
+        self.calls[("aligned_lyrics", task_id)] += 1
+        self.total_calls += 1
+        if request.headers.get("Authorization") != f"Bearer {self._api_key}":
+            return _envelope(401, "You do not have access permissions", http_status=401)
+        if self.refuse_aligned_lyrics > 0:
+            self.refuse_aligned_lyrics -= 1
+            return _envelope(400, "Timestamped lyrics are not available for this audio")
+        task = self.music.get(task_id)
+        if task is None or audio_id not in {_audio_id(task, i) for i in range(1, task.tracks + 1)}:
+            return _envelope(200, "success")
+        words = [] if task.instrumental else _aligned_words(task.prompt)
+        data = {"alignedWords": words, "waveformData": [0.0, 1.0, 0.5], "hootCer": 0.38}
+        return web.json_response(
+            {"code": 200, "msg": "success", "data": data | {"isStreamed": False}}
+        )
 
     async def _forbidden(self, request: web.Request) -> web.Response:
         body = "<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>"
@@ -421,13 +448,8 @@ def _track(task: MusicTask, i: int, origin: str, *, audio: bool) -> dict[str, An
         created: Any = created_ms
     else:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created_ms / 1000))
-    audio_id = (
-        task.audio_ids[i - 1]
-        if task.audio_ids and i <= len(task.audio_ids)
-        else fake_hex_id(f"{task.task_id}:audio:{i}")
-    )
     track: dict[str, Any] = {
-        "id": audio_id,
+        "id": _audio_id(task, i),
         "audioUrl": origin + files[f"audio{i}"] if audio else "",
         "streamAudioUrl": origin + files[f"stream{i}"],
         "imageUrl": origin + files[f"image{i}"],
@@ -452,6 +474,32 @@ def _track(task: MusicTask, i: int, origin: str, *, audio: bool) -> dict[str, An
         track["negativeTags"] = ""
         track["isNewFieldFrom2026"] = True
     return track
+
+
+def _audio_id(task: MusicTask, i: int) -> str:
+    if task.audio_ids and i <= len(task.audio_ids):
+        return task.audio_ids[i - 1]
+    return fake_hex_id(f"{task.task_id}:audio:{i}")
+
+
+def _aligned_words(prompt: str) -> list[dict[str, Any]]:
+    """The prompt's words as the API aligns them: a line break and any section tag before a
+    line's first word ("[Verse]\nNight"), a line every 5 s from 10 s, 0.4 s a word."""
+    words: list[dict[str, Any]] = []
+    pending = ""
+    line_no = 0
+    for line in prompt.splitlines():
+        if line.strip().startswith("[") or not line.strip():
+            pending += line.strip() + "\n"  # a section tag rides on the next word
+            continue
+        for n, word in enumerate(line.split()):
+            start = 10.0 + 5.0 * line_no + 0.4 * n
+            text = (pending + ("\n" if words and n == 0 and not pending else "")) + word
+            words.append({"word": text, "success": True, "startS": start,
+                          "endS": round(start + 0.35, 2), "palign": 0})  # fmt: skip
+            pending = ""
+        line_no += 1
+    return words
 
 
 def _cover_data(task: CoverTask, elapsed: float, origin: str) -> dict[str, Any]:
