@@ -219,6 +219,8 @@ async def test_refused_callbacks_change_nothing(site: IntakeSite, sandbox: Sandb
     assert status == 400 and body["error"].startswith("malformed JSON")
     status, body = await site.callback({"data": {"task_id": "no/such id"}})
     assert status == 400 and "not a task ID" in body["error"]
+    status, body = await site.callback(b"[" * 500_000)
+    assert status == 400 and body["error"] == "malformed JSON: nested too deeply"
     # Only the documented methods and paths answer.
     assert (await site.call("GET", f"/callback/{TOKEN}"))[0] == 405
     assert (await site.call("PUT", "/tasks", headers=AUTH))[0] == 405
@@ -230,7 +232,7 @@ async def test_refused_callbacks_change_nothing(site: IntakeSite, sandbox: Sandb
     assert (await site.task(task_id))[0] == 404
     _, metrics = await site.get("/metrics")
     assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="bad_token"}') == 1
-    assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="malformed"}') == 3
+    assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="malformed"}') == 4
 
 
 async def test_with_a_kie_key_only_signed_callbacks_are_taken(

@@ -207,6 +207,8 @@ async def _json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Refused(400, f"malformed JSON: {exc}") from None
+    except RecursionError:  # "[[[[…" a million deep fits in 1 MiB
+        raise _Refused(400, "malformed JSON: nested too deeply") from None
 
 
 async def _posted_tasks(request: web.Request) -> TaskList:
