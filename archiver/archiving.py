@@ -51,6 +51,7 @@ from archiver.manifest import (
 from archiver.records import MusicRecord, OutputRecord, Record
 from archiver.storage import Storage
 from archiver.tagging import TagWriter, check_mp3
+from archiver.tagnames import fill, track_values
 
 log = structlog.get_logger()
 K = TypeVar("K")
@@ -292,6 +293,7 @@ class Archivist:
             return None
         assert isinstance(record, MusicRecord) and spec.track is not None
         embed = cover if self._tagging.embed_cover and isinstance(cover, Fetched) else None
+        names = track_values(record, spec.track)
         return TagWriter(
             track=record.tracks[spec.track],
             task_id=record.task_id,
@@ -299,6 +301,8 @@ class Archivist:
             cover=embed.path if embed else None,
             cover_mime=media.CONTENT_TYPES[embed.media] if embed else None,
             id3_version=self._tagging.id3_version,
+            album=fill(self._tagging.album, names),
+            artist=fill(self._tagging.artist, names),
         )
 
     async def _write_inline(self, spec: FileSpec) -> Fetched:

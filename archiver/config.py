@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from archiver.errors import ConfigError
 from archiver.listen import is_loopback, parse_listen
+from archiver.tagnames import FIELDS, template_problem
 
 DEFAULT_CONFIG_NAME = "archive.toml"
 API_KEY_ENV = "SUNO_API_KEY"
@@ -83,6 +84,15 @@ class TaggingConfig:
     id3_version: Literal[3, 4] = 3
     embed_cover: bool = True
     aligned_lyrics: bool = False  # also fetch each song's word timings: .lyrics.json and .lrc
+    # TALB and TPE1, so that Navidrome or Jellyfin group the archive sensibly (archiver.tagnames)
+    album: str = "{task_title}"
+    artist: str = "Suno"
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    enabled: bool = True  # index.html and playlist.m3u8 at the archive root
+    min_interval_s: float = 60.0  # `run` rewrites them at most this often (and at shutdown)
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,7 @@ class Config:
     state: StateConfig = StateConfig()
     download: DownloadConfig = DownloadConfig()
     tagging: TaggingConfig = TaggingConfig()
+    index: IndexConfig = IndexConfig()
     daemon: DaemonConfig = DaemonConfig()
     intake: IntakeConfig = IntakeConfig()
     source: Path | None = None  # the config file read, if any (absolute)
@@ -179,6 +190,11 @@ def _between(lo: int, hi: int) -> Callable[[int], bool]:
 
 _PATH = _Key(str, "a path (a string)", _path_ok)
 _TIMEOUT = _Key(float, "a number of seconds > 0", _positive)
+_TEMPLATE = _Key(
+    str,
+    "text with fields among " + ", ".join(f"{{{f}}}" for f in FIELDS),
+    lambda v: _printable(v) and template_problem(v) is None,
+)
 
 _SCHEMA: dict[str, dict[str, _Key]] = {
     "api": {
@@ -231,6 +247,14 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "id3_version": _Key(int, "3 or 4", lambda v: v in (3, 4)),
         "embed_cover": _Key(bool, "true or false"),
         "aligned_lyrics": _Key(bool, "true or false"),
+        "album": _TEMPLATE,
+        "artist": _TEMPLATE,
+    },
+    "index": {
+        "enabled": _Key(bool, "true or false"),
+        "min_interval_s": _Key(
+            float, "a number of seconds >= 1", lambda v: v >= 1 and v < math.inf
+        ),
     },
     "daemon": {
         "grace_period_s": _Key(
@@ -462,6 +486,7 @@ def _build(
         state=StateConfig(path=state_path),
         download=DownloadConfig(**raw["download"]),
         tagging=TaggingConfig(**raw["tagging"]),
+        index=IndexConfig(**raw["index"]),
         daemon=DaemonConfig(**raw["daemon"]),
         intake=_intake(loader, raw["intake"]) if read_key and read_intake else IntakeConfig(),
         source=source,

@@ -27,10 +27,12 @@ from mutagen import MutagenError
 from mutagen.id3 import (
     APIC,
     ID3,
+    TALB,
     TCON,
     TDRC,
     TIT2,
     TLEN,
+    TPE1,
     TXXX,
     USLT,
     Frame,
@@ -66,6 +68,8 @@ class TagWriter:
         cover: Path | None = None,
         cover_mime: str | None = None,
         id3_version: int = 3,
+        album: str = "",
+        artist: str = "",
     ) -> None:
         if id3_version not in (3, 4):
             raise ValueError(f"id3_version must be 3 or 4, not {id3_version!r}")
@@ -74,6 +78,7 @@ class TagWriter:
         self._name = name
         self._picture = _read_cover(cover, cover_mime, name) if cover is not None else None
         self._version = id3_version
+        self._names = (album, artist)
 
     def head_size(self, first: bytes) -> int:
         """How many of the download's leading bytes its own ID3v2 tag takes (0: none)."""
@@ -93,6 +98,8 @@ class TagWriter:
             task_id=self._task_id,
             picture=self._picture,
             id3_version=self._version,
+            album=self._names[0],
+            artist=self._names[1],
         )
         return _render(tags, self._version, self._name)
 
@@ -106,11 +113,16 @@ def check_mp3(path: Path, name: str) -> None:
         _check_mpeg(src, audio_start, name)
 
 
-def frames_for(track: Track, task_id: str) -> list[Frame]:
-    """The SPEC's frames for a track (ID3v2.4 flavour: the year as TDRC); empty values skipped."""
+def frames_for(track: Track, task_id: str, *, album: str = "", artist: str = "") -> list[Frame]:
+    """The SPEC's frames for a track (ID3v2.4 flavour: the year as TDRC), and the album and
+    artist (`[tagging] album`/`artist`, filled in); empty values skipped."""
     frames: list[Frame] = []
     if _filled(track.title):
         frames.append(TIT2(encoding=_UTF8, text=[track.title]))
+    if _filled(album):
+        frames.append(TALB(encoding=_UTF8, text=[album]))
+    if _filled(artist):
+        frames.append(TPE1(encoding=_UTF8, text=[artist]))
     if _filled(track.tags):
         frames.append(TCON(encoding=_UTF8, text=[track.tags]))
     if track.duration is not None and track.duration > 0:
@@ -134,9 +146,16 @@ def frames_for(track: Track, task_id: str) -> list[Frame]:
 
 
 def _apply(
-    tags: ID3, *, track: Track, task_id: str, picture: APIC | None, id3_version: int
+    tags: ID3,
+    *,
+    track: Track,
+    task_id: str,
+    picture: APIC | None,
+    id3_version: int,
+    album: str,
+    artist: str,
 ) -> None:
-    for frame in frames_for(track, task_id):
+    for frame in frames_for(track, task_id, album=album, artist=artist):
         if isinstance(frame, TDRC):
             # Our year replaces whatever date the download had, in either version's frames.
             for key in ("TDRC", "TYER", "TDAT", "TIME", "TRDA"):
