@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 
 from archiver.assemble import open_engine
+from archiver.browse.indexer import Indexer, refresh_logged
 from archiver.config import Config
 from archiver.errors import StorageFull
 from archiver.state import Phase, TaskState
@@ -60,6 +61,8 @@ async def backfill(
             await engine.run(asyncio.Event(), until_done=True)
         except StorageFull as exc:  # the tasks not archived stay pending for the next run
             return BackfillReport(tuple(engine.tasks.values()), tasklist.bad_lines, exc)
+        if config.index.enabled:
+            await refresh_logged(Indexer(engine.state, engine.storage))
         return BackfillReport(tuple(engine.tasks.values()), tasklist.bad_lines)
 
 

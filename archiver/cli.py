@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         "reindex", parents=[common, config], help="rebuild the state from the archive's manifests"
     )
     commands.add_parser(
+        "index",
+        parents=[common, config],
+        help="(re)write the archive's index.html and playlist.m3u8 from its manifests",
+    )
+    commands.add_parser(
         "demo", parents=[common], help="archive sample tasks from a built-in stand-in API"
     ).add_argument(
         "--dir", type=Path, default=Path("demo-archive"), help="where (default: ./demo-archive)"
@@ -95,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return _backfill(config, args.ids_file, display)
         if args.command == "run":
             return _run(config)
+        if args.command == "index":
+            return _index(config)
         return _demo(args.dir, display)
     except UsageError as exc:
         print(f"suno-archiver: error: {exc}", file=sys.stderr)
@@ -107,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 def _load(args: argparse.Namespace) -> Config | None:
     if args.command == "demo":
         return None
-    no_key = ("status", "reindex") + (() if getattr(args, "repair", False) else ("verify",))
+    no_key = ("status", "reindex", "index")  # they ask the API nothing (verify: to --repair)
+    no_key += () if getattr(args, "repair", False) else ("verify",)
     return load_config(
         args.config,
         os.environ,
@@ -139,6 +147,13 @@ def _run(config: Config) -> int:
 
     asyncio.run(run_daemon(config))
     return EXIT_OK  # SPEC: a clean stop on SIGTERM/SIGINT exits 0
+
+
+def _index(config: Config) -> int:
+    from archiver.browse.command import write_index  # loads Jinja2 and the storage
+
+    print(asyncio.run(write_index(config)))
+    return EXIT_OK
 
 
 def _status(config: Config, *, as_json: bool) -> int:

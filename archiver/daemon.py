@@ -23,6 +23,7 @@ import structlog
 from archiver.assemble import open_engine
 from archiver.backfill import RETRYABLE
 from archiver.backoff import backoff_delay
+from archiver.browse.indexer import Indexer, keep_current, refresh_logged
 from archiver.config import Config
 from archiver.engine import Engine
 from archiver.errors import StorageError, UsageError
@@ -379,6 +380,12 @@ async def _archive(
 
     watching = asyncio.create_task(watch(), name="task-list-watch")
     verifying = start_rolling_verify(config, metrics.registry)
+    indexer = Indexer(engine.state, engine.storage) if config.index.enabled else None
+    indexing = (
+        asyncio.create_task(keep_current(indexer, config.index.min_interval_s, stop), name="index")
+        if indexer
+        else None
+    )
     if not stop.is_set():  # SIGTERM while starting: STOPPING=1 is sent, READY=1 must not follow
         log.info(
             "daemon_ready",
@@ -394,13 +401,15 @@ async def _archive(
     try:
         await work  # returns once `stop` is set and in-flight tasks are done or cancelled
     finally:
-        side_tasks = [t for t in (watching, verifying) if t is not None]
+        side_tasks = [t for t in (watching, verifying, indexing) if t is not None]
         for task in side_tasks:
             task.cancel()
         await asyncio.gather(*side_tasks, return_exceptions=True)
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
+        if indexer is not None:
+            await refresh_logged(indexer)  # what was archived since the last write
         for listener in (intake, runner):
             if listener is not None:
                 await listener.cleanup()

@@ -111,6 +111,14 @@ class Engine:
         self._held = None
         self._wake.set()
 
+    @property
+    def state(self) -> StateStore:
+        return self._state
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
     def set_tasks(
         self, refs: Iterable[TaskRef], *, retry: Collection[Phase] = (), keep_http: bool = False
     ) -> None:

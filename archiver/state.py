@@ -21,13 +21,31 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
+from archiver.browse.view import ViewRow
 from archiver.errors import UsageError
 from archiver.records import Kind
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
 
-_SCHEMA = """
+# What index.html and playlist.m3u8 show of each archived task (archiver.browse), so that the
+# daemon rewrites them without reading every manifest again. `seen_at` is the task's updated_at
+# when its manifest was read: a task changed since is read again.
+_VIEW_SCHEMA = """
+CREATE TABLE view (
+    task_id   TEXT PRIMARY KEY,
+    seen_at   REAL NOT NULL,
+    sort_key  TEXT NOT NULL,
+    data      TEXT NOT NULL,
+    lyrics    TEXT NOT NULL,
+    m3u       TEXT NOT NULL,
+    tracks    INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX view_order ON view (sort_key DESC, task_id DESC);
+"""
+
+_SCHEMA = (
+    """
 CREATE TABLE tasks (
     task_id          TEXT PRIMARY KEY,
     kind             TEXT,
@@ -43,6 +61,8 @@ CREATE TABLE tasks (
     via_http         INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
+    + _VIEW_SCHEMA
+)
 
 # The script that takes a state from schema version N (the key) to N + 1; `open` runs the ones
 # it needs in one transaction, so an existing state keeps its rows. A new file gets _SCHEMA.
@@ -59,6 +79,7 @@ _MIGRATIONS = {
     2: """
     ALTER TABLE tasks ADD COLUMN via_http INTEGER NOT NULL DEFAULT 0;
     """,
+    3: _VIEW_SCHEMA,  # → 4: the browse view
 }
 
 _COLUMNS = (
@@ -388,3 +409,51 @@ class StateStore:
                 values,
             )
         return len(values)
+
+    # --- the browse view (archiver.browse) ----------------------------------------------------
+
+    def stale_views(self, phases: Collection[Phase]) -> list[tuple[str, float]]:
+        """(task ID, updated_at) of the tasks in `phases` whose view row is missing, or older
+        than the task's last change."""
+        values = sorted(Phase(p).value for p in phases)
+        marks = ",".join("?" * len(values))
+        return self._db.execute(
+            "SELECT t.task_id, t.updated_at FROM tasks t LEFT JOIN view v USING (task_id) "
+            f"WHERE t.phase IN ({marks}) AND (v.seen_at IS NULL OR v.seen_at < t.updated_at)",
+            values,
+        ).fetchall()
+
+    def task_times(self) -> list[tuple[str, float]]:
+        """(task ID, updated_at) of every task."""
+        return self._db.execute("SELECT task_id, updated_at FROM tasks").fetchall()
+
+    def put_views(
+        self,
+        rows: Iterable[tuple[ViewRow, float]],
+        *,
+        drop: Iterable[str] = (),
+        replace_all: bool = False,
+    ) -> None:
+        """Store view rows (each with the updated_at of the task it was read at) and remove
+        those of `drop`, in one transaction; `replace_all` removes every other row first."""
+        with self._transaction() as db:
+            if replace_all:
+                db.execute("DELETE FROM view")
+            db.executemany("DELETE FROM view WHERE task_id = ?", ((t,) for t in drop))
+            db.executemany(
+                "INSERT OR REPLACE INTO view "
+                "(task_id, seen_at, sort_key, data, lyrics, m3u, tracks) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (r.task_id, seen, r.sort_key, r.data, r.lyrics, r.m3u, r.tracks)
+                    for r, seen in rows
+                ),
+            )
+
+    def views(self) -> list[ViewRow]:
+        """Every view row, newest first."""
+        rows = self._db.execute(
+            "SELECT task_id, sort_key, data, lyrics, m3u, tracks FROM view "
+            "ORDER BY sort_key DESC, task_id DESC"
+        )
+        return [ViewRow(*row) for row in rows]

@@ -24,6 +24,13 @@ from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.state import Phase
 
 PREFIX = "suno/archive"
+VIEW_TYPES = {"index.html": "text/html; charset=utf-8", "playlist.m3u8": "audio/x-mpegurl"}
+
+
+def is_view(key: str) -> bool:
+    return key.removeprefix(PREFIX + "/") in VIEW_TYPES
+
+
 UPLOADS = ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
 
 
@@ -139,6 +146,10 @@ def verify_bucket(bucket: Bucket, tmp_path: Path) -> dict[str, dict[str, Any]]:
             assert response["Metadata"]["sha256"] == entry["sha256"]
             assert response["ContentType"] == entry["content_type"]
             named.add(f"{PREFIX}/{entry['path']}")
+    for name, content_type in VIEW_TYPES.items():  # derived from the manifests
+        if f"{PREFIX}/{name}" in keys:
+            assert bucket.get(f"{PREFIX}/{name}")[1]["ContentType"] == content_type
+            named.add(f"{PREFIX}/{name}")
     assert set(keys) == named, f"objects no manifest names: {sorted(set(keys) - named)}"
     temp = tmp_path / "cache" / s3.TEMP_NAME
     assert sorted(p.name for p in temp.iterdir()) == [".suno-archiver.lock"]
@@ -158,7 +169,8 @@ async def test_backfill_into_a_bucket_then_a_rerun_uploads_nothing(
     assert all(doc["outcome"] == "archived" for doc in manifests.values())
     files = sum(len(file_entries(doc)) for doc in manifests.values())
     assert files == 10  # two music tasks of two tracks (audio + image), one cover of two
-    assert uploads == ["PutObject"] * (files + len(ids))  # small files: no multipart
+    # small files: no multipart; then index.html and playlist.m3u8
+    assert uploads == ["PutObject"] * (files + len(ids) + len(VIEW_TYPES))
     before = bucket.versions()
 
     uploads.clear()
@@ -167,12 +179,16 @@ async def test_backfill_into_a_bucket_then_a_rerun_uploads_nothing(
     assert uploads == []
     assert bucket.versions() == before
 
-    # The state lost: the manifests in the bucket are trusted, nothing goes up again.
+    # The state lost: the manifests in the bucket are trusted, nothing goes up again but
+    # index.html and playlist.m3u8, whose rows in the state were lost too.
     config.state.path.unlink()
     report = await backfill(config, ids_file, retry_base_s=0.1)
     assert report.complete
-    assert uploads == []
-    assert bucket.versions() == before
+    assert uploads == ["PutObject"] * len(VIEW_TYPES)
+    after = bucket.versions()
+    assert {k: v for k, v in after.items() if not is_view(k)} == {
+        k: v for k, v in before.items() if not is_view(k)
+    }
 
 
 async def test_a_task_archived_again_finds_its_files_already_there(
@@ -183,7 +199,9 @@ async def test_a_task_archived_again_finds_its_files_already_there(
     ids, ids_file = add_tasks(sandbox, tmp_path)
     config = make_config(tmp_path, sandbox, server.url, bucket.name)
     assert (await backfill(config, ids_file, retry_base_s=0.1)).complete
-    files_before = {k: v for k, v in bucket.versions().items() if "manifest" not in k}
+    files_before = {
+        k: v for k, v in bucket.versions().items() if "manifest" not in k and not is_view(k)
+    }
 
     config.state.path.unlink()
     for task_id in ids:
@@ -191,9 +209,10 @@ async def test_a_task_archived_again_finds_its_files_already_there(
     uploads.clear()
     report = await backfill(config, ids_file, retry_base_s=0.1)
     assert report.complete, [(t.task_id, t.phase, t.last_error) for t in report.tasks]
-    assert uploads == ["PutObject"] * 3  # the manifests
+    assert uploads == ["PutObject"] * (3 + len(VIEW_TYPES))  # the manifests, then the views
     verify_bucket(bucket, tmp_path)
-    assert {k: v for k, v in bucket.versions().items() if "manifest" not in k} == files_before
+    after = bucket.versions().items()
+    assert {k: v for k, v in after if "manifest" not in k and not is_view(k)} == files_before
 
 
 async def test_an_upload_that_cannot_be_confirmed_leaves_no_manifest(

@@ -1,0 +1,151 @@
+"""Keeps `index.html` and `playlist.m3u8` current in storage, from view rows kept in the state.
+
+`refresh` reads only the manifests of tasks that changed since their row was made (the state's
+`updated_at` says which), then rewrites both files if anything changed since it last did:
+that is what `backfill` does at its end and `run` at most once a minute and at shutdown.
+`rebuild` (the `index` command) reads the manifest of every task the state knows.
+Both files are written like any file: storage puts them atomically (temp + rename; S3: put,
+then confirm), the playlist first, so a page never names a playlist older than itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from archiver import __version__
+from archiver.archiving import read_manifest
+from archiver.browse.render import (
+    INDEX_CONTENT_TYPE,
+    INDEX_KEY,
+    PLAYLIST_CONTENT_TYPE,
+    PLAYLIST_KEY,
+    render_index,
+    render_playlist,
+)
+from archiver.browse.view import ViewRow, view_row
+from archiver.errors import StorageError
+from archiver.state import Phase, StateStore
+from archiver.storage import Storage
+from archiver.timestamps import utc_iso_of
+
+log = structlog.get_logger()
+
+SHOWN = (Phase.ARCHIVED, Phase.PARTIAL, Phase.FAILED)  # the phases that leave a manifest
+_READ_CHUNK = 64  # manifests read at once (S3: concurrent GETs; local: no difference)
+
+
+@dataclass(frozen=True)
+class Written:
+    tasks: int  # tasks on the page
+    tracks: int  # archived MP3s: playlist entries
+    read: int  # manifests read to get there
+
+
+class Indexer:
+    def __init__(
+        self,
+        state: StateStore,
+        storage: Storage,
+        *,
+        clock: Callable[[], float] = time.time,
+        version: str = __version__,
+    ) -> None:
+        self._state = state
+        self._storage = storage
+        self._clock = clock
+        self._version = version
+        # Whether the files lag behind the rows: a row changed since the last write. None at
+        # start: then only a missing file says so (a process killed between storing rows and
+        # writing the files leaves them behind until the next change, or `index`).
+        self._behind: bool | None = None
+
+    async def refresh(self) -> Written | None:
+        """Bring the rows of changed tasks up to date; rewrite both files when a row changed
+        or a file is missing. Returns what was written (None: nothing to do).
+        Raises StorageError when the storage fails (nothing is kept: the next call reads the
+        same manifests again)."""
+        stale = self._state.stale_views(SHOWN)
+        if stale:
+            rows, gone = await self._read(stale)
+            self._state.put_views(rows, drop=gone)
+            self._behind = True
+        elif self._behind is None:
+            self._behind = not (
+                await self._storage.exists(INDEX_KEY) and await self._storage.exists(PLAYLIST_KEY)
+            )
+        if not self._behind:
+            return None
+        return await self._write(read=len(stale))
+
+    async def rebuild(self) -> Written:
+        """Read the manifest of every task the state knows and write both files anew."""
+        tasks = self._state.task_times()
+        rows, _gone = await self._read(tasks)
+        self._state.put_views(rows, replace_all=True)
+        return await self._write(read=len(tasks))
+
+    async def _read(
+        self, tasks: Sequence[tuple[str, float]]
+    ) -> tuple[list[tuple[ViewRow, float]], list[str]]:
+        """The rows of `tasks` (task ID, updated_at), and the IDs without a readable manifest."""
+        rows: list[tuple[ViewRow, float]] = []
+        gone: list[str] = []
+        for start in range(0, len(tasks), _READ_CHUNK):
+            chunk = tasks[start : start + _READ_CHUNK]
+            docs = await asyncio.gather(*(read_manifest(self._storage, t) for t, _ in chunk))
+            for (task_id, seen), doc in zip(chunk, docs, strict=True):
+                if doc is None:
+                    gone.append(task_id)
+                else:
+                    rows.append((view_row(doc), seen))
+            await asyncio.sleep(0)  # local reads do not yield: let the daemon's loop breathe
+        return rows, gone
+
+    async def _write(self, *, read: int) -> Written:
+        rows = self._state.views()
+        page, playlist = await asyncio.to_thread(self._render, rows)
+        await self._storage.put_bytes(PLAYLIST_KEY, playlist, content_type=PLAYLIST_CONTENT_TYPE)
+        await self._storage.put_bytes(INDEX_KEY, page, content_type=INDEX_CONTENT_TYPE)
+        written = Written(tasks=len(rows), tracks=sum(r.tracks for r in rows), read=read)
+        log.info(
+            "index_written",
+            tasks=written.tasks,
+            tracks=written.tracks,
+            manifests_read=read,
+            bytes=len(page),
+        )
+        self._behind = False
+        return written
+
+    def _render(self, rows: Sequence[ViewRow]) -> tuple[bytes, bytes]:
+        generated = utc_iso_of(self._clock()).replace("T", " ").replace("Z", " UTC")
+        return (
+            render_index(rows, generated_at=generated, version=self._version),
+            render_playlist(rows),
+        )
+
+
+async def refresh_logged(indexer: Indexer) -> Written | None:
+    """`indexer.refresh()` for `backfill` and `run`: a failure is logged, never raised (the
+    archive is what matters; the next refresh tries again)."""
+    try:
+        return await indexer.refresh()
+    except (StorageError, sqlite3.Error) as exc:
+        log.warning("index_not_written", error=str(exc))
+        return None
+
+
+async def keep_current(indexer: Indexer, interval_s: float, stop: asyncio.Event) -> None:
+    """`run`: refresh now and then every `interval_s` until `stop` (the caller refreshes once
+    more after its last archiving)."""
+    while not stop.is_set():
+        await refresh_logged(indexer)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
