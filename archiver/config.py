@@ -110,6 +110,12 @@ class IntakeConfig:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    urls: tuple[str, ...] = ()  # webhooks alerts are POSTed to (see notify.py); () = none
+    silence_after_s: float = 3600.0  # alert when pending tasks saw no progress this long
+
+
+@dataclass(frozen=True)
 class Config:
     api: ApiConfig = ApiConfig()
     tasks: TasksConfig = TasksConfig()
@@ -120,6 +126,7 @@ class Config:
     index: IndexConfig = IndexConfig()
     daemon: DaemonConfig = DaemonConfig()
     intake: IntakeConfig = IntakeConfig()
+    notify: NotifyConfig = NotifyConfig()
     source: Path | None = None  # the config file read, if any (absolute)
 
 
@@ -272,7 +279,23 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
         "token_file": _PATH,
         "kie_webhook_key_file": _PATH,
     },
+    "notify": {
+        "urls": _Key(
+            tuple,
+            "a list of https:// URLs (http:// only to a loopback address)",
+            lambda v: all(_is_alert_url(u) for u in v),
+        ),
+        "silence_after_s": _Key(float, "a number of seconds > 0", _positive),
+    },
 }
+
+
+def _is_alert_url(value: str) -> bool:
+    """Alerts carry what went wrong: over TLS, or to this machine."""
+    if not _is_url(value, allow_empty=False):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme == "https" or is_loopback(parts.hostname or "")
 
 
 # The names botocore lets through (botocore.handlers.VALID_BUCKET), not today's stricter rules
@@ -380,6 +403,8 @@ def _coerce(kind: type, value: Any) -> Any:
         return float(value)
     if kind is int and isinstance(value, int):
         return value
+    if kind is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)  # a list of strings, the only kind of list the config has
     if kind is str and isinstance(value, str):
         return value
     return None
@@ -489,6 +514,7 @@ def _build(
         index=IndexConfig(**raw["index"]),
         daemon=DaemonConfig(**raw["daemon"]),
         intake=_intake(loader, raw["intake"]) if read_key and read_intake else IntakeConfig(),
+        notify=NotifyConfig(**raw["notify"]),
         source=source,
     )
 

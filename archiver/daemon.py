@@ -20,6 +20,7 @@ from pathlib import Path
 
 import structlog
 
+from archiver import __version__
 from archiver.assemble import open_engine
 from archiver.backfill import RETRYABLE
 from archiver.backoff import backoff_delay
@@ -29,9 +30,10 @@ from archiver.engine import Engine
 from archiver.errors import StorageError, UsageError
 from archiver.intake import Intake
 from archiver.metrics import Metrics
+from archiver.notify import Alerter, DaemonAlerts
 from archiver.sdnotify import Notifier
 from archiver.spacewatch import SpaceWatch
-from archiver.state import TaskState
+from archiver.state import Phase, TaskState
 from archiver.status import counts_text, phase_counts
 from archiver.tasklist import read_task_list
 from archiver.verify.rolling import start_rolling_verify
@@ -130,11 +132,12 @@ class _TaskListWatcher:
 
 
 @contextmanager
-def _counting_log_events(metrics: Metrics) -> Iterator[None]:
-    """Put the metrics' processor in front of the configured structlog chain, for this run."""
+def _counting_log_events(*processors: structlog.types.Processor) -> Iterator[None]:
+    """Put the metrics' and the alerts' processors in front of the configured structlog
+    chain, for this run."""
     config = structlog.get_config()
     previous = list(config["processors"])
-    structlog.configure(processors=[metrics.log_processor, *previous])
+    structlog.configure(processors=[*processors, *previous])
     try:
         yield
     finally:
@@ -180,9 +183,18 @@ async def run_daemon(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop, sig)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    alerter = Alerter(
+        config.notify.urls,
+        secrets=[config.api.api_key],
+        user_agent=f"{config.api.user_agent}/{__version__}",
+    )
+    alerts = DaemonAlerts(alerter, silence_after_s=config.notify.silence_after_s)
     try:
-        with _counting_log_events(metrics):
-            await _serve(config, notifier, metrics, stop, reread, retry_base_s, poll_time_scale)
+        async with alerter:
+            with _counting_log_events(metrics.log_processor, alerts.log_processor):
+                await _serve(
+                    config, notifier, metrics, alerts, stop, reread, retry_base_s, poll_time_scale
+                )
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -194,6 +206,7 @@ async def _serve(
     config: Config,
     notifier: Notifier,
     metrics: Metrics,
+    alerts: DaemonAlerts,
     stop: asyncio.Event,
     reread: asyncio.Event,
     retry_base_s: float,
@@ -201,7 +214,8 @@ async def _serve(
 ) -> None:
     readiness = _Readiness(notifier)
     status_stale = asyncio.Event()  # a task changed since STATUS= was last sent
-    listeners: list[Callable[[TaskState], None]] = []  # more, once the engine is open
+    # Who hears of every task change besides the metrics (more once the engine is open).
+    listeners: list[Callable[[TaskState], None]] = [alerts.task_changed]
 
     def changed(state: TaskState) -> None:
         metrics.task_changed(state)
@@ -217,7 +231,15 @@ async def _serve(
             )
             if engine is not None and not stop.is_set():
                 await _archive(
-                    config, engine, readiness, metrics, stop, reread, status_stale, listeners
+                    config,
+                    engine,
+                    readiness,
+                    metrics,
+                    alerts,
+                    stop,
+                    reread,
+                    status_stale,
+                    listeners,
                 )
     finally:
         beat.cancel()
@@ -326,6 +348,7 @@ async def _archive(
     engine: Engine,
     readiness: _Readiness,
     metrics: Metrics,
+    alerts: DaemonAlerts,
     stop: asyncio.Event,
     reread: asyncio.Event,
     status_stale: asyncio.Event,
@@ -372,6 +395,11 @@ async def _archive(
             reread.clear()
             paused = space.paused
             space.check(now=force)
+            alerts.tick(
+                last_answer_at=metrics.last_api_success,
+                quiet_s=metrics.seconds_since_api_success(),
+                pending=lambda: sum(t.phase is Phase.PENDING for t in engine.tasks.values()),
+            )
             if await watcher.check(force=force) or space.paused is not paused:
                 status_stale.set()
             if status_stale.is_set() and not stop.is_set():

@@ -158,6 +158,7 @@ class Site:
         grace_s: float = 10.0,
         storage: str = LOCAL,
         download_timeout_s: float = 60.0,
+        extra: str = "",
     ) -> None:
         (self.root / "archive.toml").write_text(
             f"""
@@ -181,7 +182,7 @@ timeout_s = {download_timeout_s}
 [daemon]
 grace_period_s = {grace_s}
 metrics_listen = "127.0.0.1:{self.metrics_port}"
-""",
+{extra}""",
             encoding="utf-8",
         )
 
