@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench import intake, machine, memory, polling, scale, throughput
+from bench import intake, machine, memory, polling, scale, throughput, verify
 from bench.options import MEASUREMENTS, QUICK, Options
 from bench.report import Table
 
@@ -50,6 +50,8 @@ def _parse(argv: list[str] | None) -> Options:
     sizes.add_argument(
         "--intake-scale", type=float, help="intake: time compression of the run (0.1)"
     )
+    sizes.add_argument("--verify-tasks", type=int, help="verify: songs re-hashed locally")
+    sizes.add_argument("--verify-manifests", type=int, help="verify: manifests reindexed")
     args = p.parse_args(argv)
     opts = QUICK if args.quick else Options()
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("quick", "only")}
@@ -69,6 +71,8 @@ def _measure(name: str, opts: Options, work: Path, curl: str | None) -> Table:
         return polling.measure(opts)
     if name == "intake":
         return intake.measure(opts, folder)
+    if name == "verify":
+        return verify.measure(opts, folder)
     return scale.measure(opts, folder)
 
 

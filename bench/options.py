@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-MEASUREMENTS = ("throughput", "memory", "polling", "scale", "intake")
+MEASUREMENTS = ("throughput", "memory", "polling", "scale", "intake", "verify")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class Options:
     # intake: music tasks called back about, and the time compression of the run
     intake_tasks: int = 30
     intake_scale: float = 0.1
+    # verify: songs of two `seconds` tracks re-hashed (100: 0.6 GB), manifests reindexed,
+    # tiny tasks verified in a bucket
+    verify_tasks: int = 100
+    verify_manifests: int = 100_000
+    s3_verify_tasks: int = 50
 
 
 QUICK = Options(
@@ -41,4 +46,7 @@ QUICK = Options(
     rerun_tasks=100,
     intake_tasks=3,
     intake_scale=0.02,
+    verify_tasks=2,
+    verify_manifests=500,
+    s3_verify_tasks=3,
 )

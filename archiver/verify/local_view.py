@@ -25,8 +25,9 @@ _READ_CAP = 64 * 1024 * 1024  # read() is for manifests
 class LocalView:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.location = str(self.root)
+        self.location = self._root = str(self.root)
         self.workers = min(4, os.cpu_count() or 1)
+        self.read_workers = 1  # a manifest is read in microseconds: parsing is the cost
         if not self.root.is_dir():
             raise StorageAccessError(f"{self.root}: no archive folder there")
 
@@ -78,8 +79,10 @@ class LocalView:
 
     def read(self, key: str) -> bytes | None:
         try:
-            with open(self.root / key, "rb") as f:
-                return f.read(_READ_CAP)
+            with open(f"{self._root}/{key}", "rb") as f:
+                # read(cap) would allocate the whole cap for every manifest: read what is there
+                too_big = os.fstat(f.fileno()).st_size > _READ_CAP
+                return f.read(_READ_CAP) if too_big else f.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
 

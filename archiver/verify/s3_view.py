@@ -32,7 +32,7 @@ class S3View:
         self.bucket = config.bucket
         self.prefix = config.prefix.strip("/")
         self.location = config.location
-        self.workers = WORKERS
+        self.workers = self.read_workers = WORKERS
         self._checksums = not config.checksum_when_required
         self._client = client if client is not None else client_for(config)
         self._endpoint = str(self._client.meta.endpoint_url)

@@ -29,6 +29,7 @@ class Folder:
 class ArchiveView(Protocol):
     location: str  # as people name it: the folder, or s3://bucket/prefix
     workers: int  # how many files are worth checking at once
+    read_workers: int  # how many manifests are worth reading at once (1: one thread is best)
 
     def folders(self, only: Collection[str] | None) -> Iterator[Folder]:
         """The root's folders (all, or those named `only`) and its own files, as listed."""
