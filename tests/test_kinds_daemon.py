@@ -23,7 +23,10 @@ async def test_kill_9_mid_wav_leaves_no_partial_file_and_a_restart_completes(
     daemon = await site.daemon()
     temp = site.archive / TEMP_DIR
     for _ in range(2000):
-        if temp.exists() and any(p.name != LOCK_FILE for p in temp.iterdir()):
+        # The .part file is made before the GET is sent: wait for the file host to have seen
+        # the request too, or the stall would catch the restarted daemon instead.
+        started = temp.exists() and any(p.name != LOCK_FILE for p in temp.iterdir())
+        if started and sb.cdn.hits[f"{task}.wav"]:
             break
         await asyncio.sleep(0.005)
     else:
