@@ -226,6 +226,10 @@ class Fetcher:
             fd, name = await asyncio.shield(making)
         except asyncio.CancelledError:  # the thread still makes the file: remove it then
             making.add_done_callback(_discard_made)
+            # ...and wait the moment that takes, so that no .part file outlives the fetch
+            # (the loop may end right after this cancellation; the callback runs first).
+            with contextlib.suppress(BaseException):
+                await making
             raise
         except OSError as exc:  # no inode left, say
             fault = os_fault(self._temp_dir, exc, folder=folder)
