@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from s3server import DUMMY_ENV, MotoServer
 
 from archiver.sandbox import Sandbox
+
+# A shell starts a background job (`cmd &` without job control) with SIGINT ignored, and the
+# CLI and daemon subprocesses would inherit that and ignore the tests' SIGINT: give them
+# Python's default, whatever launched pytest.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
