@@ -1,22 +1,21 @@
 """`run`: the engine fed from a watched task-list file, until SIGTERM or SIGINT.
 
-The same engine as `backfill` (`open_engine`), fed differently: the list is read at start, again
-whenever the file changes (checked every `WATCH_INTERVAL_S`: inode, size and mtime) and on
-SIGHUP, and `engine.run` never finishes on its own. A missing or unreadable list is logged and
-waited for; the daemon keeps the tasks it had. So is storage that cannot be opened at start
-(a missing bucket, denied access): logged, retried slowly, never an exit. A full storage pauses
-archiving until space returns (spacewatch.py). Around it sit the systemd protocol (READY,
-STATUS, WATCHDOG, STOPPING) and the optional metrics listener.
+The same engine as `backfill` (`open_engine`), fed differently: the list is read at start,
+then what changes in it as soon as it changes (`TaskListWatcher`: an append costs the appended
+lines), whole again on SIGHUP, and `engine.run` never finishes on its own. A missing or
+unreadable list is logged and waited for; the daemon keeps the tasks it had. So is storage
+that cannot be opened at start (a missing bucket, denied access): logged, retried slowly,
+never an exit. A full storage pauses archiving until space returns (spacewatch.py). Around it
+sit the systemd protocol (READY, STATUS, WATCHDOG, STOPPING) and the optional metrics
+listener.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager, suppress
-from pathlib import Path
 
 import structlog
 
@@ -29,106 +28,28 @@ from archiver.config import Config
 from archiver.engine import Engine
 from archiver.errors import StorageError, UsageError
 from archiver.intake import Intake
+from archiver.listwatch import TaskListWatcher
 from archiver.metrics import Metrics
 from archiver.notify import Alerter, DaemonAlerts
 from archiver.sdnotify import Notifier
 from archiver.spacewatch import SpaceWatch
 from archiver.state import Phase, TaskState
-from archiver.status import counts_text, phase_counts
-from archiver.tasklist import read_task_list
+from archiver.status import counts_text
 from archiver.verify.rolling import start_rolling_verify
 
 log = structlog.get_logger()
 
-WATCH_INTERVAL_S = 2.0  # how soon an edited task list is noticed (and STATUS= refreshed)
 TICK_S = 1.0  # the loop's heartbeat for /healthz
 # Storage unusable at start is retried with backoff from `retry_base_s`, capped at this many
 # times it (30 s → at most 300 s between attempts): a missing bucket waits for a person.
 STORAGE_RETRY_CAP = 10.0
 
-Signature = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 
-
-def status_line(tasks: list[TaskState] | None) -> str:
+def status_line(counts: Mapping[Phase, int] | None) -> str:
     """'12 archived, 3 pending, 1 failed' (phases with no task left out)."""
-    if tasks is None:
+    if counts is None:
         return "waiting for the task list"
-    return counts_text(phase_counts(tasks)) or "no tasks listed"
-
-
-class _TaskListWatcher:
-    """Feeds the engine from the list file whenever the file is not what it was."""
-
-    def __init__(self, path: Path, engine: Engine, metrics: Metrics) -> None:
-        self._path = path
-        self._engine = engine
-        self._metrics = metrics
-        self._signature: Signature | None = None
-        self._problem: str | None = None  # the last problem logged, to log each only once
-        self.loaded = False  # a list was read at least once in this process
-
-    def _stat(self) -> Signature | None:
-        try:
-            st = os.stat(self._path)
-        except FileNotFoundError:
-            self._report("task_list_missing", None)
-            return None
-        except OSError as exc:
-            self._report("task_list_unreadable", exc.strerror or str(exc))
-            return None
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-    def _report(self, event: str, error: str | None) -> None:
-        if self._problem == f"{event}:{error}":
-            return
-        self._problem = f"{event}:{error}"
-        if self.loaded:  # the daemon keeps archiving what the last good list named
-            log.warning(event, file=str(self._path), error=error, keeping_tasks=True)
-        else:
-            log.warning(event, file=str(self._path), error=error, waiting=True)
-
-    async def check(self, *, force: bool = False) -> bool:
-        """Reread the list if it changed (or `force`); True when the engine got a new list."""
-        signature = self._stat()
-        if signature is None:
-            self._signature = None
-            return False
-        if signature == self._signature and not force:
-            return False
-        self._signature = signature  # taken before reading: a later edit is seen next time
-        try:
-            tasklist = await asyncio.to_thread(read_task_list, self._path)
-        except (OSError, UsageError, ValueError) as exc:
-            self._report("task_list_unreadable", getattr(exc, "strerror", None) or str(exc))
-            return False
-        self._problem = None
-        for bad in tasklist.bad_lines:
-            log.warning(
-                "task_line_skipped", file=str(self._path), line=bad.line_no, reason=bad.reason
-            )
-        before = set(self._engine.tasks)
-        # Process start: tasks that ended without everything archived are tried again, as a
-        # new `backfill` would. Later edits only add and remove.
-        try:
-            self._engine.set_tasks(
-                tasklist.tasks, retry=() if self.loaded else RETRYABLE, keep_http=True
-            )
-        except UsageError as exc:  # the state cannot be written: try again at the next check
-            self._signature = None
-            self._report("task_list_not_applied", str(exc))
-            return False
-        self._metrics.seed(self._engine.tasks.values())
-        after = set(self._engine.tasks)
-        log.info(
-            "task_list_loaded",
-            file=str(self._path),
-            tasks=len(after),
-            added=len(after - before),
-            removed=len(before - after),
-            skipped_lines=len(tasklist.bad_lines),
-        )
-        self.loaded = True
-        return True
+    return counts_text(counts) or "no tasks listed"
 
 
 @contextmanager
@@ -357,21 +278,22 @@ async def _archive(
     """Serve with an open engine until `stop`: the task-list watcher, the metrics listener,
     STATUS= updates, the free-space watch (`listeners` get every task change)."""
     assert config.tasks.list is not None
-    watcher = _TaskListWatcher(config.tasks.list, engine, metrics)
-    metrics.bind(lambda: engine.tasks, lambda: engine.in_flight)
+    watcher = TaskListWatcher(config.tasks.list, engine, metrics)
+    metrics.bind(lambda: engine.counts, lambda: engine.kind_counts, lambda: engine.in_flight)
     space = SpaceWatch(engine, min_free_bytes=config.storage.min_free_bytes)
     metrics.watch_pauses(space.health)
     listeners.append(space.task_changed)
 
     def status() -> str:
-        line = status_line(list(engine.tasks.values()) if watcher.loaded else None)
+        line = status_line(engine.counts if watcher.loaded else None)
         return f"archiving paused: {space.paused}; {line}" if space.paused else line
 
+    noticing = asyncio.create_task(watcher.notice_changes(), name="task-list-notify")
     if not await watcher.check():
         # No list yet: the tasks the HTTP intake was given are archived meanwhile. (A state
         # that cannot be written was just reported by the watcher, which tries again.)
         with suppress(UsageError):
-            engine.set_tasks((), retry=RETRYABLE, keep_http=True)
+            engine.set_tasks(retry=RETRYABLE, keep_http=True)
     listen = config.daemon.metrics_listen
     runner = await metrics.serve(listen) if listen else None
     intake = None
@@ -389,16 +311,13 @@ async def _archive(
 
     async def watch() -> None:
         while True:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(reread.wait(), WATCH_INTERVAL_S)
-            force = reread.is_set()
-            reread.clear()
+            force = await watcher.wait(reread)
             paused = space.paused
             space.check(now=force)
             alerts.tick(
                 last_answer_at=metrics.last_api_success,
                 quiet_s=metrics.seconds_since_api_success(),
-                pending=lambda: sum(t.phase is Phase.PENDING for t in engine.tasks.values()),
+                pending=lambda: len(engine.pending),
             )
             if await watcher.check(force=force) or space.paused is not paused:
                 status_stale.set()
@@ -420,7 +339,7 @@ async def _archive(
             task_list=str(config.tasks.list),
             archive=config.storage.location,
             state=str(config.state.path),
-            tasks=len(engine.tasks),
+            tasks=sum(engine.counts.values()),
             metrics=config.daemon.metrics_listen or None,
             intake=config.intake.listen or None,
         )
@@ -429,10 +348,11 @@ async def _archive(
     try:
         await work  # returns once `stop` is set and in-flight tasks are done or cancelled
     finally:
+        watcher.stop()
         side_tasks = [t for t in (watching, verifying, indexing) if t is not None]
         for task in side_tasks:
             task.cancel()
-        await asyncio.gather(*side_tasks, return_exceptions=True)
+        await asyncio.gather(*side_tasks, noticing, return_exceptions=True)
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)

@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 
@@ -30,9 +31,10 @@ from archiver.errors import (
     UsageError,
     WrongEndpoint,
 )
+from archiver.given import Added, Conflict, GivenTasks
 from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide
 from archiver.records import Kind, Record
-from archiver.state import Phase, StateStore, TaskState
+from archiver.state import UNKNOWN_KIND, Phase, StateStore, TaskState
 from archiver.storage import Storage
 from archiver.storage.space import state_full
 from archiver.tasklist import TaskRef
@@ -52,8 +54,9 @@ _PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "fail
 
 
 class Engine:
-    """Archives the tasks it is given. `set_tasks` feeds it; `run` drives it until stopped or,
-    with `until_done`, until every task has ended."""
+    """Archives the tasks it is given. `set_tasks` (a whole list) and `add_tasks` (more
+    tasks: appended lines, intake) feed it; `run` drives it until stopped or, with
+    `until_done`, until every task has ended."""
 
     def __init__(
         self,
@@ -81,7 +84,10 @@ class Engine:
         self._max_in_flight = max_in_flight
         self._clock = clock
         self._on_change = on_change
-        self._active: dict[str, TaskState] = {}
+        self._given = GivenTasks(state)
+        self._active: dict[str, TaskState] = {}  # the given tasks still pending, only
+        self._counts: dict[Phase, int] = dict.fromkeys(Phase, 0)
+        self._kind_counts: Counter[tuple[str, Phase]] = Counter()  # by (kind or UNKNOWN_KIND)
         self._due: list[tuple[float, str]] = []  # heap of (next_poll_at, task_id), pending only
         self._running: dict[str, asyncio.Task[None]] = {}
         self._repoll: set[str] = set()  # running tasks to poll again as soon as their step ends
@@ -92,9 +98,20 @@ class Engine:
         self._fatal: BaseException | None = None
 
     @property
-    def tasks(self) -> Mapping[str, TaskState]:
-        """The listed tasks as the engine last knew them."""
+    def pending(self) -> Mapping[str, TaskState]:
+        """The given tasks still pending, as the engine last knew them: the engine holds
+        nothing else (ended tasks live in the state only)."""
         return self._active
+
+    @property
+    def counts(self) -> Mapping[Phase, int]:
+        """The given tasks by phase, kept as tasks change: one mapping, updated in place."""
+        return self._counts
+
+    @property
+    def kind_counts(self) -> Mapping[tuple[str, Phase], int]:
+        """The given tasks by kind (UNKNOWN_KIND until found) and phase, kept likewise."""
+        return self._kind_counts
 
     @property
     def in_flight(self) -> int:
@@ -119,62 +136,77 @@ class Engine:
     def storage(self) -> Storage:
         return self._storage
 
-    def set_tasks(
-        self, refs: Iterable[TaskRef], *, retry: Collection[Phase] = (), keep_http: bool = False
-    ) -> None:
-        """Make `refs` the task list: new IDs are due at once, IDs no longer listed stop being
-        polled. Tasks ended in a `retry` phase are tried again. With `keep_http` (`run`), the
-        tasks the HTTP intake was given stay whether the list names them or not."""
-        refs = list(refs)
-        ids = [ref.task_id for ref in refs]
-        now = self._clock()
+    def stage(self, refs: Iterable[TaskRef], *, first: bool = False) -> None:
+        """Hold `refs` for the next `set_tasks` or `add_tasks` (`first`: forget what an
+        unfinished batch left): a long list is fed in pieces, read between awaits."""
         try:
-            self._state.add(((ref.task_id, ref.kind) for ref in refs), now)
-            if keep_http:
-                ids = list(dict.fromkeys([*ids, *self._state.http_task_ids()]))
-            if retry:
-                self._state.reopen(ids, retry, now)
-            known = self._state.get_many(ids)
+            self._given.stage(refs, first=first)
         except sqlite3.Error as exc:
             raise _state_error(self._state, exc) from exc
-        self._active = {task_id: known[task_id] for task_id in ids}
-        self._due = [
-            (s.next_poll_at, s.task_id)
-            for s in self._active.values()
-            if s.phase is Phase.PENDING and s.task_id not in self._running
-        ]
-        heapq.heapify(self._due)
-        self._wake.set()
+
+    def set_tasks(
+        self,
+        refs: Iterable[TaskRef] = (),
+        *,
+        retry: Collection[Phase] = (),
+        keep_http: bool = False,
+    ) -> list[Conflict]:
+        """Make `refs` (and those staged) the whole task list: new IDs are due at once, IDs no
+        longer listed stop being polled. Tasks ended in a `retry` phase are tried again. With
+        `keep_http` (`run`), the tasks the HTTP intake was given stay whether the list names
+        them or not. Returns the mentions whose prefix contradicts an earlier one."""
+        return self._give(refs, whole=True, retry=retry, http=keep_http).conflicts
 
     def add_tasks(
-        self, refs: Iterable[TaskRef], *, via_http: bool = False, retry: Collection[Phase] = ()
-    ) -> int:
-        """Add `refs` to the tasks being archived, saved to the state before this returns;
-        return how many the state did not know. New tasks are due at once; known ones keep
-        their schedule, except those ended in a `retry` phase, which are due again at once.
-        `via_http` marks them as the HTTP intake's, kept by `set_tasks(keep_http=True)`."""
-        refs = list(refs)
-        ids = list(dict.fromkeys(ref.task_id for ref in refs))
-        now = self._clock()
+        self,
+        refs: Iterable[TaskRef] = (),
+        *,
+        via_http: bool = False,
+        retry: Collection[Phase] = (),
+    ) -> Added:
+        """Add `refs` (and those staged) to the tasks given so far (an appended line, the
+        HTTP intake, saved to the state before this returns) and wake the engine: new tasks
+        are due at once; known ones keep their schedule, except those ended in a `retry`
+        phase, which are due again at once. `via_http` marks them as the HTTP intake's, kept
+        by `set_tasks(keep_http=True)`. Costs the refs' own work, whatever the number of tasks
+        given before."""
+        return self._give(refs, whole=False, retry=retry, http=via_http)
+
+    def _give(
+        self, refs: Iterable[TaskRef], *, whole: bool, retry: Collection[Phase], http: bool
+    ) -> Added:
         try:
-            added = self._state.add(((r.task_id, r.kind) for r in refs), now, via_http=via_http)
-            if retry:
-                self._state.reopen(ids, retry, now)
-            known = self._state.get_many(ids)
+            self._given.stage(refs)
+            merged = self._given.merge(whole=whole, now=self._clock(), retry=retry, http=http)
         except sqlite3.Error as exc:
             raise _state_error(self._state, exc) from exc
-        for task_id in ids:
-            saved, current = known[task_id], self._active.get(task_id)
-            if task_id in self._running:
-                continue  # its step in flight saves and schedules it
-            if current is not None and current.phase is Phase.PENDING:
-                self._active[task_id] = replace(current, kind=current.kind or saved.kind)
+        if whole:
+            self._active = {}
+            self._due = []
+            self._counts.update(dict.fromkeys(Phase, 0))
+            self._kind_counts.clear()
+        for (kind, phase), n in merged.counts.items():
+            self._counts[phase] += n
+            self._kind_counts[(kind, phase)] += n
+        for state in merged.pending:
+            current = self._active.get(state.task_id)
+            if current is not None:  # scheduled already (or in flight): a prefix may settle it
+                if current.kind is None and state.kind is not None:
+                    settled = replace(current, kind=state.kind)
+                    self._count(current, -1)
+                    self._count(settled, 1)
+                    self._active[state.task_id] = settled
                 continue
-            self._active[task_id] = saved
-            if saved.phase is Phase.PENDING:
-                heapq.heappush(self._due, (saved.next_poll_at, task_id))
+            self._active[state.task_id] = state
+            if state.task_id not in self._running:  # else its step saves and schedules it
+                heapq.heappush(self._due, (state.next_poll_at, state.task_id))
         self._wake.set()
-        return added
+        return Added(merged.new, merged.conflicts)
+
+    def not_archived(self) -> list[TaskState]:
+        """The given tasks that did not end archived, in the order given (read from the
+        state: for the summary of a run)."""
+        return self._given.not_archived()
 
     def poll_now(self, task_id: str) -> bool:
         """Poll a pending task at once (a callback said it moved on), or right after the step
@@ -286,12 +318,21 @@ class Engine:
         self._state.save(state)
         if state.phase is not Phase.PENDING:
             self._called_back.discard(state.task_id)
-        if state.task_id in self._active:
-            self._active[state.task_id] = state
+        before = self._active.get(state.task_id)
+        if before is not None:
+            self._count(before, -1)
+            self._count(state, 1)
             if state.phase is Phase.PENDING:
+                self._active[state.task_id] = state
                 heapq.heappush(self._due, (state.next_poll_at, state.task_id))
+            else:  # ended: from now on the state's alone
+                del self._active[state.task_id]
         if self._on_change is not None:
             self._on_change(state)
+
+    def _count(self, state: TaskState, n: int) -> None:
+        self._counts[state.phase] += n
+        self._kind_counts[(state.kind.value if state.kind else UNKNOWN_KIND, state.phase)] += n
 
     # --- one task -----------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter as CounterOf
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -32,7 +31,6 @@ from prometheus_client.registry import Collector
 from archiver.listen import start_listener
 from archiver.records import Kind
 from archiver.state import UNKNOWN_KIND, Phase, TaskState
-from archiver.status import phase_counts
 
 log = structlog.get_logger()
 
@@ -52,18 +50,24 @@ _PAUSE_OUTCOMES = {"api_key": "auth_rejected", "api_url": "wrong_endpoint"}
 
 
 class _TaskPhases(Collector):
-    """Tasks by phase, computed at scrape time from the engine's current list."""
+    """Tasks by phase, and by kind and phase, read at scrape time from the engine's running
+    counts."""
 
-    def __init__(self, source: Callable[[], Iterable[TaskState]]) -> None:
-        self._source = source
+    def __init__(
+        self,
+        counts: Callable[[], Mapping[Phase, int]],
+        kind_counts: Callable[[], Mapping[tuple[str, Phase], int]],
+    ) -> None:
+        self._counts = counts
+        self._kind_counts = kind_counts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        tasks = list(self._source())
         family = GaugeMetricFamily("suno_archiver_tasks", "Listed tasks by phase", labels=["phase"])
-        for phase, n in phase_counts(tasks).items():
-            family.add_metric([phase.value], n)
+        counts = self._counts()
+        for phase in Phase:
+            family.add_metric([phase.value], counts.get(phase, 0))
         yield family
-        by_kind = CounterOf((t.kind.value if t.kind else UNKNOWN_KIND, t.phase) for t in tasks)
+        by_kind = self._kind_counts()
         family = GaugeMetricFamily(
             "suno_archiver_tasks_by_kind",
             "Listed tasks by kind and phase",
@@ -71,8 +75,9 @@ class _TaskPhases(Collector):
         )
         for kind in [*(k.value for k in Kind), UNKNOWN_KIND]:
             for phase in Phase:
-                if kind != UNKNOWN_KIND or by_kind[(kind, phase)]:
-                    family.add_metric([kind, phase.value], by_kind[(kind, phase)])
+                n = by_kind.get((kind, phase), 0)
+                if kind != UNKNOWN_KIND or n:
+                    family.add_metric([kind, phase.value], n)
         yield family
 
 
@@ -82,14 +87,16 @@ class Metrics:
         self.started_at = clock()
         self.last_api_success: float | None = None
         self.last_tick = clock()
-        self._tasks: Callable[[], Mapping[str, TaskState]] = dict
+        self._counts: Callable[[], Mapping[Phase, int]] = dict
+        self._kind_counts: Callable[[], Mapping[tuple[str, Phase], int]] = dict
         self._in_flight: Callable[[], int] = lambda: 0
         # Why archiving waits, for /healthz (the daemon's SpaceWatch.health): None = it does not.
         self._paused: Callable[[], dict[str, Any] | None] = lambda: None
-        self._seen: dict[str, tuple[int, int, Phase]] = {}  # polls, attempts, phase
+        # polls, attempts, phase of each pending task: an ended one is forgotten
+        self._seen: dict[str, tuple[int, int, Phase]] = {}
 
         r = self.registry = CollectorRegistry()
-        r.register(_TaskPhases(lambda: self._tasks().values()))
+        r.register(_TaskPhases(lambda: self._counts(), lambda: self._kind_counts()))
         Gauge(
             "suno_archiver_tasks_in_flight", "Tasks being polled or archived now", registry=r
         ).set_function(lambda: self._in_flight())
@@ -137,15 +144,20 @@ class Metrics:
     # --- feeding ----------------------------------------------------------------------------
 
     def bind(
-        self, tasks: Callable[[], Mapping[str, TaskState]], in_flight: Callable[[], int]
+        self,
+        counts: Callable[[], Mapping[Phase, int]],
+        kind_counts: Callable[[], Mapping[tuple[str, Phase], int]],
+        in_flight: Callable[[], int],
     ) -> None:
-        """Where the listed tasks and the in-flight count are read at scrape time."""
-        self._tasks = tasks
+        """Where the tasks by phase, by kind and phase, and the in-flight count are read at
+        scrape time."""
+        self._counts = counts
+        self._kind_counts = kind_counts
         self._in_flight = in_flight
 
     def seed(self, tasks: Iterable[TaskState]) -> None:
-        """Remember the tasks as the engine has them now (after `set_tasks`), so that the
-        next change of each is measured against it."""
+        """Remember the pending tasks as the engine has them now (after it was given tasks),
+        so that the next change of each is measured against it."""
         for task in tasks:
             self._seen.setdefault(task.task_id, (task.polls, task.attempts, task.phase))
 
@@ -154,7 +166,10 @@ class Metrics:
         polls, attempts, phase = self._seen.get(
             state.task_id, (state.polls, state.attempts, state.phase)
         )
-        self._seen[state.task_id] = (state.polls, state.attempts, state.phase)
+        if state.phase is Phase.PENDING:
+            self._seen[state.task_id] = (state.polls, state.attempts, state.phase)
+        else:
+            self._seen.pop(state.task_id, None)
         if state.polls > polls:
             self.api_calls.labels("ok").inc(state.polls - polls)
             self.last_api_success = self._clock()
@@ -203,7 +218,7 @@ class Metrics:
         """(healthy, body): archiving is not paused for a full storage, the loop ticks, and
         when something is pending, the API answered (or the daemon started) recently."""
         now = self._clock()
-        counts = phase_counts(self._tasks().values())
+        counts = dict.fromkeys(Phase, 0) | dict(self._counts())
         loop_lag = now - self.last_tick
         api_age = self.seconds_since_api_success()
         pending = counts[Phase.PENDING]

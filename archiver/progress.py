@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from archiver.state import Phase, TaskState
-from archiver.status import counts_text, phase_counts
+from archiver.status import counts_text
 
 REDRAW_S = 0.1  # a terminal line redrawn more often only flickers
 
@@ -24,29 +24,20 @@ class Progress:
     def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._stream = stream
         self._clock = clock
-        self._phases: dict[str, Phase] = {}
-        self._counts = phase_counts(())
-        self._total = 0
+        self._counts: Mapping[Phase, int] = {}
         self._drawn_at = -REDRAW_S
         self._line = ""  # the bar as last drawn; "" while none is shown
         self._lock = threading.Lock()  # log lines may come from worker threads
 
-    def start(self, tasks: Mapping[str, TaskState]) -> None:
-        self._phases = {task_id: state.phase for task_id, state in tasks.items()}
-        self._counts = phase_counts(tasks.values())
-        self._total = len(tasks)
+    def start(self, counts: Mapping[Phase, int]) -> None:
+        """Show `counts`: the engine's tasks by phase, which it keeps up to date."""
+        self._counts = counts
         self._draw()
 
-    def update(self, state: TaskState) -> None:
-        """Count the task's new phase: in constant time, as a 100,000-task backfill has as
-        many updates; the bar is redrawn at most every REDRAW_S, and when the last task ends."""
-        before = self._phases.get(state.task_id)
-        if before is None:
-            return  # not a listed task
-        self._counts[before] -= 1
-        self._counts[state.phase] += 1
-        self._phases[state.task_id] = state.phase
-        if self._clock() - self._drawn_at >= REDRAW_S or not self._counts[Phase.PENDING]:
+    def update(self, _state: TaskState) -> None:
+        """A task changed: redraw at most every REDRAW_S (a 100,000-task backfill has as many
+        updates), and when the last task ends."""
+        if self._clock() - self._drawn_at >= REDRAW_S or not self._counts.get(Phase.PENDING):
             self._draw()
 
     def print_above(self, line: str) -> None:
@@ -62,13 +53,14 @@ class Progress:
                 self._line = ""
 
     def _draw(self) -> None:
-        if not self._total:
+        total = sum(self._counts.values())
+        if not total:
             return
         self._drawn_at = self._clock()
-        ended = self._total - self._counts[Phase.PENDING]
+        ended = total - self._counts.get(Phase.PENDING, 0)
         width = 24
-        filled = width * ended // self._total
-        bar = f"[{'#' * filled}{'.' * (width - filled)}] {ended}/{self._total}"
+        filled = width * ended // total
+        bar = f"[{'#' * filled}{'.' * (width - filled)}] {ended}/{total}"
         with self._lock:
             self._line = f"{bar}  {counts_text(self._counts)}"
             self._stream.write(f"\r\033[K{self._line}")

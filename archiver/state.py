@@ -1,6 +1,6 @@
 """The SQLite state: what the archiver knows about each task, and when to look at it next.
 
-One row per task. The engine reads the rows of the listed tasks once, keeps its own schedule,
+One row per task. The engine reads the rows of its pending tasks once, keeps its own schedule,
 and saves the whole row back after every step; each save is its own committed transaction, so a
 `kill -9` loses at most the call in flight (WAL with synchronous=NORMAL is durable against a
 process crash, though not against a power cut).
@@ -252,13 +252,17 @@ class StateStore:
         self.close()
 
     @property
-    def _db(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for the state's companion queries (`archiver.given`)."""
         if self._conn is None:
             raise RuntimeError(f"{self.path}: state store is closed")
         return self._conn
 
+    _db = connection  # the name this module's own queries use
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One committed transaction (BEGIN IMMEDIATE), rolled back if the block raises."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -267,6 +271,8 @@ class StateStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    transaction = _transaction  # for the state's companion queries (`archiver.given`)
 
     def add(
         self, refs: Iterable[tuple[str, Kind | None]], now: float, *, via_http: bool = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +31,6 @@ PHASE_LABELS: dict[Phase, str] = {
     Phase.NOT_FOUND: "not found",
     Phase.TIMED_OUT: "timed out",
 }
-
-
-def phase_counts(tasks: Iterable[TaskState]) -> dict[Phase, int]:
-    """How many of `tasks` are in each phase (every phase present, 0 when none)."""
-    counts = dict.fromkeys(Phase, 0)
-    for task in tasks:
-        counts[task.phase] += 1
-    return counts
 
 
 def counts_text(counts: Mapping[Phase, int], *, zeros: bool = False) -> str:

@@ -39,7 +39,6 @@ from archiver.errors import (
 from archiver.records import CoverRecord, Kind, MusicRecord
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.scenarios import add_demo_tasks
-from archiver.state import Phase
 from archiver.tasklist import TaskRef
 
 TASK = "0123456789abcdef0123456789abcdef"
@@ -541,10 +540,10 @@ async def test_an_unusable_api_costs_the_daemon_one_call_not_one_per_waiting_tas
             await asyncio.sleep(2.0)
             stop.set()
             await running
-        states = list(engine.tasks.values())
+        states = list(engine.pending.values())
     paused = [e for e in logs if e["event"] == "archiving_paused"]
     assert len(paused) == 1 and needle in paused[0]["error"]
-    assert all(state.phase is Phase.PENDING for state in states)  # none "not found"
+    assert len(states) == len(ids)  # all still pending: none "not found"
     if api_key:
         assert sandbox.api.total_calls == 1
 

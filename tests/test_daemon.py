@@ -285,7 +285,7 @@ async def test_archives_the_list_and_follows_its_edits_until_sigterm(site: Site)
     await site.wait_archived("song_d")
     await daemon.wait_for("task_list_loaded", where=lambda e: e["tasks"] == 5)
     site.list_tasks("song_a", "music:song_b", "cover:cover_c", "song_d")
-    await daemon.wait_for("task_list_loaded", where=lambda e: e["removed"] == 1)
+    await daemon.wait_for("task_list_loaded", where=lambda e: e["tasks"] == 4)
     # A bad line is reported once per version of the file, with its line number.
     skipped = daemon.named("task_line_skipped")
     assert [e["line"] for e in skipped] == [5, 4]
@@ -320,6 +320,22 @@ async def test_archives_the_list_and_follows_its_edits_until_sigterm(site: Site)
     assert doc["problems"] == []
 
 
+async def test_an_appended_id_costs_only_the_appended_line(site: Site) -> None:
+    sb = site.sandbox
+    sb.add_music("song_a")
+    sb.add_music("song_b")
+    site.list_tasks("song_a")
+    daemon = await site.daemon()
+    await site.wait_archived("song_a")
+    with site.tasks.open("a", encoding="utf-8") as f:  # as an application appends its IDs
+        f.write("song_b\n")
+    await site.wait_archived("song_b")
+    appended = await daemon.wait_for("task_list_appended")
+    assert (appended["tasks"], appended["pending"]) == (2, 1)
+    assert len(daemon.named("task_list_loaded")) == 1  # the list was read whole once
+    assert await daemon.stop() == 0
+
+
 async def test_a_removed_task_is_never_polled_again(site: Site) -> None:
     sb = site.sandbox
     sb.add_music("slow_a", ready_after_s=3600)
@@ -334,7 +350,8 @@ async def test_a_removed_task_is_never_polled_again(site: Site) -> None:
 
     site.list_tasks("song_b")
     await daemon.send(signal.SIGHUP)
-    await daemon.wait_for("task_list_loaded", where=lambda e: e["removed"] == 1)
+    first = daemon.named("task_list_loaded")[0]
+    await daemon.wait_for("task_list_loaded", where=lambda e: e is not first)
     await site.wait_archived("song_b")
     while True:  # a poll of slow_a that started before the edit has ended
         _, body = await site.get("/metrics")
@@ -673,14 +690,14 @@ def test_pauses_are_counted_by_their_cause() -> None:
 def test_health_turns_bad_when_pending_tasks_get_no_api_answer() -> None:
     now = [0.0]
     metrics = Metrics(clock=lambda: now[0])
-    tasks = {"a": _state("a")}
-    metrics.bind(lambda: tasks, lambda: 0)
+    counts = {Phase.PENDING: 1}
+    metrics.bind(lambda: counts, dict, lambda: 0)
     assert metrics.health()[0]
     now[0] = 1000.0
     metrics.tick()
     ok, body = metrics.health()
     assert not ok and body["status"] == "unhealthy"
-    tasks["a"] = _state("a", phase=Phase.ARCHIVED)  # nothing pending: idle is healthy
+    counts.update({Phase.PENDING: 0, Phase.ARCHIVED: 1})  # nothing pending: idle is healthy
     assert metrics.health()[0]
     now[0] = 1100.0  # the loop stopped ticking
     assert not metrics.health()[0]

@@ -56,14 +56,14 @@ async def test_an_unreadable_manifest_is_read_again_never_archived_over(
         async with open_engine(config, fatal_errors=False, retry_base_s=0.2) as engine:
             engine.set_tasks([TaskRef("song_a", None)])
             run = asyncio.create_task(engine.run(stop))
-            await until(lambda: engine.tasks["song_a"].attempts > 0)
+            await until(lambda: engine.pending["song_a"].attempts > 0)
             manifest.rmdir()
             saved.rename(manifest)
-            await until(lambda: engine.tasks["song_a"].phase is not Phase.PENDING)
+            await until(lambda: "song_a" not in engine.pending)  # ended
             stop.set()
             await run
 
-    assert engine.tasks["song_a"].phase is Phase.ARCHIVED
+    assert engine.counts[Phase.ARCHIVED] == 1 and not engine.pending
     assert any(e["event"] == "manifest_trusted" for e in logs)
     assert (sandbox.api.total_calls, dict(sandbox.cdn.hits)) == (calls, hits)
     assert manifest.read_bytes() == complete
@@ -90,7 +90,7 @@ async def test_a_rejected_key_pauses_after_one_call_with_one_error_and_a_stamp(
             stop.set()
             await run
 
-    rejected = [s for s in engine.tasks.values() if s.last_error]
+    rejected = [s for s in engine.pending.values() if s.last_error]
     assert len(rejected) == sandbox.api.total_calls == 1
     assert rejected[0].updated_at > listed_at
     paused = [e for e in logs if e["event"] == "archiving_paused"]
@@ -117,3 +117,34 @@ async def test_an_archive_cancelled_mid_download_leaves_no_temp_file(
 
     assert left == []
     assert not (tmp_path / "archive" / "big" / "manifest.json").exists()
+
+
+async def test_the_engine_holds_pending_tasks_only(tmp_path: Path, sandbox: Sandbox) -> None:
+    """Archived tasks live in the state alone: giving them costs no memory in the engine,
+    and a task that ends leaves the engine's structures."""
+    archived = [f"song_{n}" for n in range(3)]
+    for task_id in [*archived, "song_new"]:
+        sandbox.add_music(task_id)
+    sandbox.add_music("slow", ready_after_s=3600)
+    config = _config(tmp_path, sandbox)
+    await _archive(config, *archived)
+    stop = asyncio.Event()
+    async with open_engine(config, fatal_errors=False) as engine:
+        engine.set_tasks(TaskRef(task_id, None) for task_id in [*archived, "slow"])
+        assert set(engine.pending) == {"slow"}
+        assert [task_id for _, task_id in engine._due] == ["slow"]
+        assert (engine.counts[Phase.ARCHIVED], engine.counts[Phase.PENDING]) == (3, 1)
+
+        run = asyncio.create_task(engine.run(stop))
+        await until(lambda: engine.pending["slow"].polls > 0)
+        engine.add_tasks([TaskRef("song_0", None), TaskRef("song_new", None)])  # one known
+        assert set(engine.pending) == {"slow", "song_new"}
+        await until(lambda: engine.counts[Phase.ARCHIVED] == 4)
+        stop.set()
+        await run
+
+    assert set(engine.pending) == {"slow"}
+    assert {task_id for _, task_id in engine._due} <= {"slow"}
+    assert sum(engine.counts.values()) == 5
+    assert engine.kind_counts[("music", Phase.ARCHIVED)] == 4  # found by polling
+    assert sum(engine.kind_counts.values()) == 5

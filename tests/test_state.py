@@ -148,37 +148,6 @@ def test_get_many_returns_only_known_ids(store: StateStore) -> None:
     assert store.get_many([]) == {}
 
 
-def test_reopen_moves_only_the_given_phases_back_to_pending(store: StateStore) -> None:
-    store.add([(t, Kind.MUSIC) for t in ("p", "n", "t", "a", "other")], now=1.0)
-    for tid, phase in [("p", Phase.PARTIAL), ("n", Phase.NOT_FOUND), ("a", Phase.ARCHIVED)]:
-        st = one(store, tid)
-        store.save(
-            dataclasses.replace(
-                st, phase=phase, attempts=5, archive_attempts=4, polls=7, updated_at=2.0
-            )
-        )
-    st = one(store, "t")
-    store.save(dataclasses.replace(st, phase=Phase.TIMED_OUT, attempts=1))
-
-    phases = {Phase.PARTIAL, Phase.NOT_FOUND, Phase.TIMED_OUT}
-    n = store.reopen(["p", "n", "t", "a", "unknown"], phases, now=1000.0)
-    assert n == 3
-    for tid in ("p", "n", "t"):
-        st = one(store, tid)
-        assert (
-            st.phase,
-            st.attempts,
-            st.archive_attempts,
-            st.first_seen_at,
-            st.next_poll_at,
-        ) == (Phase.PENDING, 0, 0, 1000.0, 1000.0)
-    p = one(store, "p")
-    assert p.polls == 7  # history kept
-    a = one(store, "a")
-    assert a.phase is Phase.ARCHIVED
-    assert store.reopen(["p"], phases, now=2000.0) == 0  # now pending: not in those phases
-
-
 def test_counts_lists_every_phase_with_zeroes(store: StateStore) -> None:
     assert store.counts() == dict.fromkeys(Phase, 0)
     store.add([("a", None), ("b", None), ("c", None)], now=1.0)

@@ -28,7 +28,7 @@ class IntakeFeed:
     def add(self, refs: Iterable[TaskRef]) -> int:
         """Tasks posted to the intake: saved as the intake's, due at once when new (or ended
         without everything archived); return how many the state did not know."""
-        return self._engine.add_tasks(refs, via_http=True, retry=RETRYABLE)
+        return self._engine.add_tasks(refs, via_http=True, retry=RETRYABLE).new
 
     def callback(self, cb: Callback) -> tuple[str, int]:
         """("accepted" or "duplicate", tasks new to the state) for a callback with a task ID.

@@ -29,7 +29,7 @@ from archiver.listen import start_listener
 from archiver.metrics import Metrics
 from archiver.records import is_id
 from archiver.state import Phase
-from archiver.tasklist import BadLine, TaskList, parse_task_list
+from archiver.tasklist import BadLine, TaskList, parse_text
 
 log = structlog.get_logger()
 
@@ -221,10 +221,10 @@ async def _posted_tasks(request: web.Request) -> TaskList:
         bad = [i for i, e in enumerate(entries) if not isinstance(e, str) or "\n" in e or "\r" in e]
         if bad:
             raise _Refused(400, f"tasks[{bad[0]}] is not a one-line string")
-        return parse_task_list("\n".join(entries))
+        return parse_text("\n".join(entries))
     raw = await _body(request)
     try:
-        return parse_task_list(raw.decode("utf-8-sig"))
+        return parse_text(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise _Refused(400, f"the body is not UTF-8 text (byte {exc.start})") from None
 
