@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench import intake, machine, memory, polling, scale, throughput, verify
+from bench import daemonscale, intake, machine, memory, polling, scale, throughput, verify
 from bench.options import MEASUREMENTS, QUICK, Options
 from bench.report import Table
 
@@ -46,6 +46,14 @@ def _parse(argv: list[str] | None) -> Options:
     sizes.add_argument("--seed", type=int, help="polling: random seed of the finish times")
     sizes.add_argument("--ids", type=int, help="scale: IDs in the long task list")
     sizes.add_argument("--rerun-tasks", type=int, help="scale: archived tasks rerun")
+    sizes.add_argument("--appends", type=int, help="scale: IDs appended to the daemon's list")
+    sizes.add_argument(
+        "--no-index",
+        dest="index",
+        action="store_false",
+        default=None,
+        help="scale: the daemon case without index.html (run keeps it current by default)",
+    )
     sizes.add_argument("--intake-tasks", type=int, help="intake: music tasks called back about")
     sizes.add_argument(
         "--intake-scale", type=float, help="intake: time compression of the run (0.1)"
@@ -60,20 +68,20 @@ def _parse(argv: list[str] | None) -> Options:
     return replace(opts, **given)
 
 
-def _measure(name: str, opts: Options, work: Path, curl: str | None) -> Table:
+def _measure(name: str, opts: Options, work: Path, curl: str | None) -> list[Table]:
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
     if name == "throughput":
-        return throughput.measure(opts, folder, curl)
+        return [throughput.measure(opts, folder, curl)]
     if name == "memory":
-        return memory.measure(opts, folder)
+        return [memory.measure(opts, folder)]
     if name == "polling":
-        return polling.measure(opts)
+        return [polling.measure(opts)]
     if name == "intake":
-        return intake.measure(opts, folder)
+        return [intake.measure(opts, folder)]
     if name == "verify":
-        return verify.measure(opts, folder)
-    return scale.measure(opts, folder)
+        return [verify.measure(opts, folder)]
+    return [scale.measure(opts, folder), daemonscale.measure(opts, folder)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         curl = shutil.which("curl") if shutil.which("sha256sum") else None
         for name in opts.only:
             t0 = time.perf_counter()
-            table = _measure(name, opts, work, curl)
-            table.notes.append(f"measured in {time.perf_counter() - t0:.0f} s")
-            failed = failed or bool(table.failures)
-            print(table.render(), flush=True)
+            tables = _measure(name, opts, work, curl)
+            tables[-1].notes.append(f"measured in {time.perf_counter() - t0:.0f} s")
+            for table in tables:
+                failed = failed or bool(table.failures)
+                print(table.render(), flush=True)
     print(f"python -m bench: {time.perf_counter() - started:.0f} s in all", flush=True)
     return 1 if failed else 0
 

@@ -27,6 +27,8 @@ class Options:
     # scale
     ids: int = 100_000
     rerun_tasks: int = 10_000
+    appends: int = 100  # IDs appended one at a time to the daemon's list
+    index: bool = True  # the daemon case keeps index.html current, as `run` does by default
     # intake: music tasks called back about, and the time compression of the run
     intake_tasks: int = 30
     intake_scale: float = 0.1
@@ -44,6 +46,7 @@ QUICK = Options(
     poll_tasks=60,
     ids=5_000,
     rerun_tasks=100,
+    appends=3,
     intake_tasks=3,
     intake_scale=0.02,
     verify_tasks=2,
