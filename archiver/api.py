@@ -285,8 +285,9 @@ def answer_data(
     if code != 200:
         raise error_for_code(code, msg, retry_after=_retry_after_s(retry_after))
     data = doc.get("data")
-    if data is None:
-        raise UnknownTask(f"the {what} does not know this task (data: null)")
+    if data is None or data == {}:  # the cover endpoint's first seconds after creation: {}
+        said = "null" if data is None else "{}"
+        raise UnknownTask(f"the {what} does not know this task (data: {said})")
     if not isinstance(data, dict):
         raise TransientApiError("the API's `data` is not an object")
     return data

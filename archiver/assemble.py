@@ -105,6 +105,7 @@ async def open_engine(
             storage=pipeline.storage,
             state=pipeline.state,
             give_up_after_s=config.tasks.give_up_after_s,
+            not_found_after_s=config.tasks.not_found_after_s,
             fatal_errors=fatal_errors,
             retry_base_s=retry_base_s,
             poll_time_scale=poll_time_scale,

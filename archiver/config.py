@@ -39,6 +39,8 @@ class ApiConfig:
 class TasksConfig:
     list: Path | None = None  # the file `run` watches; None without a config file
     give_up_after_s: float = 86400.0
+    not_found_after_s: float = 900.0  # unknown to every endpoint this long: recorded not found
+    retention_days: float = 14.0  # the API keeps a finished task's files this long
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,8 @@ _SCHEMA: dict[str, dict[str, _Key]] = {
     "tasks": {
         "list": _Key(str, "a non-empty path", _nonempty_path),
         "give_up_after_s": _Key(float, "a number of seconds > 0", _positive),
+        "not_found_after_s": _Key(float, "a number of seconds > 0", _positive),
+        "retention_days": _Key(float, "a number of days > 0", _positive),
     },
     "storage": {
         "backend": _Key(str, '"local" or "s3"', lambda v: v in ("local", "s3")),

@@ -32,7 +32,7 @@ from archiver.errors import (
     WrongEndpoint,
 )
 from archiver.given import Added, Conflict, GivenTasks
-from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide
+from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide, unknown_delay
 from archiver.records import Kind, Record
 from archiver.state import UNKNOWN_KIND, Phase, StateStore, TaskState
 from archiver.storage import Storage
@@ -67,6 +67,7 @@ class Engine:
         state: StateStore,
         give_up_after_s: float,
         fatal_errors: bool,
+        not_found_after_s: float = 900.0,
         retry_base_s: float = 30.0,
         poll_time_scale: float = 1.0,
         max_in_flight: int = 16,
@@ -78,6 +79,7 @@ class Engine:
         self._storage = storage
         self._state = state
         self._give_up_after_s = give_up_after_s
+        self._not_found_after_s = not_found_after_s
         self._fatal_errors = fatal_errors  # backfill: a bad key or unusable storage ends the run
         self._retry_base_s = retry_base_s
         self._scale = poll_time_scale  # < 1 compresses the polling schedule (demo, tests)
@@ -419,20 +421,33 @@ class Engine:
         try:
             kind, record = await self._api.lookup(state.task_id, state.kind)
         except UnknownTask as exc:
-            log.warning("task_not_found", error=str(exc))
-            return self._stamp(state, phase=Phase.NOT_FOUND, last_error=str(exc))
+            return self._unknown(state, exc)
         except ApiUnusable:
             raise
         except ApiError as exc:
             return self._retry_later(state, exc)
 
         previous = state.last_status
-        state = replace(state, kind=kind, polls=state.polls + 1, last_status=record.status)
-        age_s = self._clock() - state.first_seen_at
+        state = replace(
+            state,
+            kind=kind,
+            polls=state.polls + 1,
+            unknown_polls=0,
+            last_status=record.status,
+            created_at=_first_known(record.created_time, state.created_at),
+            completed_at=_first_known(record.completed_time, state.completed_at),
+        )
+        now = self._clock()
+        age_s = now - state.first_seen_at
+        # The schedule runs on the task's own age (from its createTime); the give-up deadline
+        # still counts from first sight, so it moves along by the age the task had by then.
+        head_start_s = (
+            0.0 if state.created_at is None else max(0.0, state.first_seen_at - state.created_at)
+        )
         decision = decide(
             record,
-            age_s=age_s / self._scale,
-            give_up_after_s=self._give_up_after_s / self._scale,
+            age_s=(age_s + head_start_s) / self._scale,
+            give_up_after_s=(self._give_up_after_s + head_start_s) / self._scale,
             last_status=previous,
         )
         match decision:
@@ -509,6 +524,26 @@ class Engine:
         log.info("manifest_trusted", outcome=doc["outcome"])
         return self._stamp(state, phase=phase, kind=Kind(doc["kind"]), last_status=doc["status"])
 
+    def _unknown(self, state: TaskState, exc: UnknownTask) -> TaskState:
+        """No endpoint knows the task. A just-created one is unknown for a while, so it stays
+        pending, asked again on a growing backoff (`lifecycle.unknown_delay`), until
+        `not_found_after_s` has passed since it was first seen; the last poll lands there."""
+        unknown = state.unknown_polls + 1
+        now = self._clock()
+        window_ends = state.first_seen_at + self._not_found_after_s
+        state = replace(state, unknown_polls=unknown)
+        if now >= window_ends:
+            log.warning(
+                "task_not_found",
+                error=str(exc),
+                polls=unknown,
+                after_s=round(now - state.first_seen_at, 1),
+            )
+            return self._stamp(state, phase=Phase.NOT_FOUND, last_error=str(exc))
+        next_at = min(now + unknown_delay(unknown) * self._scale, window_ends)
+        log.info("task_unknown_yet", error=str(exc), poll=unknown, delay_s=round(next_at - now, 1))
+        return self._stamp(state, last_error=str(exc), next_poll_at=next_at)
+
     def _retry_later(
         self, state: TaskState, exc: BaseException, *, file_failure: bool = False
     ) -> TaskState:
@@ -531,6 +566,10 @@ class Engine:
 
     def _stamp(self, state: TaskState, **changes: object) -> TaskState:
         return replace(state, updated_at=self._clock(), **changes)  # type: ignore[arg-type]
+
+
+def _first_known(new: float | None, old: float | None) -> float | None:
+    return new if new is not None else old
 
 
 def _state_error(state: StateStore, exc: sqlite3.Error) -> UsageError:

@@ -180,7 +180,7 @@ class GivenTasks:
     def _reopen(self, scope: str, phases: Collection[Phase], now: float) -> None:
         values = sorted({Phase(p).value for p in phases})
         self._db.execute(
-            "UPDATE tasks SET phase = ?, attempts = 0, archive_attempts = 0, "
+            "UPDATE tasks SET phase = ?, attempts = 0, archive_attempts = 0, unknown_polls = 0, "
             "first_seen_at = ?2, next_poll_at = ?2, updated_at = ?2 "
             f"WHERE phase IN ({','.join('?' * len(values))}) AND task_id IN ({scope})",
             [Phase.PENDING.value, now, *values],

@@ -3,8 +3,8 @@
 Counters come from two sources that need no hook inside the engine or the API client:
 
 * the engine's `on_change` callback (every saved task step): a step whose `polls` grew got an
-  answer from the API; one that ended `not_found` got one too; one that only counted a failed
-  attempt ended in an API error after the client's own retries;
+  answer from the API; one whose `unknown_polls` grew got one too ("no such task", not_found);
+  one that only counted a failed attempt ended in an API error after the client's own retries;
 * a structlog processor that sees the events the pipeline logs anyway: `api_retry` (one failed
   call the client retries, with its error class), `archiving_paused` (once a pause, with its
   `cause`: the key rejected, a base_url that is not the API, or storage that refused access),
@@ -92,8 +92,8 @@ class Metrics:
         self._in_flight: Callable[[], int] = lambda: 0
         # Why archiving waits, for /healthz (the daemon's SpaceWatch.health): None = it does not.
         self._paused: Callable[[], dict[str, Any] | None] = lambda: None
-        # polls, attempts, phase of each pending task: an ended one is forgotten
-        self._seen: dict[str, tuple[int, int, Phase]] = {}
+        # polls, unknown polls, attempts, phase of each pending task: an ended one is forgotten
+        self._seen: dict[str, tuple[int, int, int, Phase]] = {}
 
         r = self.registry = CollectorRegistry()
         r.register(_TaskPhases(lambda: self._counts(), lambda: self._kind_counts()))
@@ -159,22 +159,23 @@ class Metrics:
         """Remember the pending tasks as the engine has them now (after it was given tasks),
         so that the next change of each is measured against it."""
         for task in tasks:
-            self._seen.setdefault(task.task_id, (task.polls, task.attempts, task.phase))
+            self._seen.setdefault(
+                task.task_id, (task.polls, task.unknown_polls, task.attempts, task.phase)
+            )
 
     def task_changed(self, state: TaskState) -> None:
         """The engine's `on_change`: one saved step of one task."""
-        polls, attempts, phase = self._seen.get(
-            state.task_id, (state.polls, state.attempts, state.phase)
-        )
+        current = (state.polls, state.unknown_polls, state.attempts, state.phase)
+        polls, unknown, attempts, phase = self._seen.get(state.task_id, current)
         if state.phase is Phase.PENDING:
-            self._seen[state.task_id] = (state.polls, state.attempts, state.phase)
+            self._seen[state.task_id] = current
         else:
             self._seen.pop(state.task_id, None)
         if state.polls > polls:
             self.api_calls.labels("ok").inc(state.polls - polls)
             self.last_api_success = self._clock()
-        elif state.phase is Phase.NOT_FOUND and phase is not Phase.NOT_FOUND:
-            self.api_calls.labels("not_found").inc()
+        elif state.unknown_polls > unknown:
+            self.api_calls.labels("not_found").inc(state.unknown_polls - unknown)
             self.last_api_success = self._clock()
         elif state.attempts > attempts and state.phase is Phase.PENDING:
             self.api_calls.labels("error").inc()

@@ -25,7 +25,7 @@ from archiver.browse.view import ViewRow
 from archiver.errors import UsageError
 from archiver.records import Kind
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
 
 # What index.html and playlist.m3u8 show of each archived task (archiver.browse), so that the
@@ -58,7 +58,10 @@ CREATE TABLE tasks (
     last_error       TEXT,
     updated_at       REAL NOT NULL,
     archive_attempts INTEGER NOT NULL DEFAULT 0,
-    via_http         INTEGER NOT NULL DEFAULT 0
+    via_http         INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL,
+    completed_at     REAL,
+    unknown_polls    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
     + _VIEW_SCHEMA
@@ -80,11 +83,18 @@ _MIGRATIONS = {
     ALTER TABLE tasks ADD COLUMN via_http INTEGER NOT NULL DEFAULT 0;
     """,
     3: _VIEW_SCHEMA,  # → 4: the browse view
+    # → 5: the task's own times (its age for the schedule, its expiry) and the answers "no such
+    # task" it got in a row (a just-created task is unknown for a while: not found is provisional).
+    4: """
+    ALTER TABLE tasks ADD COLUMN created_at REAL;
+    ALTER TABLE tasks ADD COLUMN completed_at REAL;
+    ALTER TABLE tasks ADD COLUMN unknown_polls INTEGER NOT NULL DEFAULT 0;
+    """,
 }
 
 _COLUMNS = (
     "task_id, kind, phase, first_seen_at, next_poll_at, polls, attempts, "
-    "last_status, last_error, updated_at, archive_attempts"
+    "last_status, last_error, updated_at, archive_attempts, created_at, completed_at, unknown_polls"
 )
 
 _UPDATE_ALL = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ")[1:])
@@ -95,7 +105,7 @@ class Phase(StrEnum):
     ARCHIVED = "archived"
     PARTIAL = "partial"  # manifest written, some file unobtainable
     FAILED = "failed"  # the API said the task failed (manifest written)
-    NOT_FOUND = "not_found"  # neither endpoint knows it
+    NOT_FOUND = "not_found"  # no endpoint knew it through tasks.not_found_after_s
     TIMED_OUT = "timed_out"  # not finished within give_up_after_s
 
 
@@ -119,6 +129,15 @@ class TaskState:
     # Archive tries of the finished task that ended in a transient file failure; the engine's
     # ARCHIVE_ATTEMPTS of them make the next try final. Failed API calls do not count here.
     archive_attempts: int = 0
+    created_at: float | None = None  # the API's createTime of the task (epoch seconds), once seen
+    completed_at: float | None = None  # its completeTime: the files expire a retention after it
+    unknown_polls: int = 0  # answers "no such task" in a row (the not-found backoff grows)
+
+    @property
+    def born_at(self) -> float | None:
+        """When the task's files start their retention: completed, else created (earlier, so
+        an expiry from it errs on the safe side); None while the API told neither."""
+        return self.completed_at if self.completed_at is not None else self.created_at
 
 
 UNKNOWN_KIND = "unknown"  # how status and metrics name the kind of a task not yet found
@@ -128,7 +147,7 @@ _PHASES: dict[str, Phase] = {p.value: p for p in Phase}
 
 def _row_to_state(row: tuple) -> TaskState:
     (task_id, kind, phase, first_seen, next_poll, polls, attempts, status, error, updated,
-     archive_attempts) = row  # fmt: skip
+     archive_attempts, created, completed, unknown_polls) = row  # fmt: skip
     return TaskState(  # dict lookups, not Enum(...): this runs 100,000 times in get_many
         task_id=task_id,
         kind=_KINDS[kind],
@@ -141,6 +160,9 @@ def _row_to_state(row: tuple) -> TaskState:
         last_error=error,
         updated_at=updated,
         archive_attempts=archive_attempts,
+        created_at=created,
+        completed_at=completed,
+        unknown_polls=unknown_polls,
     )
 
 
@@ -328,7 +350,7 @@ class StateStore:
         """Write the whole row (insert or update; `via_http` is kept), committed before
         returning."""
         self._db.execute(
-            f"INSERT INTO tasks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO tasks ({_COLUMNS}) VALUES ({','.join('?' * 14)}) "
             f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_ALL}",
             (
                 state.task_id,
@@ -342,12 +364,15 @@ class StateStore:
                 state.last_error,
                 state.updated_at,
                 state.archive_attempts,
+                state.created_at,
+                state.completed_at,
+                state.unknown_polls,
             ),
         )
 
     def reopen(self, task_ids: Iterable[str], phases: Collection[Phase], now: float) -> int:
         """Put those of `task_ids` that are in `phases` back to PENDING, due now, with a fresh
-        give-up clock and no failures counted; return how many."""
+        give-up clock (and not-found window) and no failures counted; return how many."""
         ids = list(dict.fromkeys(task_ids))
         phase_values = sorted({Phase(p).value for p in phases})
         if not ids or not phase_values:
@@ -359,7 +384,7 @@ class StateStore:
                 marks = ",".join("?" * len(chunk))
                 cur = db.execute(
                     "UPDATE tasks SET phase = ?, attempts = 0, archive_attempts = 0, "
-                    "first_seen_at = ?, next_poll_at = ?, updated_at = ? "
+                    "unknown_polls = 0, first_seen_at = ?, next_poll_at = ?, updated_at = ? "
                     f"WHERE task_id IN ({marks}) AND phase IN ({phase_marks})",
                     [Phase.PENDING.value, now, now, now, *chunk, *phase_values],
                 )

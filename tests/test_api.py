@@ -40,6 +40,7 @@ from archiver.records import CoverRecord, Kind, MusicRecord
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.scenarios import add_demo_tasks
 from archiver.tasklist import TaskRef
+from archiver.timestamps import utc_iso_of
 
 TASK = "0123456789abcdef0123456789abcdef"
 COVER = "fedcba9876543210fedcba9876543210"
@@ -182,8 +183,12 @@ async def test_create_time_as_epoch_ms_and_as_string_give_the_same_instant(sandb
     as_text = await api.record(Kind.MUSIC, TASK[::-1])
     assert isinstance(as_ms.raw["response"]["sunoData"][0]["createTime"], int)
     assert isinstance(as_text.raw["response"]["sunoData"][0]["createTime"], str)
-    for record in (as_ms, as_text):
-        assert record.tracks[0].created_at.startswith("2025-01-0")
+    assert isinstance(as_ms.raw["createTime"], int) and isinstance(as_text.raw["createTime"], str)
+    asked_at = time.time()
+    for record in (as_ms, as_text):  # both created at their first poll, a moment ago
+        assert record.created_time is not None
+        assert asked_at - 2 < record.created_time <= asked_at
+        assert record.tracks[0].created_at == utc_iso_of(record.created_time)
 
 
 async def test_unknown_fields_are_kept_in_raw(sandbox, http):
@@ -269,9 +274,14 @@ async def test_every_demo_task_is_readable(sandbox, http):
     seen = set()
     for line in lines:
         prefix, _, task_id = line.strip().rpartition(":")
-        _, record = await api.lookup(task_id, Kind(prefix) if prefix else None)
-        seen.add(record.status)
+        try:
+            _, record = await api.lookup(task_id, Kind(prefix) if prefix else None)
+        except UnknownTask:  # the cover task, whose `data` is empty for its first second
+            seen.add("unknown yet")
+        else:
+            seen.add(record.status)
     assert {"SUCCESS", "CALLBACK_EXCEPTION", "PENDING", "SENSITIVE_WORD_ERROR"} <= seen
+    assert "unknown yet" in seen
 
 
 # --- faults → error classes -------------------------------------------------------------------

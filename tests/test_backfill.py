@@ -17,6 +17,7 @@ import pytest
 from archive_checks import TEMP_DIR, strip_id3v2, verify_archive
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
+from structlog.testing import capture_logs
 
 from archiver.backfill import BackfillReport, backfill, format_summary
 from archiver.config import (
@@ -46,6 +47,7 @@ class Site:
         self.state = tmp_path / "state.sqlite3"
         self.ids_file = tmp_path / "ids.txt"
         self.give_up_after_s = 120.0
+        self.not_found_after_s = 1.0  # an unknown task is asked again for 1 s (100 s scaled)
         self.api_key = sandbox.api_key
         self.download = DownloadConfig(attempts=3)
         self.tagging = TaggingConfig()
@@ -55,7 +57,9 @@ class Site:
     def config(self) -> Config:
         return Config(
             api=ApiConfig(base_url=self.sb.base_url, api_key=self.api_key, requests_per_second=50),
-            tasks=TasksConfig(give_up_after_s=self.give_up_after_s),
+            tasks=TasksConfig(
+                give_up_after_s=self.give_up_after_s, not_found_after_s=self.not_found_after_s
+            ),
             storage=StorageConfig(path=self.archive, min_free_bytes=self.min_free_bytes),
             state=StateConfig(path=self.state),
             download=self.download,
@@ -150,7 +154,8 @@ async def test_tags_read_back_and_audio_frames_are_the_download(site: Site) -> N
     assert str(tags["TXXX:SUNO_TASK_ID"]) == task
     assert str(tags["TXXX:SUNO_AUDIO_ID"]) == track["audio_id"]
     assert str(tags["TXXX:SUNO_MODEL"]) == "chirp-v4"
-    assert str(tags["TDRC"]) == "2025"  # mutagen reads the v2.3 TYER frame as TDRC
+    # mutagen reads the v2.3 TYER frame as TDRC: the year of the track's createTime
+    assert str(tags["TDRC"]) == track["created_at"][:4]
     assert b"TYER" in stored.read_bytes()[:4096]
     cover = tags.getall("APIC")[0]
     assert cover.type == 3 and cover.data == (site.archive / track["image"]["path"]).read_bytes()
@@ -183,7 +188,8 @@ async def test_id3v24_without_an_embedded_cover(site: Site) -> None:
     track = site.manifest(task)["tracks"][0]
     tags = ID3(site.archive / track["audio"]["path"])
     assert tags.version[:2] == (2, 4)
-    assert str(tags["TIT2"]) == "Neon Highway" and str(tags["TDRC"]) == "2025"
+    assert str(tags["TIT2"]) == "Neon Highway"
+    assert str(tags["TDRC"]) == track["created_at"][:4]
     assert not tags.getall("APIC")
     assert track["image"]["sha256"]  # the image is archived all the same
 
@@ -393,10 +399,22 @@ async def test_a_name_holding_other_content_is_left_alone_and_reported(site: Sit
     assert "already exists with other content" in format_summary(report, str(site.archive))
 
 
-async def test_unknown_task_is_not_found(site: Site) -> None:
-    report = await site.backfill("no_such_task")
+async def test_an_id_unknown_for_the_whole_window_is_not_found_after_it_not_before(
+    site: Site,
+) -> None:
+    """Both endpoints are asked on a growing backoff (0.1, 0.2, 0.4 s … of the compressed
+    schedule: 10, 20, 40 s) until tasks.not_found_after_s has passed since it was listed."""
+    started = time.monotonic()
+    with capture_logs() as logs:
+        report = await site.backfill("no_such_task")
 
+    assert time.monotonic() - started >= site.not_found_after_s
     assert phases(report) == {"no_such_task": Phase.NOT_FOUND}
+    calls = dict(site.sb.api.calls)
+    assert calls[("music", "no_such_task")] == calls[("cover", "no_such_task")] == 5
+    [ended] = [e for e in logs if e["event"] == "task_not_found"]
+    assert ended["polls"] == 5 and ended["after_s"] >= site.not_found_after_s
+    assert len([e for e in logs if e["event"] == "task_unknown_yet"]) == 4
     assert not site.archive.joinpath("no_such_task").exists()
 
 

@@ -336,6 +336,20 @@ async def test_an_appended_id_costs_only_the_appended_line(site: Site) -> None:
     assert await daemon.stop() == 0
 
 
+async def test_a_cover_task_empty_at_first_is_archived_not_dropped(site: Site) -> None:
+    """The cover endpoint answers `data: {}` for the task's first second, then generating,
+    then done: the daemon asks again on its not-found backoff instead of giving up."""
+    site.sandbox.add_cover("fresh_cover", empty_for_s=1.0, ready_after_s=2.0)
+    site.list_tasks("fresh_cover")  # a bare ID: the music endpoint never knows it
+    daemon = await site.daemon(tuning={"poll_time_scale": 0.05})
+
+    await site.wait_archived("fresh_cover")
+
+    assert daemon.named("task_unknown_yet") and not daemon.named("task_not_found")
+    assert site.manifest("fresh_cover")["outcome"] == "archived"
+    assert await daemon.stop() == 0
+
+
 async def test_a_removed_task_is_never_polled_again(site: Site) -> None:
     sb = site.sandbox
     sb.add_music("slow_a", ready_after_s=3600)
@@ -650,12 +664,13 @@ def test_metrics_count_api_answers_and_failures_from_task_steps() -> None:
     now[0] = 1010.0
     metrics.task_changed(_state("a", polls=1))
     metrics.task_changed(_state("b", attempts=1, last_error="HTTP 500"))
-    metrics.task_changed(_state("c", phase=Phase.NOT_FOUND))
+    metrics.task_changed(_state("c", unknown_polls=1))  # unknown yet: asked again later
+    metrics.task_changed(_state("c", unknown_polls=2, phase=Phase.NOT_FOUND))
     metrics.task_changed(_state("a", polls=2, phase=Phase.ARCHIVED))
     value = metrics.registry.get_sample_value
     assert value("suno_archiver_api_calls_total", {"outcome": "ok"}) == 2
     assert value("suno_archiver_api_calls_total", {"outcome": "error"}) == 1
-    assert value("suno_archiver_api_calls_total", {"outcome": "not_found"}) == 1
+    assert value("suno_archiver_api_calls_total", {"outcome": "not_found"}) == 2
     assert value("suno_archiver_tasks_ended_total", {"phase": "archived"}) == 1
     now[0] = 1015.0
     assert value("suno_archiver_seconds_since_api_success") == 5.0

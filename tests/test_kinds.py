@@ -165,7 +165,10 @@ def test_lyrics_variants_become_numbered_texts_and_one_json() -> None:
 @pytest.mark.parametrize("times", [("2025-01-01 00:00:00", "2025-01-01 00:10:00"), (1, 2)])
 def test_string_and_epoch_ms_times_both_parse(times: tuple[Any, Any]) -> None:
     data = dict(WAV_DATA, createTime=times[0], completeTime=times[1])
-    assert isinstance(run(parse(Kind.WAV, data)), ArchiveNow)
+    record = parse(Kind.WAV, data)
+    assert isinstance(run(record), ArchiveNow)
+    assert record.created_time is not None and record.completed_time is not None
+    assert record.completed_time > record.created_time
 
 
 def test_a_record_about_another_task_is_refused() -> None:

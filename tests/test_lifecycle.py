@@ -21,6 +21,7 @@ from archiver.lifecycle import (
     poll_delay,
     track_name,
     track_names,
+    unknown_delay,
 )
 from archiver.media import JPEG, MP3, PNG
 from archiver.records import Track, parse_cover, parse_music
@@ -433,3 +434,12 @@ def test_schedule_meets_the_delay_target_even_if_first_success_is_never_seen() -
     assert ratio <= 1 / 3
     assert median_delay <= 15
     assert worst_delay <= lifecycle.WINDOW_S
+
+
+# --- unknown tasks ---------------------------------------------------------------------------
+
+
+def test_an_unknown_task_is_asked_again_on_a_doubling_backoff_up_to_five_minutes() -> None:
+    delays = [unknown_delay(n) for n in range(1, 9)]
+    assert delays == [10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0, 300.0]
+    assert unknown_delay(10_000) == 300.0

@@ -316,10 +316,16 @@ def test_a_version_1_state_is_migrated_keeping_its_rows(db_path: Path) -> None:
                 "waiting", None, Phase.PENDING, 5.0, 6.0, 0, 4, None, "the API failed (500)", 7.0
             ),
         }
-        s.save(dataclasses.replace(one(s, "waiting"), archive_attempts=2))
+        s.save(
+            dataclasses.replace(
+                one(s, "waiting"), archive_attempts=2, created_at=8.5, completed_at=9.5
+            )
+        )
     with StateStore.open(db_path) as s:  # opened again: nothing left to migrate
-        assert one(s, "waiting").archive_attempts == 2
+        waiting = one(s, "waiting")
+        assert (waiting.archive_attempts, waiting.created_at, waiting.completed_at) == (2, 8.5, 9.5)
         assert one(s, "done").archive_attempts == 0
+        assert (one(s, "done").created_at, one(s, "done").unknown_polls) == (None, 0)
 
 
 def test_use_after_close_is_an_error(db_path: Path) -> None:

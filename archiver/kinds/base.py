@@ -47,6 +47,10 @@ class TaskRecord(Protocol):
     def error_message(self) -> str | None: ...
     @property
     def raw(self) -> Mapping[str, Any]: ...
+    @property
+    def created_time(self) -> float | None: ...  # the task's createTime, as Unix time
+    @property
+    def completed_time(self) -> float | None: ...  # its completeTime: expiry counts from it
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ class CoverRecord:
     error_code: int | None
     error_message: str | None
     raw: Mapping[str, Any]
+    created_time: float | None = None  # Unix time of the task's createTime
+    completed_time: float | None = None  # of its completeTime
 
 
 def parse_cover(data: Mapping[str, Any], task_id: str) -> CoverRecord:
@@ -55,6 +57,8 @@ def parse_cover(data: Mapping[str, Any], task_id: str) -> CoverRecord:
         error_code=code,
         error_message=message,
         raw=data,
+        created_time=fields.epoch(data.get("createTime")),
+        completed_time=fields.epoch(data.get("completeTime")),
     )
 
 

@@ -87,6 +87,19 @@ def duration(value: object) -> float | None:
 
 def created_at(value: object) -> str | None:
     """Epoch milliseconds (number or digit string) or a date string → "YYYY-MM-DDTHH:MM:SSZ"."""
+    found = moment(value)
+    return utc_iso(found) if found is not None else None
+
+
+def epoch(value: object) -> float | None:
+    """A createTime / completeTime (any form `moment` reads) → Unix time in seconds."""
+    found = moment(value)
+    return found.timestamp() if found is not None else None
+
+
+def moment(value: object) -> datetime | None:
+    """Epoch milliseconds (a number or digit string; below 1e11 read as seconds) or an ISO 8601
+    / "YYYY-MM-DD HH:MM:SS" string (naive = UTC) → an aware datetime; None for anything else."""
     try:
         ms = None if isinstance(value, str) and not _looks_numeric(value) else number(value)
         if ms is not None:
@@ -94,14 +107,11 @@ def created_at(value: object) -> str | None:
                 return None
             if ms < _EPOCH_SECONDS_BELOW:
                 ms *= 1000
-            moment = _EPOCH + timedelta(milliseconds=ms)
-        elif isinstance(value, str) and value.strip():
-            moment = datetime.fromisoformat(value.strip())
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-        else:
-            return None
-        return utc_iso(moment)
+            return _EPOCH + timedelta(milliseconds=ms)
+        if isinstance(value, str) and value.strip():
+            found = datetime.fromisoformat(value.strip())
+            return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
+        return None
     except (ValueError, OverflowError, OSError):
         return None
 

@@ -138,6 +138,8 @@ class MusicRecord:
     error_code: int | None
     error_message: str | None
     raw: Mapping[str, Any]  # the API's `data` object exactly as received
+    created_time: float | None = None  # Unix time of the task's createTime
+    completed_time: float | None = None  # of its completeTime
 
 
 def parse_music(data: Mapping[str, Any], task_id: str) -> MusicRecord:
@@ -148,8 +150,16 @@ def parse_music(data: Mapping[str, Any], task_id: str) -> MusicRecord:
     """
     fields.check_task_id(data, task_id)
     response = fields.mapping(data.get("response"))
-    tracks = tuple(_track(item) for item in fields.items(response.get("sunoData")))
+    items = fields.items(response.get("sunoData"))
+    tracks = tuple(_track(item) for item in items)
     code, message = fields.error_fields(data, response)
+    # Live answers carry the task's createTime; the docs show it on the tracks only, and the
+    # earliest of those stands in for it.
+    created = fields.epoch(data.get("createTime"))
+    if created is None:
+        created = min(
+            filter(None, (fields.epoch(i.get("createTime")) for i in items)), default=None
+        )
     return MusicRecord(
         task_id=task_id,
         status=fields.status_word(data.get("status")),
@@ -157,6 +167,8 @@ def parse_music(data: Mapping[str, Any], task_id: str) -> MusicRecord:
         error_code=code,
         error_message=message,
         raw=data,
+        created_time=created,
+        completed_time=fields.epoch(data.get("completeTime")),
     )
 
 

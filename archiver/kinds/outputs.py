@@ -43,6 +43,8 @@ class OutputRecord:
     error_code: int | None
     error_message: str | None
     raw: Mapping[str, Any]  # the API's `data` object exactly as received
+    created_time: float | None = None  # Unix time of the task's createTime
+    completed_time: float | None = None  # of its completeTime
 
 
 R = TypeVar("R", bound=OutputRecord)
@@ -58,7 +60,11 @@ def output_record(
 ) -> R:
     """The record of `data` (already checked to be about `task_id`)."""
     code, message = fields.error_fields(data, fields.mapping(data.get("response")))
-    return record_type(task_id, status, files, code, message, data)
+    created, completed = (
+        fields.epoch(data.get("createTime")),
+        fields.epoch(data.get("completeTime")),
+    )
+    return record_type(task_id, status, files, code, message, data, created, completed)
 
 
 def one_file_record(

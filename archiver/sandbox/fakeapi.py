@@ -2,7 +2,9 @@
 faults (music and cover records here, the other kinds' in `outputs`).
 
 A task's clock starts at the first authorised call about it, so what a test sees depends only on
-how long after its first poll it asks, never on when the sandbox started. File URLs are built
+how long after its first poll it asks, never on when the sandbox started. Its `createTime` is
+that moment on the wall clock, or `created_ago_s` before it (a task listed after it was created,
+which is that much further along at its first poll). File URLs are built
 from the request's own origin, so they are absolute and right whatever port was bound.
 """
 
@@ -36,12 +38,11 @@ FAULTS = frozenset(
     {
         "http500", "http502", "http455", "body455", "http429", "body429", "http430", "body430",
         "http405", "body405", "html", "badjson", "http401", "body401", "reset", "hang",
-        "other_task",
+        "other_task", "body402", "body433", "body429_limit",
     }
 )  # fmt: skip
 UnknownForm = Literal["null", "code404", "code422", "http404", "http422"]
 
-_BASE_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 _BIG_AUDIO_S = 30.0  # longer sample songs are written once to disk and shared (benchmarks)
 _DATA_URL = "data:audio/mpeg;base64,SUQzAwAAAAAAAA=="  # an empty ID3 tag
 _HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
@@ -62,16 +63,19 @@ class MusicTask:
         "null"  # sunoData null / [] / no response
     )
     extra_fields: bool = False  # unknown fields in the body, data, response and tracks
-    source_urls: Literal["forbidden", "ok"] | None = None  # source* URLs: 403, or a working copy
+    # source* URLs: 403, a working copy, null, or (None) no such keys
+    source_urls: Literal["forbidden", "ok", "null"] | None = None
     title: str | None = None  # every track's title (Suno gives both tracks the same one)
     audio_ids: Sequence[str] | None = None  # per track
     prompt: str = "[Verse]\nSandbox lyrics, line one\n[Chorus]\nSandbox chorus"
     tags: str = "electrifying, rock"
     model_name: str = "chirp-v4"
-    missing_audio: int | None = None  # 1-based track whose audioUrl stays "" even in SUCCESS
+    missing_audio: int | None = None  # 1-based track whose audioUrl stays "" (null once finished)
     odd_audio_url: Literal["ftp", "data"] | None = None  # track 1's audioUrl is not http(s)
     non_finite: bool = False  # NaN and Infinity in the JSON (Python's json writes them)
     instrumental: bool = False  # its timestamped lyrics have no words
+    unknown_for_s: float = 0.0  # answered as unknown this long (the vendor still replicating it)
+    created_ago_s: float = 0.0
     files: dict[str, str] = field(default_factory=dict)  # "audio1", "image1", … → URL path
     started: float | None = None
 
@@ -85,6 +89,8 @@ class CoverTask:
     parent_task_id: str = ""
     create_time: Literal["ms", "string"] = "string"
     extra_fields: bool = False
+    empty_for_s: float = 0.0  # `data` is {} this long, as the live cover endpoint's first seconds
+    created_ago_s: float = 0.0
     files: list[str] = field(default_factory=list)
     started: float | None = None
 
@@ -121,6 +127,7 @@ class FakeApi:
         self.total_calls = 0
         self.unknown_form: UnknownForm = "null"
         self.refuse_aligned_lyrics = 0  # the next this many timestamped-lyrics calls get 400
+        self._wall_offset = time.time() - clock()  # the clock's reading → Unix time
         self._faults: deque[_Fault] = deque()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._big_files: dict[tuple[float, int], Path] = {}
@@ -283,21 +290,37 @@ class FakeApi:
         if endpoint == "music" and task_id in self.music:
             task = self.music[task_id]
             task.started = now if task.started is None else task.started
-            data, extra = _music_data(task, now - task.started, origin), task.extra_fields
+            if now - task.started < task.unknown_for_s:
+                return self._unknown()
+            data = _music_data(task, self._elapsed(task), self._created_ms(task), origin)
+            extra = task.extra_fields
         elif endpoint == "cover" and task_id in self.covers:
             cover = self.covers[task_id]
             cover.started = now if cover.started is None else cover.started
-            data, extra = _cover_data(cover, now - cover.started, origin), cover.extra_fields
+            if now - cover.started < cover.empty_for_s:
+                return _envelope(200, "success", data={})
+            data = _cover_data(cover, self._elapsed(cover), self._created_ms(cover), origin)
+            extra = cover.extra_fields
         elif (endpoint, task_id) in self.outputs:
             output = self.outputs[(endpoint, task_id)]
             output.started = now if output.started is None else output.started
-            data, extra = output_data(output, now - output.started, origin), False
+            data = output_data(output, self._elapsed(output), self._created_ms(output), origin)
+            extra = False
         else:
             return self._unknown()
         body: dict[str, Any] = {"code": 200, "msg": "success", "data": data}
         if extra:
             body["traceId"] = "sandbox-trace"
         return web.json_response(body)
+
+    def _elapsed(self, task: MusicTask | CoverTask | OutputTask) -> float:
+        """Seconds since the task was created: since its first poll, plus `created_ago_s`."""
+        assert task.started is not None
+        return self.clock() - task.started + task.created_ago_s
+
+    def _created_ms(self, task: MusicTask | CoverTask | OutputTask) -> int:
+        assert task.started is not None
+        return round((task.started + self._wall_offset - task.created_ago_s) * 1000)
 
     def _other_task(self, endpoint: str, task_id: str) -> str:
         known: Iterable[str] = self.music if endpoint == "music" else self.covers
@@ -336,8 +359,14 @@ class FakeApi:
             case "http429":
                 headers.setdefault("Retry-After", "1")
                 return _envelope(429, "Too Many Requests", http_status=429, headers=headers)
-            case "body429":
+            case "body429":  # sunoapi.org's meaning of 429
                 return _envelope(429, "insufficient credits", headers=headers)
+            case "body429_limit":  # kie.ai's
+                return _envelope(429, "Rate limited, please try again later", headers=headers)
+            case "body402":
+                return _envelope(402, "Insufficient credits", headers=headers)
+            case "body433":
+                return _envelope(433, "Sub-key Usage Exceeds Limit", headers=headers)
             case "http430":
                 return _envelope(
                     430, "Your call frequency is too high", http_status=430, headers=headers
@@ -371,9 +400,10 @@ def _envelope(
     http_status: int = 200,
     reason: str | None = None,
     headers: dict[str, str] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> web.Response:
     return web.json_response(
-        {"code": code, "msg": msg, "data": None}, status=http_status, reason=reason, headers=headers
+        {"code": code, "msg": msg, "data": data}, status=http_status, reason=reason, headers=headers
     )
 
 
@@ -389,7 +419,17 @@ def _stage(elapsed: float, ready_after: float) -> int:
     return 1 if elapsed >= ready_after / 4 else 0
 
 
-def _music_data(task: MusicTask, elapsed: float, origin: str) -> dict[str, Any]:
+def _time(created_ms: int, form: Literal["ms", "string"], *, iso: bool = False) -> Any:
+    """A createTime/completeTime as the live API (epoch ms) or the docs (a date string) give it."""
+    if form == "ms":
+        return created_ms
+    if iso:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created_ms // 1000))
+        return f"{stamp}.{created_ms % 1000:03d}Z"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created_ms / 1000))
+
+
+def _music_data(task: MusicTask, elapsed: float, created_ms: int, origin: str) -> dict[str, Any]:
     stage = _stage(elapsed, task.ready_after_s)
     failed = task.fail_status is not None and stage == 3
     if failed:
@@ -415,8 +455,7 @@ def _music_data(task: MusicTask, elapsed: float, origin: str) -> dict[str, Any]:
     else:
         assert response is not None
         response["sunoData"] = [
-            _track(task, i, origin, audio=stage == 3 or (stage == 2 and i == 1))
-            for i in range(1, task.tracks + 1)
+            _track(task, i, origin, created_ms, stage=stage) for i in range(1, task.tracks + 1)
         ]
     if response is not None and task.extra_fields:
         response["unknownList"] = [{"x": 1}]
@@ -431,7 +470,11 @@ def _music_data(task: MusicTask, elapsed: float, origin: str) -> dict[str, Any]:
         "operationType": "generate",
         "errorCode": task.error_code if failed else None,
         "errorMessage": task.error_message if failed else None,
+        "createTime": _time(created_ms, task.create_time),
     }
+    if stage == 3:
+        done_ms = created_ms + round(task.ready_after_s * 1000)
+        data["completeTime"] = _time(done_ms, task.create_time)
     if task.non_finite:
         data["creditsLeft"] = math.inf
     if task.extra_fields:
@@ -440,24 +483,20 @@ def _music_data(task: MusicTask, elapsed: float, origin: str) -> dict[str, Any]:
     return data
 
 
-def _track(task: MusicTask, i: int, origin: str, *, audio: bool) -> dict[str, Any]:
+def _track(task: MusicTask, i: int, origin: str, created_ms: int, *, stage: int) -> dict[str, Any]:
     files = task.files
-    audio = audio and task.missing_audio != i
-    created_ms = _BASE_MS + zlib.crc32(task.task_id.encode()) % 86_400_000
-    if task.create_time == "ms":
-        created: Any = created_ms
-    else:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created_ms / 1000))
+    audio = (stage == 3 or (stage == 2 and i == 1)) and task.missing_audio != i
     track: dict[str, Any] = {
         "id": _audio_id(task, i),
-        "audioUrl": origin + files[f"audio{i}"] if audio else "",
+        # "" until done; a track the API never delivers shows null on the finished task
+        "audioUrl": origin + files[f"audio{i}"] if audio else (None if stage == 3 else ""),
         "streamAudioUrl": origin + files[f"stream{i}"],
         "imageUrl": origin + files[f"image{i}"],
         "prompt": task.prompt,
         "modelName": task.model_name,
         "title": task.title if task.title is not None else f"Sandbox song {task.task_id[:6]}",
         "tags": task.tags,
-        "createTime": created,
+        "createTime": _time(created_ms, task.create_time),
         "duration": round(task.seconds, 2) if audio else None,
     }
     if audio and i == 1 and task.odd_audio_url == "ftp":  # the same file, by another scheme
@@ -466,7 +505,9 @@ def _track(task: MusicTask, i: int, origin: str, *, audio: bool) -> dict[str, An
         track["audioUrl"] = _DATA_URL
     if audio and task.non_finite:
         track["duration"] = math.nan
-    if task.source_urls is not None:
+    if task.source_urls == "null":
+        track["sourceAudioUrl"] = track["sourceStreamAudioUrl"] = track["sourceImageUrl"] = None
+    elif task.source_urls is not None:
         track["sourceAudioUrl"] = origin + files[f"source_audio{i}"] if audio else ""
         track["sourceStreamAudioUrl"] = f"{origin}/forbidden/{task.task_id}-{i}-stream"
         track["sourceImageUrl"] = origin + files[f"source_image{i}"]
@@ -502,13 +543,9 @@ def _aligned_words(prompt: str) -> list[dict[str, Any]]:
     return words
 
 
-def _cover_data(task: CoverTask, elapsed: float, origin: str) -> dict[str, Any]:
+def _cover_data(task: CoverTask, elapsed: float, created_ms: int, origin: str) -> dict[str, Any]:
     done = elapsed >= task.ready_after_s
     flag = (3 if task.failed else 1) if done else (2 if elapsed >= task.ready_after_s / 2 else 0)
-    created_ms = _BASE_MS + zlib.crc32(task.task_id.encode()) % 86_400_000
-    created: Any = created_ms
-    if task.create_time == "string":
-        created = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(created_ms / 1000))
     data: dict[str, Any] = {
         "taskId": task.task_id,
         "parentTaskId": task.parent_task_id,
@@ -516,15 +553,14 @@ def _cover_data(task: CoverTask, elapsed: float, origin: str) -> dict[str, Any]:
         "completeTime": None,
         "response": None,
         "successFlag": flag,
-        "createTime": created,
+        "createTime": _time(created_ms, task.create_time, iso=True),
         "errorCode": None,
         "errorMessage": None,
     }
     if flag == 1:
         data["response"] = {"images": [origin + path for path in task.files]}
-        data["completeTime"] = time.strftime(
-            "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(created_ms / 1000 + 146)
-        )
+        done_ms = created_ms + round(task.ready_after_s * 1000)
+        data["completeTime"] = _time(done_ms, task.create_time, iso=True)
         data["errorCode"], data["errorMessage"] = 200, ""
     elif flag == 3:
         data["errorCode"], data["errorMessage"] = 500, "Internal error - Please try again later."

@@ -20,7 +20,6 @@ PATHS: dict[OutputKind, str] = {
     "midi": "/api/v1/midi/record-info",
     "lyrics": "/api/v1/lyrics/record-info",
 }
-_BASE_MS = 1_753_782_327_000
 _MIDI_FLAGS = {"CREATE_TASK_FAILED": 2, "GENERATE_MIDI_FAILED": 3}
 _SEPARATE_VOCAL = ("vocal", "instrumental")
 _SPLIT_STEM = (
@@ -44,6 +43,7 @@ class OutputTask:
     wrong_body: Literal["html", "mp3"] | None = None  # the file URL serves this instead
     wav_seconds: float = 1.0
     variants: int = 2  # lyrics
+    created_ago_s: float = 0.0  # created this long before its first poll (see fakeapi)
     files: dict[str, str] = field(default_factory=dict)  # role → URL path
     started: float | None = None
 
@@ -73,11 +73,10 @@ def _or_wrong(task: OutputTask, body: bytes) -> bytes:
     return body
 
 
-def output_data(task: OutputTask, elapsed: float, origin: str) -> dict[str, Any]:
+def output_data(task: OutputTask, elapsed: float, created_ms: int, origin: str) -> dict[str, Any]:
     """The record-info `data` of `task`, `elapsed` seconds after its first poll."""
     done = elapsed >= task.ready_after_s
     failed = done and task.fail_status is not None
-    created_ms = _BASE_MS + zlib.crc32(task.task_id.encode()) % 86_400_000
     data: dict[str, Any] = {"taskId": task.task_id}
     if task.kind == "lyrics":
         data |= {"param": '{"prompt":"A song about a sandbox"}', "response": None}

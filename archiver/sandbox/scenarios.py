@@ -17,7 +17,8 @@ def add_demo_tasks(sb: Sandbox, *, pending_after_s: float = 6.0) -> list[str]:
     sb.add_music(rock, title="Neon Highway", create_time="ms", tags="synthwave, driving")
     sb.add_music(cjk, title="钢铁侠", create_time="string", prompt="[Verse] 夜晚城市 灯火辉煌")
     sb.add_music(callback, title="Callback Blues", callback_exception=True, tags="blues")
-    sb.add_cover(cover, parent_task_id=rock)
+    # As live: `data` is empty for the cover's first seconds, then it is generating, then done.
+    sb.add_cover(cover, parent_task_id=rock, empty_for_s=1.0, ready_after_s=2.0)
     sb.add_music(pending, title="Slow Bloom", ready_after_s=pending_after_s, tags="ambient")
     sb.add_music(
         failed,
