@@ -411,10 +411,12 @@ async def test_an_id_unknown_for_the_whole_window_is_not_found_after_it_not_befo
     assert time.monotonic() - started >= site.not_found_after_s
     assert phases(report) == {"no_such_task": Phase.NOT_FOUND}
     calls = dict(site.sb.api.calls)
-    assert calls[("music", "no_such_task")] == calls[("cover", "no_such_task")] == 5
+    # 5 lookups at 0, 0.1, 0.3, 0.7 and 1 s; a slow machine may merge the last two
+    polls = calls[("music", "no_such_task")]
+    assert calls[("cover", "no_such_task")] == polls and 4 <= polls <= 5
     [ended] = [e for e in logs if e["event"] == "task_not_found"]
-    assert ended["polls"] == 5 and ended["after_s"] >= site.not_found_after_s
-    assert len([e for e in logs if e["event"] == "task_unknown_yet"]) == 4
+    assert ended["polls"] == polls and ended["after_s"] >= site.not_found_after_s
+    assert len([e for e in logs if e["event"] == "task_unknown_yet"]) == polls - 1
     assert not site.archive.joinpath("no_such_task").exists()
 
 

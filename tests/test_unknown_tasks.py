@@ -54,7 +54,7 @@ async def test_a_cover_task_empty_then_generating_then_done_is_archived(
     assert {t.phase for t in tasks.values()} == {Phase.ARCHIVED}
     assert tasks[bare].kind is Kind.COVER  # found by the cover endpoint, and remembered
     calls = sandbox.api.calls
-    assert 2 <= calls[("music", bare)] < calls[("cover", bare)]  # not asked once cover knew it
+    assert calls[("music", bare)] < calls[("cover", bare)]  # not asked once cover knew it
     manifests = verify_archive(tmp_path / "archive")
     assert [len(manifests[t]["images"]) for t in (named, bare)] == [2, 2]
     # the answers while generating were seen too, not only the empty ones and the last
@@ -71,7 +71,7 @@ async def test_a_bare_id_the_music_endpoint_does_not_know_at_first_is_archived(
 
     assert tasks[task].phase is Phase.ARCHIVED and tasks[task].kind is Kind.MUSIC
     assert tasks[task].unknown_polls == 0  # reset by the first answer that knew it
-    assert sandbox.api.calls[("cover", task)] >= 2  # every endpoint was asked meanwhile
+    assert sandbox.api.calls[("cover", task)] >= 1  # every endpoint was asked meanwhile
     assert set(verify_archive(tmp_path / "archive")) == {task}
 
 
