@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -25,6 +25,7 @@ from archiver.errors import (
     ApiUnusable,
     AuthError,
     Maintenance,
+    NoCredits,
     SlowDown,
     TransientApiError,
     UnknownTask,
@@ -44,7 +45,14 @@ MAX_RETRY_AFTER_S = 3600.0
 # client holds every call back this long, and the daemon's engine pauses as long.
 AUTH_RETRY_S = 300.0
 _RETRIED = (SlowDown, Maintenance, TransientApiError)
-_SLOW_DOWN_CODES = frozenset({429, 430, 405})
+# What a code means for the user: the same number differs between the vendors (API-NOTES §4).
+_SLOW_DOWN = {
+    429: "the API rate-limits this key",  # kie.ai; sunoapi.org's body 429 is credits
+    430: "the API asks to call less often",  # sunoapi.org
+    405: "the API asks to call less often",  # sunoapi.org
+    433: "the kie.ai sub-key is over its usage limit (raise it in the key's settings)",
+}
+Vendor = Literal["kie", "sunoapi"] | None
 _UNKNOWN_TASK_CODES = frozenset({404, 422})
 
 
@@ -89,6 +97,7 @@ class SunoApi:
     ) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
+        self._vendor = vendor_of(self._base_url)
         self.__key = api_key
         self._limiter = limiter
         self._attempts = max(1, attempts)
@@ -130,9 +139,9 @@ class SunoApi:
         while True:
             try:
                 return await call()
-            except ApiUnusable:
+            except ApiUnusable as exc:
                 # The calls of other tasks already waiting in the limiter would be refused too.
-                self._limiter.pause(AUTH_RETRY_S)
+                self._limiter.pause(exc.retry_after or AUTH_RETRY_S)
                 raise
             except _RETRIED as exc:
                 if attempt >= self._attempts:
@@ -198,7 +207,12 @@ class SunoApi:
         except aiohttp.ClientError as exc:
             message = self._redact(f"connection to the API failed: {type(exc).__name__}: {exc}")
             raise TransientApiError(message) from None
-        extra = {"path": urlsplit(url).path, "retry_after": retry_after, "reason": reason}
+        extra = {
+            "path": urlsplit(url).path,
+            "retry_after": retry_after,
+            "reason": reason,
+            "vendor": self._vendor,
+        }
         return status, body, extra
 
     @contextlib.contextmanager
@@ -235,6 +249,7 @@ def classify_answer(
     path: str,
     retry_after: str | None = None,
     reason: str = "",
+    vendor: Vendor = None,
 ) -> Record:
     """The HTTP answer to a call about `task_id` at URL `path` → the parsed record, or the
     `archiver.errors` class that says what to do.
@@ -242,7 +257,13 @@ def classify_answer(
     HTTP status and body `code` mean the same thing and go through the same table.
     """
     data = answer_data(
-        f"{kind} endpoint", status, body, path=path, retry_after=retry_after, reason=reason
+        f"{kind} endpoint",
+        status,
+        body,
+        path=path,
+        retry_after=retry_after,
+        reason=reason,
+        vendor=vendor,
     )
     try:
         return KINDS[kind].parse(data, task_id)  # type: ignore[no-any-return]
@@ -258,6 +279,7 @@ def answer_data(
     path: str,
     retry_after: str | None = None,
     reason: str = "",
+    vendor: Vendor = None,
 ) -> dict[str, Any]:
     """The `data` object of an answer from `what` (named in errors), or the error class."""
     doc = _json_or_none(body)
@@ -270,7 +292,9 @@ def answer_data(
                 f"HTTP {status} for {_short(path)} is not an answer of the record-info API: "
                 "check api.base_url (the API's root, e.g. https://api.kie.ai)"
             )
-        raise error_for_code(status, msg or reason, retry_after=_retry_after_s(retry_after))
+        raise error_for_code(
+            status, msg or reason, retry_after=_retry_after_s(retry_after), vendor=vendor
+        )
     if doc is None:
         looks_html = body.lstrip()[:1] == b"<"
         shape = "an HTML page" if looks_html else "malformed JSON"
@@ -283,7 +307,9 @@ def answer_data(
     if not isinstance(code, int) or isinstance(code, bool):
         raise TransientApiError(f"the API's answer has no usable code ({_short(code)})")
     if code != 200:
-        raise error_for_code(code, msg, retry_after=_retry_after_s(retry_after))
+        raise error_for_code(
+            code, msg, retry_after=_retry_after_s(retry_after), vendor=vendor, in_body=True
+        )
     data = doc.get("data")
     if data is None or data == {}:  # the cover endpoint's first seconds after creation: {}
         said = "null" if data is None else "{}"
@@ -293,17 +319,29 @@ def answer_data(
     return data
 
 
-def error_for_code(code: int, msg: str, *, retry_after: float | None = None) -> ApiError:
-    """The error class for an HTTP status or body code other than 200."""
+def error_for_code(
+    code: int,
+    msg: str,
+    *,
+    retry_after: float | None = None,
+    vendor: Vendor = None,
+    in_body: bool = False,
+) -> ApiError:
+    """The error class for an HTTP status or body code other than 200 (`in_body`: the
+    envelope's `code` of an HTTP 200), as `vendor` means it."""
     said = f"{code}: {msg}" if msg else str(code)
     if code == 401:
         return AuthError(
             "the API rejected the key (401): check the API key "
             "(api.api_key, api.api_key_file or SUNO_API_KEY)"
         )
-    if code in _SLOW_DOWN_CODES:
-        # sunoapi.org answers 429 for "insufficient credits" too: the msg tells which.
-        return SlowDown(f"the API asks to slow down ({said})", retry_after=retry_after)
+    if _no_credits(code, msg, vendor, in_body=in_body):
+        return NoCredits(
+            f"the API account is out of credits ({said}): top up the account",
+            retry_after=retry_after,
+        )
+    if code in _SLOW_DOWN:
+        return SlowDown(f"{_SLOW_DOWN[code]} ({said}): slowing down", retry_after=retry_after)
     if code == 455:
         return Maintenance(f"the API is in maintenance ({said})", retry_after=retry_after)
     if code in _UNKNOWN_TASK_CODES:
@@ -313,6 +351,26 @@ def error_for_code(code: int, msg: str, *, retry_after: float | None = None) -> 
     if 400 <= code < 500:
         return ApiRejected(f"the API refused the request ({said})")
     return TransientApiError(f"the API answered an unexpected code ({said})")
+
+
+def vendor_of(base_url: str) -> Vendor:
+    """Which vendor's code table applies: by the API's host name (None: another host, such
+    as a proxy or the stand-in API, where only the message tells a 429's meaning)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    for vendor, domain in (("kie", "kie.ai"), ("sunoapi", "sunoapi.org")):
+        if host == domain or host.endswith("." + domain):
+            return vendor  # type: ignore[return-value]
+    return None
+
+
+def _no_credits(code: int, msg: str, vendor: Vendor, *, in_body: bool) -> bool:
+    """402 is kie.ai's "insufficient credits"; a body 429 is sunoapi.org's (kie.ai's 429 is a
+    rate limit). Elsewhere the message decides."""
+    if code == 402:
+        return True
+    if code != 429 or vendor == "kie":
+        return False
+    return in_body if vendor == "sunoapi" else "credit" in msg.lower()
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -2,7 +2,8 @@
 
     the manifest an earlier try left, if any → fetch the files it does not list as stored
     (verified temp files; a track's image first, then its MP3, tagged as it streams in, the
-    image embedded) → store them → manifest: the earlier entries of stored files + this try's
+    image embedded: read back from storage when stored already) → store them → manifest: the
+    earlier entries of stored files + this try's
 
 A task is archived again when an earlier try ended partial (some file was unobtainable) or its
 state was lost. The files the earlier manifest lists as stored, and storage still has, are kept
@@ -33,7 +34,14 @@ from archiver import media
 from archiver.aligned import LyricsSource, add_aligned_lyrics, stored_keys
 from archiver.api import ALIGNED_LYRICS_PATH
 from archiver.config import TaggingConfig
-from archiver.errors import ApiError, ApiUnusable, FetchError, StorageConflict, TaggingError
+from archiver.errors import (
+    ApiError,
+    ApiUnusable,
+    FetchError,
+    StorageConflict,
+    StorageError,
+    TaggingError,
+)
 from archiver.fetch import Fetched, Fetcher, Reshape
 from archiver.lifecycle import FileSpec, track_names
 from archiver.manifest import (
@@ -174,7 +182,7 @@ class Archivist:
         RetryLater when one failed for a reason that may pass and this try is not `final`,
         NotRestored when one is not as `expect` says."""
         wanted = self._to_fetch(specs, kept)
-        fetched = await self._fetch_all(record, wanted)
+        fetched = await self._fetch_all(record, wanted, kept)
         results = dict(zip(wanted, fetched, strict=True))
         try:
             transient = [
@@ -242,7 +250,7 @@ class Archivist:
 
     def _to_fetch(self, specs: Sequence[FileSpec], kept: Mapping[FileSpec, Any]) -> list[FileSpec]:
         """The files not stored yet, and the stored image of a track whose MP3 is not: the new
-        MP3's tag embeds it."""
+        MP3's tag embeds it (`_fetch_all` reads that one back from storage)."""
         embed = self._tagging.enabled and self._tagging.embed_cover
         new_audio = {s.track for s in specs if s.role == "audio" and s not in kept}
         return [
@@ -251,12 +259,19 @@ class Archivist:
             if s not in kept or (embed and s.role == "image" and s.track in new_audio)
         ]
 
-    async def _fetch_all(self, record: Record, specs: Sequence[FileSpec]) -> list[_Result]:
+    async def _fetch_all(
+        self, record: Record, specs: Sequence[FileSpec], kept: Mapping[FileSpec, Any]
+    ) -> list[_Result]:
         """Every file of the task, fetched concurrently, but for a track's MP3, which waits
-        for the track's image: its tag embeds it. Cancelled (SIGINT, the daemon's grace period
-        over), the files already complete are removed with the ones in flight."""
+        for the track's image: its tag embeds it (a `kept` image is read from storage, not
+        fetched again). Cancelled (SIGINT, the daemon's grace period over), the files already
+        complete are removed with the ones in flight."""
         images = {
-            s.track: asyncio.ensure_future(self._fetch(s)) for s in specs if s.role == "image"
+            s.track: asyncio.ensure_future(
+                self._read_back(s, kept[s]) if s in kept else self._fetch(s)
+            )
+            for s in specs
+            if s.role == "image"
         }
 
         async def audio(spec: FileSpec) -> _Result:
@@ -303,6 +318,24 @@ class Archivist:
             id3_version=self._tagging.id3_version,
             album=fill(self._tagging.album, names),
             artist=fill(self._tagging.artist, names),
+        )
+
+    async def _read_back(self, spec: FileSpec, entry: Mapping[str, Any]) -> _Result:
+        """A stored image as a temp file, to embed in its track's new MP3: the archive holds
+        the very bytes, and the URL may have expired since. Fetched after all when storage
+        cannot give it back as an image."""
+        try:
+            data = await self._storage.read(entry["path"])
+        except (StorageError, ValueError) as exc:
+            log.warning("stored_image_unreadable", key=entry["path"], error=str(exc))
+            data = None
+        found = media.sniff(data[: media.SNIFF_BYTES]) if data else None
+        if data is None or found not in spec.accept:
+            return await self._fetch(spec)
+        path = await asyncio.to_thread(_temp_file, self._storage.temp_dir, data)
+        sha256 = hashlib.sha256(data).hexdigest()
+        return Fetched(
+            path, entry.get("source_url", ""), len(data), sha256, found, len(data), sha256
         )
 
     async def _write_inline(self, spec: FileSpec) -> Fetched:

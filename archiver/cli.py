@@ -157,7 +157,7 @@ def _index(config: Config) -> int:
 
 
 def _status(config: Config, *, as_json: bool) -> int:
-    report = read_status(config.state.path)
+    report = read_status(config.state.path, retention_days=config.tasks.retention_days)
     if as_json:
         print(json.dumps(status_json(report), indent=2, ensure_ascii=False))
     else:

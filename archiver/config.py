@@ -19,6 +19,7 @@ from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from archiver.errors import ConfigError
+from archiver.expiry import DEFAULT_RETENTION_DAYS
 from archiver.listen import is_loopback, parse_listen
 from archiver.tagnames import FIELDS, template_problem
 
@@ -40,7 +41,7 @@ class TasksConfig:
     list: Path | None = None  # the file `run` watches; None without a config file
     give_up_after_s: float = 86400.0
     not_found_after_s: float = 900.0  # unknown to every endpoint this long: recorded not found
-    retention_days: float = 14.0  # the API keeps a finished task's files this long
+    retention_days: float = DEFAULT_RETENTION_DAYS  # the API keeps a finished task's files
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ async def run_daemon(
     if config.tasks.list is None:
         raise UsageError("run needs a task list: set [tasks] list in a config file (--config)")
     notifier = notifier or Notifier.from_env()
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(retention_days=config.tasks.retention_days)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reread = asyncio.Event()
@@ -279,7 +279,12 @@ async def _archive(
     STATUS= updates, the free-space watch (`listeners` get every task change)."""
     assert config.tasks.list is not None
     watcher = TaskListWatcher(config.tasks.list, engine, metrics)
-    metrics.bind(lambda: engine.counts, lambda: engine.kind_counts, lambda: engine.in_flight)
+    metrics.bind(
+        lambda: engine.counts,
+        lambda: engine.kind_counts,
+        lambda: engine.in_flight,
+        engine.at_risk,
+    )
     space = SpaceWatch(engine, min_free_bytes=config.storage.min_free_bytes)
     metrics.watch_pauses(space.health)
     listeners.append(space.task_changed)

@@ -8,7 +8,8 @@ at once, so a kill -9 at any point loses at most the step in flight.
 from __future__ import annotations
 
 import asyncio
-import heapq
+import itertools
+import math
 import sqlite3
 import time
 from collections import Counter
@@ -20,10 +21,12 @@ import structlog
 from archiver.api import AUTH_RETRY_S, SunoApi
 from archiver.archiving import Archivist, RetryLater, read_manifest
 from archiver.backoff import backoff_delay
+from archiver.due import DueQueue, Urgency
 from archiver.errors import (
     ApiError,
     ApiUnusable,
     AuthError,
+    NoCredits,
     StorageAccessError,
     StorageError,
     StorageFull,
@@ -31,6 +34,7 @@ from archiver.errors import (
     UsageError,
     WrongEndpoint,
 )
+from archiver.expiry import RISK_PHASES, risk_window
 from archiver.given import Added, Conflict, GivenTasks
 from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide, unknown_delay
 from archiver.records import Kind, Record
@@ -49,7 +53,8 @@ STATE_RETRY_FACTOR = 2.0
 # 15-120 s apart, so callbacks that come make every scheduled poll in between unneeded).
 CALLBACK_NET_S = 120.0
 ARCHIVE_ATTEMPTS = 5  # archive tries with a transient file failure before the manifest records it
-_PAUSE_CAUSES = {AuthError: "api_key", WrongEndpoint: "api_url"}  # else StorageAccessError
+# else StorageAccessError
+_PAUSE_CAUSES = {AuthError: "api_key", NoCredits: "credits", WrongEndpoint: "api_url"}
 _PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "failed": Phase.FAILED}
 
 
@@ -90,7 +95,11 @@ class Engine:
         self._active: dict[str, TaskState] = {}  # the given tasks still pending, only
         self._counts: dict[Phase, int] = dict.fromkeys(Phase, 0)
         self._kind_counts: Counter[tuple[str, Phase]] = Counter()  # by (kind or UNKNOWN_KIND)
-        self._due: list[tuple[float, str]] = []  # heap of (next_poll_at, task_id), pending only
+        self._due = DueQueue()  # pending tasks by when they are due, then by urgency
+        # Each pending task's place in the order given (list order, then appended and intake
+        # tasks): the oldest line goes first among the undated.
+        self._rank: dict[str, int] = {}
+        self._ranks = itertools.count()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._repoll: set[str] = set()  # running tasks to poll again as soon as their step ends
         self._called_back: set[str] = set()  # pending tasks polled on callbacks (CALLBACK_NET_S)
@@ -184,13 +193,15 @@ class Engine:
             raise _state_error(self._state, exc) from exc
         if whole:
             self._active = {}
-            self._due = []
+            self._due.reset(())
+            self._rank = {}
             self._counts.update(dict.fromkeys(Phase, 0))
             self._kind_counts.clear()
         for (kind, phase), n in merged.counts.items():
             self._counts[phase] += n
             self._kind_counts[(kind, phase)] += n
-        for state in merged.pending:
+        for state in merged.pending:  # in the order given
+            self._rank.setdefault(state.task_id, next(self._ranks))
             current = self._active.get(state.task_id)
             if current is not None:  # scheduled already (or in flight): a prefix may settle it
                 if current.kind is None and state.kind is not None:
@@ -201,7 +212,7 @@ class Engine:
                 continue
             self._active[state.task_id] = state
             if state.task_id not in self._running:  # else its step saves and schedules it
-                heapq.heappush(self._due, (state.next_poll_at, state.task_id))
+                self._due.push(state.next_poll_at, state.task_id)
         self._wake.set()
         return Added(merged.new, merged.conflicts)
 
@@ -209,6 +220,14 @@ class Engine:
         """The given tasks that did not end archived, in the order given (read from the
         state: for the summary of a run)."""
         return self._given.not_archived()
+
+    def at_risk(self, now: float, retention_days: float) -> int:
+        """How many given tasks are at risk of losing their files (`archiver.expiry`), counted
+        in the state: partial and timed-out tasks are not held here."""
+        try:
+            return self._given.count_born(*risk_window(now, retention_days), RISK_PHASES)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
 
     def poll_now(self, task_id: str) -> bool:
         """Poll a pending task at once (a callback said it moved on), or right after the step
@@ -225,7 +244,7 @@ class Engine:
         now = self._clock()
         if state.next_poll_at > now:
             self._active[task_id] = replace(state, next_poll_at=now)
-            heapq.heappush(self._due, (now, task_id))
+            self._due.push(now, task_id)
             self._wake.set()
         return True
 
@@ -273,11 +292,11 @@ class Engine:
         now = self._clock()
         if now < self._paused_until or self._held is not None:
             return
-        while self._due and len(self._running) < self._max_in_flight:
-            at, task_id = self._due[0]
-            if at > now:
+        while len(self._running) < self._max_in_flight:
+            entry = self._due.pop_due(now, self._urgency)
+            if entry is None:
                 break
-            heapq.heappop(self._due)
+            at, task_id = entry
             state = self._active.get(task_id)
             if (
                 state is None
@@ -290,6 +309,13 @@ class Engine:
             self._running[task_id] = task
             task.add_done_callback(lambda _t, task_id=task_id: self._finished(task_id))
 
+    def _urgency(self, task_id: str) -> Urgency:
+        """Which due task goes first: the one whose files expire first (the API dated it),
+        then the undated ones in task-list order."""
+        state = self._active.get(task_id)
+        born = state.born_at if state is not None else None
+        return (math.inf if born is None else born), self._rank.get(task_id, len(self._rank))
+
     def _finished(self, task_id: str) -> None:
         self._running.pop(task_id, None)
         if task_id in self._repoll:
@@ -300,7 +326,7 @@ class Engine:
     def _idle_timeout(self) -> float | None:
         if len(self._running) >= self._max_in_flight or not self._due or self._held:
             return None  # a finishing task, a new list or `resume` wakes us
-        wake_at = max(self._due[0][0], self._paused_until)
+        wake_at = max(self._due.next_at(), self._paused_until)
         return max(0.0, wake_at - self._clock())
 
     async def _drain(self, grace_s: float) -> None:
@@ -326,9 +352,10 @@ class Engine:
             self._count(state, 1)
             if state.phase is Phase.PENDING:
                 self._active[state.task_id] = state
-                heapq.heappush(self._due, (state.next_poll_at, state.task_id))
+                self._due.push(state.next_poll_at, state.task_id)
             else:  # ended: from now on the state's alone
                 del self._active[state.task_id]
+                self._rank.pop(state.task_id, None)
         if self._on_change is not None:
             self._on_change(state)
 
@@ -359,13 +386,15 @@ class Engine:
                 self._state_write_failed(state, exc)
 
     def _pause(self, state: TaskState, exc: ApiUnusable | StorageAccessError) -> TaskState:
-        """Hold every task back until a person fixed the key, the base_url or the storage.
-        The tasks in flight meet the same error: only the first one says so."""
+        """Hold every task back until a person fixed the key, the credits, the base_url or the
+        storage (for the API's Retry-After when it gave one). The tasks in flight meet the same
+        error: only the first one says so."""
         now = self._clock()
+        pause_s = getattr(exc, "retry_after", None) or AUTH_RETRY_S
         if now >= self._paused_until:
             cause = _PAUSE_CAUSES.get(type(exc), "storage")
-            log.error("archiving_paused", cause=cause, error=str(exc), retry_in_s=AUTH_RETRY_S)
-        self._paused_until = now + AUTH_RETRY_S
+            log.error("archiving_paused", cause=cause, error=str(exc), retry_in_s=pause_s)
+        self._paused_until = now + pause_s
         return self._stamp(state, next_poll_at=self._paused_until, last_error=str(exc))
 
     def _hold(self, state: TaskState, exc: StorageFull) -> TaskState:
@@ -406,7 +435,7 @@ class Engine:
         current = self._active.get(task_id)
         if current is not None and current.phase is Phase.PENDING:
             self._active[task_id] = replace(current, next_poll_at=at)
-            heapq.heappush(self._due, (at, task_id))
+            self._due.push(at, task_id)
 
     async def _step(self, state: TaskState) -> TaskState:
         if state.polls == 0:  # new to the state (or the state was lost): archived already?

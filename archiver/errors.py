@@ -34,13 +34,19 @@ class AuthError(ApiUnusable):
     """401: the API key is missing or wrong. Retrying soon will not help."""
 
 
+class NoCredits(ApiUnusable):
+    """The account is out of credits (kie.ai 402, sunoapi.org body 429): a person tops it up;
+    until then every call would be refused the same way."""
+
+
 class WrongEndpoint(ApiUnusable):
     """HTTP 404/422 without the vendor's JSON envelope: api.base_url points at something that
     is not the record-info API, so no task would ever be found there."""
 
 
 class SlowDown(ApiError):
-    """429/430/405: too many calls (or, on sunoapi.org, body code 429: no credits)."""
+    """Too many calls: 429 (kie.ai), 430/405 (sunoapi.org), 433 (a kie.ai sub-key over its
+    limit)."""
 
 
 class Maintenance(ApiError):

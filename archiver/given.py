@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from archiver.records import Kind
-from archiver.state import _COLUMNS, UNKNOWN_KIND, Phase, StateStore, TaskState, _row_to_state
+from archiver.state import _COLUMNS, BORN, UNKNOWN_KIND, Phase, StateStore, TaskState, _row_to_state
 from archiver.tasklist import BadLine, TaskRef
 
 _STAGE_BATCH = 20_000  # mentions per executemany: bounded memory whatever the list's length
@@ -185,6 +185,16 @@ class GivenTasks:
             f"WHERE phase IN ({','.join('?' * len(values))}) AND task_id IN ({scope})",
             [Phase.PENDING.value, now, *values],
         )
+
+    def count_born(self, low: float, high: float, phases: Collection[Phase]) -> int:
+        """How many given tasks in `phases` have their `born_at` in (low, high]: a range of
+        the state's born index, each looked up in `given`."""
+        values = sorted({Phase(p).value for p in phases})
+        return self._db.execute(
+            f"SELECT COUNT(*) FROM tasks JOIN given USING (task_id) "
+            f"WHERE {BORN} > ? AND {BORN} <= ? AND phase IN ({','.join('?' * len(values))})",
+            [low, high, *values],
+        ).fetchone()[0]
 
     def not_archived(self) -> list[TaskState]:
         """The given tasks that are not archived, in the order they were given."""

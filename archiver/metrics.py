@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from archiver.expiry import DEFAULT_RETENTION_DAYS
 from archiver.listen import start_listener
 from archiver.records import Kind
 from archiver.state import UNKNOWN_KIND, Phase, TaskState
@@ -45,8 +46,9 @@ _RETRY_OUTCOMES = {
     "Maintenance": "maintenance",
     "TransientApiError": "transient",
 }
-# archiving_paused's cause when the API answered: a rejected key, or a base_url that is not it
-_PAUSE_OUTCOMES = {"api_key": "auth_rejected", "api_url": "wrong_endpoint"}
+# archiving_paused's cause when the API answered: a rejected key, an account out of credits, or
+# a base_url that is not it
+_PAUSE_OUTCOMES = {"api_key": "auth_rejected", "credits": "no_credits", "api_url": "wrong_endpoint"}
 
 
 class _TaskPhases(Collector):
@@ -82,14 +84,21 @@ class _TaskPhases(Collector):
 
 
 class Metrics:
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        retention_days: float = DEFAULT_RETENTION_DAYS,
+    ) -> None:
         self._clock = clock
+        self._retention_days = retention_days
         self.started_at = clock()
         self.last_api_success: float | None = None
         self.last_tick = clock()
         self._counts: Callable[[], Mapping[Phase, int]] = dict
         self._kind_counts: Callable[[], Mapping[tuple[str, Phase], int]] = dict
         self._in_flight: Callable[[], int] = lambda: 0
+        self._at_risk: Callable[[float, float], int] = lambda _now, _retention_days: 0
         # Why archiving waits, for /healthz (the daemon's SpaceWatch.health): None = it does not.
         self._paused: Callable[[], dict[str, Any] | None] = lambda: None
         # polls, unknown polls, attempts, phase of each pending task: an ended one is forgotten
@@ -100,6 +109,11 @@ class Metrics:
         Gauge(
             "suno_archiver_tasks_in_flight", "Tasks being polled or archived now", registry=r
         ).set_function(lambda: self._in_flight())
+        Gauge(
+            "suno_archiver_tasks_at_risk",
+            "Listed tasks not archived whose files expire within 2 days",
+            registry=r,
+        ).set_function(self.tasks_at_risk)
         self.files = Counter(
             "suno_archiver_files_archived", "Files stored (audio, images)", registry=r
         )
@@ -112,9 +126,9 @@ class Metrics:
         )
         self.api_calls = Counter(
             "suno_archiver_api_calls",
-            "Record-info calls by outcome: ok, not_found, auth_rejected, wrong_endpoint, "
-            "slow_down, maintenance, transient (each retried call), error (a lookup that failed "
-            "after the retries)",
+            "Record-info calls by outcome: ok, not_found, auth_rejected, no_credits, "
+            "wrong_endpoint, slow_down, maintenance, transient (each retried call), error (a "
+            "lookup that failed after the retries)",
             ["outcome"],
             registry=r,
         )
@@ -148,12 +162,14 @@ class Metrics:
         counts: Callable[[], Mapping[Phase, int]],
         kind_counts: Callable[[], Mapping[tuple[str, Phase], int]],
         in_flight: Callable[[], int],
+        at_risk: Callable[[float, float], int] = lambda _now, _retention_days: 0,
     ) -> None:
-        """Where the tasks by phase, by kind and phase, and the in-flight count are read at
-        scrape time."""
+        """Where the tasks by phase, by kind and phase, the in-flight count and the count of
+        tasks at risk (given now and the retention in days) are read at scrape time."""
         self._counts = counts
         self._kind_counts = kind_counts
         self._in_flight = in_flight
+        self._at_risk = at_risk
 
     def seed(self, tasks: Iterable[TaskState]) -> None:
         """Remember the pending tasks as the engine has them now (after it was given tasks),
@@ -206,6 +222,9 @@ class Metrics:
         self.last_tick = self._clock()
 
     # --- reading ----------------------------------------------------------------------------
+
+    def tasks_at_risk(self) -> int:
+        return self._at_risk(self._clock(), self._retention_days)
 
     def seconds_since_api_success(self) -> float:
         since = self.last_api_success if self.last_api_success is not None else self.started_at

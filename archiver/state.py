@@ -44,6 +44,11 @@ CREATE TABLE view (
 CREATE INDEX view_order ON view (sort_key DESC, task_id DESC);
 """
 
+# The tasks whose files expire soonest (`born_between`, the engine's tasks at risk) are a range
+# of this index, not a scan of every task at each /metrics scrape.
+BORN = "COALESCE(completed_at, created_at)"
+_BORN_INDEX = f"CREATE INDEX tasks_born ON tasks ({BORN});\n"
+
 _SCHEMA = (
     """
 CREATE TABLE tasks (
@@ -64,6 +69,7 @@ CREATE TABLE tasks (
     unknown_polls    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
+    + _BORN_INDEX
     + _VIEW_SCHEMA
 )
 
@@ -89,7 +95,8 @@ _MIGRATIONS = {
     ALTER TABLE tasks ADD COLUMN created_at REAL;
     ALTER TABLE tasks ADD COLUMN completed_at REAL;
     ALTER TABLE tasks ADD COLUMN unknown_polls INTEGER NOT NULL DEFAULT 0;
-    """,
+    """
+    + _BORN_INDEX,
 }
 
 _COLUMNS = (
@@ -412,6 +419,18 @@ class StateStore:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM tasks WHERE phase IN ({marks}) ORDER BY updated_at, task_id",
             values,
+        )
+        return [_row_to_state(r) for r in rows]
+
+    def born_between(self, low: float, high: float, phases: Collection[Phase]) -> list[TaskState]:
+        """Tasks in `phases` whose `born_at` (completed, else created) is in (low, high], the
+        earliest first: the ones whose files expire soonest (see archiver.expiry)."""
+        values = sorted({Phase(p).value for p in phases})
+        marks = ",".join("?" * len(values))
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM tasks WHERE phase IN ({marks}) "
+            f"AND {BORN} > ? AND {BORN} <= ? ORDER BY {BORN}, task_id",
+            [*values, low, high],
         )
         return [_row_to_state(r) for r in rows]
 

@@ -31,6 +31,7 @@ from archiver.errors import (
     ApiRejected,
     AuthError,
     Maintenance,
+    NoCredits,
     SlowDown,
     TransientApiError,
     UnknownTask,
@@ -298,7 +299,10 @@ FAULT_CLASSES = {
     "http455": Maintenance,
     "body455": Maintenance,
     "http429": SlowDown,
-    "body429": SlowDown,
+    "body429": NoCredits,  # its msg says "insufficient credits" (sunoapi.org's meaning)
+    "body429_limit": SlowDown,  # kie.ai's meaning
+    "body402": NoCredits,
+    "body433": SlowDown,
     "http430": SlowDown,
     "body430": SlowDown,
     "http405": SlowDown,
@@ -316,22 +320,23 @@ async def test_each_fault_raises_its_error_class(sandbox, http, fault, error):
         await make_api(sandbox, http, attempts=1).record(Kind.MUSIC, TASK)
 
 
-async def test_insufficient_credits_message_is_kept(sandbox, http):
+async def test_insufficient_credits_says_so_and_is_not_retried(sandbox, http):
+    # A body 429 "insufficient credits" (sunoapi.org): calling again would be refused alike.
     sandbox.add_music(TASK)
     sandbox.api.fail_next(1, "body429")
-    with pytest.raises(SlowDown, match="insufficient credits"):
-        await make_api(sandbox, http, attempts=1).record(Kind.MUSIC, TASK)
+    with pytest.raises(NoCredits, match=r"insufficient credits.*top up the account"):
+        await make_api(sandbox, http, attempts=4).record(Kind.MUSIC, TASK)
+    assert sandbox.api.calls[("music", TASK)] == 1
 
 
-async def test_insufficient_credits_message_is_logged_with_the_retry(sandbox, http):
-    # sunoapi.org's body code 429 may mean "no credits": only its msg tells a person which.
+async def test_kie_s_rate_limit_429_is_logged_with_the_retry(sandbox, http):
     sandbox.add_music(TASK)
-    sandbox.api.fail_next(1, "body429")
+    sandbox.api.fail_next(1, "body429_limit")
     with capture_logs() as logs:
         record = await make_api(sandbox, http, attempts=2).record(Kind.MUSIC, TASK)
     assert record.status == "SUCCESS"
     (retry,) = [e for e in logs if e["event"] == "api_retry"]
-    assert retry["error_class"] == "SlowDown" and "insufficient credits" in retry["error"]
+    assert retry["error_class"] == "SlowDown" and "rate-limits" in retry["error"]
 
 
 @pytest.mark.parametrize(
@@ -359,7 +364,7 @@ async def test_gives_up_after_the_attempts_with_the_last_error(sandbox, http):
 
 
 @pytest.mark.parametrize(
-    "fault", ["http429", "body429", "http430", "body430", "http405", "body405"]
+    "fault", ["http429", "body429_limit", "body433", "http430", "body430", "http405", "body405"]
 )
 async def test_retry_after_is_honoured(sandbox, http, fault):
     sandbox.add_music(TASK)
@@ -594,7 +599,7 @@ def test_rate_limiter_refuses_a_zero_rate():
 # --- the classification table, without a network ----------------------------------------------
 
 
-@pytest.mark.parametrize("code", [400, 402, 409, 413, 451])
+@pytest.mark.parametrize("code", [400, 409, 413, 451])  # 402: no credits (test_expiry.py)
 @pytest.mark.parametrize("as_http", [True, False])
 def test_other_4xx_are_rejections(code, as_http):
     body = json.dumps({"code": code, "msg": "no", "data": None}).encode()

@@ -17,7 +17,7 @@ from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, Tasks
 from archiver.lifecycle import WINDOW_S
 from archiver.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import Phase
+from archiver.state import Phase, StateStore
 from archiver.tasklist import TaskRef
 
 SCALE = 0.01  # the polling schedule compressed 100 times: the first 10 s backoff is 0.1 s
@@ -36,8 +36,9 @@ async def _backfill(tmp_path: Path, sandbox: Sandbox, *lines: str, **tasks: floa
     ids = tmp_path / "ids.txt"
     ids.write_text("\n".join(lines) + "\n", encoding="utf-8")
     config = _config(tmp_path, sandbox, **tasks)
-    report = await backfill(config, ids, retry_base_s=0.05, poll_time_scale=SCALE)
-    return {t.task_id: t for t in report.tasks}
+    await backfill(config, ids, retry_base_s=0.05, poll_time_scale=SCALE)
+    with StateStore.open(config.state.path) as store:  # the report names only the others
+        return store.get_many(line.rpartition(":")[2] for line in lines)
 
 
 async def test_a_cover_task_empty_then_generating_then_done_is_archived(
@@ -103,10 +104,10 @@ async def test_the_schedule_uses_the_task_s_own_age_from_its_create_time(
     ) as (engine):
         engine.set_tasks([TaskRef(task, Kind.MUSIC)])
         run = asyncio.create_task(engine.run(stop))
-        await until(lambda: engine.tasks[task].polls == 1)
+        await until(lambda: engine.pending[task].polls == 1)
         stop.set()
         await run
-    state = engine.tasks[task]
+    state = engine.pending[task]
 
     assert state.last_status == "PENDING"
     assert state.created_at is not None
@@ -130,5 +131,5 @@ async def test_a_task_created_long_before_it_was_listed_still_gets_its_full_give
     report = await backfill(config, ids, retry_base_s=0.05, poll_time_scale=SCALE)
 
     assert time.monotonic() - started >= 0.5
-    [state] = report.tasks
+    [state] = report.not_archived
     assert state.phase is Phase.TIMED_OUT and state.polls >= 2
