@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 Urgency = tuple[float, int]  # (expiry-ordering time or +inf, list position): smaller first
 
@@ -26,6 +26,12 @@ class DueQueue:
 
     def __bool__(self) -> bool:
         return bool(self._waiting or self._ready)
+
+    def __iter__(self) -> Iterator[tuple[float, str]]:
+        """Every entry (due at, task_id), in no particular order."""
+        yield from self._waiting
+        for *_, at, task_id in self._ready:
+            yield at, task_id
 
     def reset(self, entries: Iterable[tuple[float, str]]) -> None:
         """Hold exactly these (due at, task_id) entries."""

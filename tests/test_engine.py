@@ -145,6 +145,7 @@ async def test_the_engine_holds_pending_tasks_only(tmp_path: Path, sandbox: Sand
 
     assert set(engine.pending) == {"slow"}
     assert {task_id for _, task_id in engine._due} <= {"slow"}
+    assert set(engine._rank) == {"slow"}  # an ended task's list position is forgotten too
     assert sum(engine.counts.values()) == 5
     assert engine.kind_counts[("music", Phase.ARCHIVED)] == 4  # found by polling
     assert sum(engine.kind_counts.values()) == 5
