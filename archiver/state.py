@@ -25,12 +25,15 @@ from archiver.browse.view import ViewRow
 from archiver.errors import UsageError
 from archiver.records import Kind
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
 
 # What index.html and playlist.m3u8 show of each archived task (archiver.browse), so that the
 # daemon rewrites them without reading every manifest again. `seen_at` is the task's updated_at
-# when its manifest was read: a task changed since is read again.
+# when its manifest was read: a task changed since is read again. The rows are large (a task's
+# lyrics): a rowid table, with `view_seen` covering the which-changed join, so that it never
+# reads them (with a WITHOUT ROWID table, an incremental update took 204 ms at 50,000 tasks,
+# 49 ms without).
 _VIEW_SCHEMA = """
 CREATE TABLE view (
     task_id   TEXT PRIMARY KEY,
@@ -40,7 +43,8 @@ CREATE TABLE view (
     lyrics    TEXT NOT NULL,
     m3u       TEXT NOT NULL,
     tracks    INTEGER NOT NULL
-) WITHOUT ROWID;
+);
+CREATE INDEX view_seen ON view (task_id, seen_at);
 CREATE INDEX view_order ON view (sort_key DESC, task_id DESC);
 """
 
@@ -97,6 +101,9 @@ _MIGRATIONS = {
     ALTER TABLE tasks ADD COLUMN unknown_polls INTEGER NOT NULL DEFAULT 0;
     """
     + _BORN_INDEX,
+    # → 6: the view remade as a rowid table with a covering index; its rows are derived, so
+    # they are dropped and read again from the manifests
+    5: "DROP TABLE view;" + _VIEW_SCHEMA,
 }
 
 _COLUMNS = (
@@ -462,15 +469,21 @@ class StateStore:
 
     # --- the browse view (archiver.browse) ----------------------------------------------------
 
-    def stale_views(self, phases: Collection[Phase]) -> list[tuple[str, float]]:
+    def stale_views(
+        self, phases: Collection[Phase], *, changed_since: float | None = None
+    ) -> list[tuple[str, float]]:
         """(task ID, updated_at) of the tasks in `phases` whose view row is missing, or older
-        than the task's last change."""
+        than the task's last change; with `changed_since`, only among the tasks updated since
+        (a scan of the small task rows, not a join with every view row: 10 ms, not 50 ms, at
+        50,000 tasks)."""
         values = sorted(Phase(p).value for p in phases)
         marks = ",".join("?" * len(values))
+        since = "" if changed_since is None else "AND t.updated_at >= ? "
         return self._db.execute(
             "SELECT t.task_id, t.updated_at FROM tasks t LEFT JOIN view v USING (task_id) "
-            f"WHERE t.phase IN ({marks}) AND (v.seen_at IS NULL OR v.seen_at < t.updated_at)",
-            values,
+            f"WHERE t.phase IN ({marks}) {since}"
+            "AND (v.seen_at IS NULL OR v.seen_at < t.updated_at)",
+            [*values, *([] if changed_since is None else [changed_since])],
         ).fetchall()
 
     def task_times(self) -> list[tuple[str, float]]:

@@ -66,10 +66,10 @@ def test_untrusted_text_cannot_close_the_script_element() -> None:
     row = view_row(music(tracks=[track(1, title=HOSTILE, prompt=HOSTILE)]))
 
     for text in (row.data, row.lyrics):
-        assert not re.search(r"[<>&\u2028\u2029]", text)
+        assert not re.search(r"[<>&]", text)
     assert data(row)["t"][0]["n"] == HOSTILE  # the same text once parsed
     assert json.loads(row.lyrics) == [HOSTILE]
-    assert script_json("\u2028") == '"\\u2028"'
+    assert script_json("a</script>") == '"a\\u003c/script\\u003e"'
 
 
 def test_the_page_embeds_rows_as_json_and_escapes_nothing_twice() -> None:

@@ -352,6 +352,8 @@ def test_view_rows_follow_their_task_and_come_back_newest_first(store: StateStor
 
     store.save(TaskState("old", Kind.MUSIC, Phase.ARCHIVED, 1.0, 1.0, 1, 0, None, None, 3.0))
     assert store.stale_views([Phase.ARCHIVED]) == [("old", 3.0)]  # changed since: read again
+    assert store.stale_views([Phase.ARCHIVED], changed_since=3.0) == [("old", 3.0)]
+    assert store.stale_views([Phase.ARCHIVED], changed_since=3.5) == []  # looked at before
     store.put_views([], drop=["old"])
     assert store.views() == [rows["new"]]
     store.put_views([(rows["old"], 3.0)], replace_all=True)

@@ -38,6 +38,9 @@ from archiver.timestamps import utc_iso_of
 log = structlog.get_logger()
 
 SHOWN = (Phase.ARCHIVED, Phase.PARTIAL, Phase.FAILED)  # the phases that leave a manifest
+# After its first look at every task, a refresh looks only at tasks updated since its last look
+# began, less this margin: the engine stamps them with the same wall clock, which may step back.
+CLOCK_MARGIN_S = 3600.0
 _READ_CHUNK = 64  # manifests read at once (S3: concurrent GETs; local: no difference)
 
 
@@ -65,31 +68,43 @@ class Indexer:
         # start: then only a missing file says so (a process killed between storing rows and
         # writing the files leaves them behind until the next change, or `index`).
         self._behind: bool | None = None
+        self._since: float | None = None  # see CLOCK_MARGIN_S; None: look at every task
 
     async def refresh(self) -> Written | None:
         """Bring the rows of changed tasks up to date; rewrite both files when a row changed
         or a file is missing. Returns what was written (None: nothing to do).
         Raises StorageError when the storage fails (nothing is kept: the next call reads the
         same manifests again)."""
-        stale = self._state.stale_views(SHOWN)
-        if stale:
-            rows, gone = await self._read(stale)
-            self._state.put_views(rows, drop=gone)
-            self._behind = True
-        elif self._behind is None:
+        read = await self.update_rows()
+        if self._behind is None:
             self._behind = not (
                 await self._storage.exists(INDEX_KEY) and await self._storage.exists(PLAYLIST_KEY)
             )
         if not self._behind:
             return None
-        return await self._write(read=len(stale))
+        return await self.write(read=read)
+
+    async def update_rows(self) -> int:
+        """Store the rows of the tasks changed since their row was made (each one manifest
+        read); return how many were read."""
+        started = self._clock()
+        stale = self._state.stale_views(SHOWN, changed_since=self._since)
+        if stale:
+            rows, gone = await self._read(stale)
+            self._state.put_views(rows, drop=gone)
+            self._behind = True
+        self._since = started - CLOCK_MARGIN_S
+        return len(stale)
 
     async def rebuild(self) -> Written:
         """Read the manifest of every task the state knows and write both files anew."""
+        started = self._clock()
         tasks = self._state.task_times()
         rows, _gone = await self._read(tasks)
         self._state.put_views(rows, replace_all=True)
-        return await self._write(read=len(tasks))
+        self._since = started - CLOCK_MARGIN_S
+        ordered = sorted((row for row, _seen in rows), key=_view_order, reverse=True)
+        return await self.write(read=len(tasks), rows=ordered)
 
     async def _read(
         self, tasks: Sequence[tuple[str, float]]
@@ -108,8 +123,10 @@ class Indexer:
             await asyncio.sleep(0)  # local reads do not yield: let the daemon's loop breathe
         return rows, gone
 
-    async def _write(self, *, read: int) -> Written:
-        rows = self._state.views()
+    async def write(self, *, read: int = 0, rows: Sequence[ViewRow] | None = None) -> Written:
+        """Both files from the stored rows (or `rows`, in the state's order: newest first);
+        `read`: the manifests read for them, for the log."""
+        rows = self._state.views() if rows is None else rows
         page, playlist = await asyncio.to_thread(self._render, rows)
         await self._storage.put_bytes(PLAYLIST_KEY, playlist, content_type=PLAYLIST_CONTENT_TYPE)
         await self._storage.put_bytes(INDEX_KEY, page, content_type=INDEX_CONTENT_TYPE)
@@ -130,6 +147,10 @@ class Indexer:
             render_index(rows, generated_at=generated, version=self._version),
             render_playlist(rows),
         )
+
+
+def _view_order(row: ViewRow) -> tuple[str, str]:
+    return (row.sort_key, row.task_id)  # the order of StateStore.views, reversed
 
 
 async def refresh_logged(indexer: Indexer) -> Written | None:

