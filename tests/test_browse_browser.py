@@ -66,22 +66,26 @@ def type_into_search(browser: Any, text: str) -> None:
 async def test_the_page_lists_plays_searches_and_shows_hostile_titles_as_text(
     site: Site, browser: Any, tmp_path: Path
 ) -> None:
-    neon, hostile, partial, failed, cover = (fake_hex_id(f"page:{n}") for n in range(5))
+    neon, hostile, partial, failed, cover, wav = (fake_hex_id(f"page:{n}") for n in range(6))
     site.sb.add_music(neon, title="Neon Highway", tags="synthwave")
     site.sb.add_music(hostile, title=HOSTILE, tags="punk")
     site.sb.add_music(partial, title="Half There")
     site.sb.cdn.set_faults(f"{partial}-2.mp3", FileFaults(status=404))
     site.sb.add_music(failed, fail_status="SENSITIVE_WORD_ERROR", error_message="Not allowed")
     site.sb.add_cover(cover, parent_task_id=neon)
-    await site.backfill(neon, hostile, partial, failed, cover)
+    site.sb.add_output("wav", wav)  # made from a track this archive does not hold: on its own
+    await site.backfill(neon, hostile, partial, failed, cover, f"wav:{wav}")
 
     browser.set_window_size(1000, 900)
     browser.get((site.archive / "index.html").as_uri())
 
     tracks = items(browser, 'li.item[data-kind="track"]')
     assert len(tracks) == 6  # three music tasks of two tracks (one MP3 missing)
-    assert len(items(browser, "audio")) == 5
-    assert len(items(browser)) == 7  # and the failed task; the cover sits beside its music
+    assert len(items(browser, "li.item > .cover + .body > audio")) == 5
+    assert len(items(browser)) == 8  # the failed and WAV tasks; the cover sits beside its music
+    wav_item = browser.find_element("css selector", f'li[data-task="{wav}"]')
+    assert wav_item.get_attribute("data-kind") == "wav"
+    assert "wav:" in wav_item.text and len(wav_item.find_elements("css selector", "audio")) == 1
     for url in [a.get_attribute("src") for a in items(browser, "audio, img")]:
         assert Path(unquote(urlsplit(url).path)).is_file(), url
     assert len(items(browser, f'li[data-task="{neon}"] .extras img')) == 2 * 2  # both tracks

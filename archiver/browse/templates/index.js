@@ -64,6 +64,10 @@ function fileLink(role, path, type) {
   if (/^image\//.test(type || "") || /\.(png|jpe?g)$/i.test(path)) {
     return el("a", { href: path }, el("img", { src: path, alt: role, loading: "lazy" }), " " + role);
   }
+  if (/^audio\//.test(type || "") || /\.(mp3|wav)$/i.test(path)) {
+    return el("span", {}, role + ": ",
+      el("audio", { controls: "", preload: "none", src: path }), el("a", { href: path, download: "" }, fileName(path)));
+  }
   if (/^video\//.test(type || "") || /\.mp4$/i.test(path)) {
     return el("span", {}, role + ": ",
       el("video", { controls: "", preload: "none", src: path }), el("a", { href: path, download: "" }, fileName(path)));
