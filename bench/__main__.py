@@ -15,7 +15,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench import daemonscale, intake, machine, memory, polling, scale, throughput, verify
+from bench import (
+    browse,
+    daemonscale,
+    intake,
+    machine,
+    memory,
+    polling,
+    scale,
+    throughput,
+    verify,
+)
 from bench.options import MEASUREMENTS, QUICK, Options
 from bench.report import Table
 
@@ -54,6 +64,7 @@ def _parse(argv: list[str] | None) -> Options:
         default=None,
         help="scale: the daemon case without index.html (run keeps it current by default)",
     )
+    sizes.add_argument("--index-tracks", type=int, help="browse: tracks on the page (100,000)")
     sizes.add_argument("--intake-tasks", type=int, help="intake: music tasks called back about")
     sizes.add_argument(
         "--intake-scale", type=float, help="intake: time compression of the run (0.1)"
@@ -81,6 +92,8 @@ def _measure(name: str, opts: Options, work: Path, curl: str | None) -> list[Tab
         return [intake.measure(opts, folder)]
     if name == "verify":
         return [verify.measure(opts, folder)]
+    if name == "browse":
+        return [browse.measure(opts, folder)]
     return [scale.measure(opts, folder), daemonscale.measure(opts, folder)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-MEASUREMENTS = ("throughput", "memory", "polling", "scale", "intake", "verify")
+MEASUREMENTS = ("throughput", "memory", "polling", "scale", "intake", "verify", "browse")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class Options:
     verify_tasks: int = 100
     verify_manifests: int = 100_000
     s3_verify_tasks: int = 50
+    # browse: tracks on the page (music tasks of two), and whether chromium opens it
+    index_tracks: int = 100_000
+    open_page: bool = True
 
 
 QUICK = Options(
@@ -52,4 +55,6 @@ QUICK = Options(
     verify_tasks=2,
     verify_manifests=500,
     s3_verify_tasks=3,
+    index_tracks=1_000,
+    open_page=False,
 )

@@ -18,6 +18,7 @@ HEADERS = (
     "### Scale:",
     "### The daemon at scale:",
     "### Intake:",
+    "### Browse:",
 )
 
 
