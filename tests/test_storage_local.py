@@ -268,6 +268,33 @@ async def test_symlink_inside_the_archive_is_allowed(storage: LocalStorage) -> N
     assert (storage.root / "real" / "m.json").read_bytes() == b"ok"
 
 
+async def test_read_checks_every_name_below_the_root(storage: LocalStorage, tmp_path: Path) -> None:
+    # read checks a key with lstat, and realpath only past a symlink: both ways refuse.
+    target = tmp_path / "victim.json"
+    target.write_bytes(b"secret")
+    (storage.root / "t").mkdir()
+    (storage.root / "t" / "manifest.json").symlink_to(target)
+    with pytest.raises(StorageError, match="outside the archive"):
+        await storage.read("t/manifest.json")
+    (storage.root / "t" / "inside.json").symlink_to(storage.root / "t" / "real.json")
+    (storage.root / "t" / "real.json").write_bytes(b"ok")
+    assert await storage.read("t/inside.json") == b"ok"
+    assert await storage.read("t/missing.json") is None
+    assert await storage.read("nothing/here.json") is None
+
+
+async def test_archive_root_reached_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    storage = LocalStorage(tmp_path / "link")
+    try:
+        await storage.put_bytes("t/manifest.json", b"{}", content_type="")
+        assert await storage.read("t/manifest.json") == b"{}"
+        assert (tmp_path / "real" / "t" / "manifest.json").read_bytes() == b"{}"
+    finally:
+        await storage.close()
+
+
 async def test_stale_temp_files_are_removed_on_start(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     first = LocalStorage(root)
