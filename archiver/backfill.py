@@ -51,11 +51,19 @@ async def backfill(
 ) -> BackfillReport:
     """Archive every task of `ids_file`. `on_start` gets the counts by phase, a mapping the
     engine keeps up to date as tasks change (`on_change`)."""
+    changed = False  # a task changed: the index may lag behind
+
+    def note_change(task: TaskState) -> None:
+        nonlocal changed
+        changed = True
+        if on_change is not None:
+            on_change(task)
+
     with open_task_list(ids_file) as file:  # a missing list is said before anything opens
         async with open_engine(
             config,
             fatal_errors=True,
-            on_change=on_change,
+            on_change=note_change,
             retry_base_s=retry_base_s,
             poll_time_scale=poll_time_scale,
         ) as engine:
@@ -75,7 +83,8 @@ async def backfill(
             except StorageFull as exc:  # the tasks not archived stay pending for the next run
                 stopped = exc
             if stopped is None and config.index.enabled:
-                await refresh_logged(Indexer(engine.state, engine.storage))
+                indexer = Indexer(engine.state, engine.storage)
+                await refresh_logged(indexer, changed=changed)
             return BackfillReport(
                 dict(engine.counts), tuple(engine.not_archived()), tuple(bad), stopped
             )

@@ -77,12 +77,14 @@ class Indexer:
         same manifests again)."""
         read = await self.update_rows()
         if self._behind is None:
-            self._behind = not (
-                await self._storage.exists(INDEX_KEY) and await self._storage.exists(PLAYLIST_KEY)
-            )
+            self._behind = not await self.files_present()
         if not self._behind:
             return None
         return await self.write(read=read)
+
+    async def files_present(self) -> bool:
+        """Whether both files are in the storage."""
+        return await self._storage.exists(INDEX_KEY) and await self._storage.exists(PLAYLIST_KEY)
 
     async def update_rows(self) -> int:
         """Store the rows of the tasks changed since their row was made (each one manifest
@@ -153,10 +155,14 @@ def _view_order(row: ViewRow) -> tuple[str, str]:
     return (row.sort_key, row.task_id)  # the order of StateStore.views, reversed
 
 
-async def refresh_logged(indexer: Indexer) -> Written | None:
+async def refresh_logged(indexer: Indexer, *, changed: bool = True) -> Written | None:
     """`indexer.refresh()` for `backfill` and `run`: a failure is logged, never raised (the
-    archive is what matters; the next refresh tries again)."""
+    archive is what matters; the next refresh tries again). Not `changed` (no task changed
+    since the files were last written): only missing files are written, as looking for
+    stale rows reads every task."""
     try:
+        if not changed and await indexer.files_present():
+            return None
         return await indexer.refresh()
     except (StorageError, sqlite3.Error) as exc:
         log.warning("index_not_written", error=str(exc))
