@@ -13,9 +13,10 @@ from archiver.assemble import open_engine
 from archiver.browse.indexer import Indexer, refresh_logged
 from archiver.config import Config
 from archiver.errors import StorageFull
+from archiver.listfile import ListFile
 from archiver.state import Phase, TaskState
 from archiver.status import PHASE_LABELS
-from archiver.tasklist import BadLine, open_task_list, parse_lines, tasks_of
+from archiver.tasklist import BadLine, open_task_list, tasks_of
 
 log = structlog.get_logger()
 
@@ -59,7 +60,9 @@ async def backfill(
         if on_change is not None:
             on_change(task)
 
-    with open_task_list(ids_file) as file:  # a missing list is said before anything opens
+    # A missing list is said before anything opens; held open while it is read (a FIFO's
+    # writer keeps a reader).
+    with open_task_list(ids_file):
         async with open_engine(
             config,
             fatal_errors=True,
@@ -68,7 +71,10 @@ async def backfill(
             poll_time_scale=poll_time_scale,
         ) as engine:
             bad: list[BadLine] = []
-            conflicts = engine.set_tasks(tasks_of(parse_lines(file), bad), retry=RETRYABLE)
+            await ListFile(ids_file).read(
+                lambda items: engine.stage(tasks_of(items, bad)), engine.stage_bare
+            )
+            conflicts = engine.set_tasks(retry=RETRYABLE)
             bad.extend(c.as_bad_line() for c in conflicts)
             bad.sort(key=lambda line: line.line_no)
             for line in bad:

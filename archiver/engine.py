@@ -155,6 +155,14 @@ class Engine:
         except sqlite3.Error as exc:
             raise _state_error(self._state, exc) from exc
 
+    def stage_bare(self, data: bytes, first_line: int) -> bool:
+        """`stage` for a piece of a list whose lines are each a bare ID (`GivenTasks.stage_bare`):
+        False when it is not, and nothing was staged."""
+        try:
+            return self._given.stage_bare(data, first_line)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
+
     def set_tasks(
         self,
         refs: Iterable[TaskRef] = (),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from archiver.records import Kind
 from archiver.state import _COLUMNS, BORN, UNKNOWN_KIND, Phase, StateStore, TaskState, _row_to_state
-from archiver.tasklist import BadLine, TaskRef
+from archiver.tasklist import BadLine, TaskRef, bare_ids_json
 
 _STAGE_BATCH = 20_000  # mentions per executemany: bounded memory whatever the list's length
 
@@ -86,7 +86,13 @@ class GivenTasks:
         self._state = state
         self._db = state.connection
         self._db.executescript(_TABLES)
-        self._next_pos = itertools.count(1)
+        self._last_pos = 0  # mentions keep their order across batches
+
+    def _take(self, n: int) -> int:
+        """The first of `n` new positions."""
+        first = self._last_pos + 1
+        self._last_pos += n
+        return first
 
     def stage(self, refs: Iterable[TaskRef], *, first: bool = False) -> None:
         """Hold `refs` for the next `merge` (`first`: drop what an unfinished batch left).
@@ -94,12 +100,30 @@ class GivenTasks:
         db = self._db
         if first:
             db.execute("DELETE FROM incoming")
-        rows = (
-            (next(self._next_pos), ref.line, ref.task_id, ref.kind.value if ref.kind else None)
-            for ref in refs
+        refs = iter(refs)
+        while batch := list(itertools.islice(refs, _STAGE_BATCH)):
+            first_pos = self._take(len(batch))
+            db.executemany(
+                "INSERT INTO incoming VALUES (?, ?, ?, ?)",
+                [
+                    (pos, ref.line, ref.task_id, ref.kind.value if ref.kind else None)
+                    for pos, ref in enumerate(batch, first_pos)
+                ],
+            )
+
+    def stage_bare(self, data: bytes, first_line: int) -> bool:
+        """Hold the lines of `data` for the next `merge` when each is a bare ID ending in LF
+        (a list as an application writes it), numbered from `first_line`: one statement,
+        no Python object an ID. False (nothing held) for anything else: `stage` parses it."""
+        ids = bare_ids_json(data)
+        if ids is None:
+            return False
+        count = data.count(b"\n")
+        self._db.execute(
+            "INSERT INTO incoming SELECT ?1 + key, ?2 + key, value, NULL FROM json_each(?3)",
+            (self._take(count), first_line, ids),
         )
-        while batch := list(itertools.islice(rows, _STAGE_BATCH)):
-            db.executemany("INSERT INTO incoming VALUES (?, ?, ?, ?)", batch)
+        return True
 
     def merge(
         self, *, whole: bool, now: float, retry: Collection[Phase] = (), http: bool = False
@@ -132,7 +156,7 @@ class GivenTasks:
                 db.execute(
                     "INSERT INTO given (task_id, pos) SELECT task_id, ? FROM tasks "
                     "WHERE via_http = 1 ON CONFLICT (task_id) DO NOTHING",
-                    (next(self._next_pos),),
+                    (self._take(1),),
                 )
             # A bare ID takes the kind of its first prefixed mention (bare MIN: SQLite gives
             # the other columns of the row holding the minimum).
@@ -150,12 +174,13 @@ class GivenTasks:
                     "WHERE i.kind IS NOT NULL AND i.kind != g.kind ORDER BY i.pos"
                 )
             ]
+            in_scope = "true" if whole else f"task_id IN ({scope})"
             # Into the state in key order (given is keyed by task_id): random-order inserts
             # thrash SQLite's page cache.
             db.execute(
                 "INSERT INTO tasks "
                 "(task_id, kind, phase, first_seen_at, next_poll_at, updated_at, via_http) "
-                f"SELECT task_id, kind, ?1, ?2, ?2, ?2, ?3 FROM given WHERE task_id IN ({scope}) "
+                f"SELECT task_id, kind, ?1, ?2, ?2, ?2, ?3 FROM given WHERE {in_scope} "
                 "ON CONFLICT (task_id) DO UPDATE SET "
                 "kind = coalesce(tasks.kind, excluded.kind), "
                 "via_http = max(tasks.via_http, excluded.via_http) "
@@ -163,26 +188,35 @@ class GivenTasks:
                 "OR tasks.via_http < excluded.via_http",
                 (Phase.PENDING.value, now, int(http and not whole)),
             )
+            # Every task of the state given (the given ones are all in it now, so equal counts
+            # mean equal sets): the state's tasks need no join with `given`.
+            everything = whole and self._count("given") == self._count("tasks")
+            in_scope = "true" if everything else f"task_id IN ({scope})"
             if retry:
-                self._reopen(scope, retry, now)
-            counted = _ALL if whole else "SELECT task_id FROM fresh"
+                self._reopen(in_scope, retry, now)
+            counted = in_scope if whole else "task_id IN (SELECT task_id FROM fresh)"
             counts = {
                 (kind or UNKNOWN_KIND, Phase(phase)): n
                 for kind, phase, n in db.execute(
-                    f"SELECT kind, phase, COUNT(*) FROM tasks WHERE task_id IN ({counted}) "
-                    "GROUP BY kind, phase"
+                    f"SELECT kind, phase, COUNT(*) FROM tasks WHERE {counted} GROUP BY kind, phase"
                 )
             }
-            pending = self._select(f"WHERE phase = ? AND task_id IN ({scope})", Phase.PENDING)
+            if everything:  # the few pending among the state's tasks, each looked up in `given`
+                pending = self._select("WHERE phase = ?", Phase.PENDING, join="CROSS JOIN")
+            else:
+                pending = self._select(f"WHERE phase = ? AND task_id IN ({scope})", Phase.PENDING)
             db.execute("DELETE FROM incoming")
         return Merged(pending, counts, whole, conflicts, new)
 
-    def _reopen(self, scope: str, phases: Collection[Phase], now: float) -> None:
+    def _count(self, table: str) -> int:
+        return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    def _reopen(self, in_scope: str, phases: Collection[Phase], now: float) -> None:
         values = sorted({Phase(p).value for p in phases})
         self._db.execute(
             "UPDATE tasks SET phase = ?, attempts = 0, archive_attempts = 0, unknown_polls = 0, "
             "first_seen_at = ?2, next_poll_at = ?2, updated_at = ?2 "
-            f"WHERE phase IN ({','.join('?' * len(values))}) AND task_id IN ({scope})",
+            f"WHERE phase IN ({','.join('?' * len(values))}) AND {in_scope}",
             [Phase.PENDING.value, now, *values],
         )
 
@@ -200,11 +234,12 @@ class GivenTasks:
         """The given tasks that are not archived, in the order they were given."""
         return self._select("WHERE phase != ?", Phase.ARCHIVED)
 
-    def _select(self, where: str, phase: Phase) -> list[TaskState]:
-        """Tasks of the given set, in the order given."""
+    def _select(self, where: str, phase: Phase, *, join: str = "JOIN") -> list[TaskState]:
+        """Tasks of the given set, in the order given (`join`: "CROSS JOIN" makes SQLite scan
+        the state's tasks, not the given ones, when the state's side filters out most)."""
         columns = ", ".join(f"tasks.{c.strip()}" for c in _COLUMNS.split(","))
         rows = self._db.execute(
-            f"SELECT {columns} FROM tasks JOIN given USING (task_id) {where} ORDER BY given.pos",
+            f"SELECT {columns} FROM tasks {join} given USING (task_id) {where} ORDER BY given.pos",
             (phase.value,),
         )
         return [_row_to_state(row) for row in rows]

@@ -73,13 +73,18 @@ class ListFile:
         """What the last `read` gave was applied: the next read continues after it."""
         self._mark = self._next
 
-    async def read(self, feed: Callable[[Iterable[TaskRef | BadLine]], None]) -> bool:
+    async def read(
+        self,
+        feed: Callable[[Iterable[TaskRef | BadLine]], None],
+        feed_bare: Callable[[bytes, int], bool] | None = None,
+    ) -> bool:
         """Feed the lines that are new since the last committed read to `feed`, a piece at
         a time; True when the file was read whole (its lines are then the whole list).
-        Raises UsageError when the file cannot be read."""
+        `feed_bare` is offered each piece first, with its first line's number: when it takes
+        it (True), the piece is not parsed. Raises UsageError when the file cannot be read."""
         file, whole = await asyncio.to_thread(self._open)
         try:
-            return await self._read(file, whole, feed)
+            return await self._read(file, whole, feed, feed_bare)
         finally:
             file.close()
 
@@ -111,7 +116,11 @@ class ListFile:
         return after.startswith(mark.tail) and after[len(mark.tail) :] in (b"", b"\n", b"\r")
 
     async def _read(
-        self, file: BinaryIO, whole: bool, feed: Callable[[Iterable[TaskRef | BadLine]], None]
+        self,
+        file: BinaryIO,
+        whole: bool,
+        feed: Callable[[Iterable[TaskRef | BadLine]], None],
+        feed_bare: Callable[[bytes, int], bool] | None,
     ) -> bool:
         mark = None if whole else self._mark
         offset, lines = (mark.offset, mark.lines) if mark is not None else (0, 0)
@@ -127,7 +136,8 @@ class ListFile:
             end = data.rfind(b"\n") + 1
             complete, rest = data[:end], data[end:]
             if complete:
-                feed(parse_lines(io.BytesIO(complete), first_line=lines + 1))
+                if feed_bare is None or not feed_bare(complete, lines + 1):
+                    feed(parse_lines(io.BytesIO(complete), first_line=lines + 1))
                 offset += len(complete)
                 lines += _line_count(complete)
         if mark is None:  # a whole read takes an unterminated last line too

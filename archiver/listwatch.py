@@ -118,7 +118,9 @@ class TaskListWatcher:
         bad: list[BadLine] = []
         try:
             self._engine.stage((), first=True)
-            whole = await self._file.read(lambda items: self._engine.stage(tasks_of(items, bad)))
+            whole = await self._file.read(
+                lambda items: self._engine.stage(tasks_of(items, bad)), self._engine.stage_bare
+            )
             if whole:
                 # Process start: tasks that ended without everything archived are tried
                 # again, as a new `backfill` would. Later edits only add and remove.
