@@ -3,40 +3,33 @@
 The downloader of the pipeline (gallery-dl's split): it knows nothing of tasks or storage. It
 streams into a uniquely named `*.part` file, hashes while writing, resumes an interrupted body
 with `Range`, checks what the body *is* from its magic bytes (never `Content-Type`), and either
-returns a complete file the caller owns or raises `FetchError` and leaves nothing. The file is a
-temp file and is not fsynced: storage makes durable what it keeps (local) or uploads it (S3).
+returns a complete file the caller owns or raises `FetchError` and leaves nothing. The temp file
+is archiver.partfile's; what a status or a body's first bytes mean is archiver.fetchfaults'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Protocol
 
 import aiohttp
 import structlog
 
-from archiver import media
-from archiver.backoff import backoff_delay, parse_retry_after
-from archiver.errors import FetchError, StorageFull
+from archiver.backoff import backoff_delay
+from archiver.errors import FetchError
+from archiver.fetchfaults import Dead, Retry, check_status, classify_head, final_error, validator_of
 from archiver.lifecycle import is_fetchable
-from archiver.storage.space import Reserve, os_fault
+from archiver.partfile import Part, open_part
+from archiver.storage.space import Reserve
 
 log = structlog.get_logger()
 
-_DEAD = frozenset({401, 403, 404, 410})  # the URL expired or is refused: try the next one
-_TRANSIENT = frozenset({408, 425, 429})  # and every 5xx
-_MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After is the engine's business, not one fetch's
 _HEAD_BYTES = 512  # enough of the body's start to tell an HTML page from the rest
 _CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
-_HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--")
 
 
 @dataclass(frozen=True)
@@ -62,87 +55,6 @@ class Reshape(Protocol):
     def replacement(self, head: bytes) -> bytes:
         """What to write instead of `head`: those leading bytes (fewer if the body is short)."""
         ...
-
-
-class _Retry(Exception):
-    """This try failed in a way another try of the same URL may fix."""
-
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class _Dead(Exception):
-    """This URL will not give the file (expired, refused, not media): try the next URL."""
-
-
-@dataclass
-class _Part:
-    """The `.part` file and what is known of the bytes in it.
-
-    Every file operation runs in a worker thread, the hashing with the write: SHA-256 releases
-    the GIL, so it runs beside the event loop instead of stalling every other download.
-    """
-
-    path: Path
-    handle: BinaryIO
-    folder: Path  # the storage folder whose filesystem the file is on (named when it is full)
-    have: int = 0  # bytes of the body received: where a resumed request starts
-    written: int = 0  # bytes in the file
-    source: Any = field(default_factory=hashlib.sha256)  # of the body as received
-    stored: Any = None  # of the file, once a Reshape made it differ from the body
-    kind: str | None = None  # media type, once the first bytes were sniffed and written
-    # What the host said of the file when the bytes in hand began: its strong ETag (or
-    # Last-Modified) and size, so that a resumed request gets the same file or starts over.
-    validator: str | None = None
-    size: int | None = None
-
-    async def restart(self) -> None:
-        await asyncio.to_thread(self._truncate)
-        self.have = self.written = 0
-        self.source, self.stored = hashlib.sha256(), None
-        self.kind = self.validator = self.size = None
-
-    def _truncate(self) -> None:
-        self.handle.seek(0)
-        self.handle.truncate()
-
-    async def write(self, chunk: bytes, *, instead: bytes | None = None) -> None:
-        """Take `chunk` of the body, writing `instead` in its place when given."""
-        try:
-            await asyncio.to_thread(self._write, chunk, instead)
-        except OSError as exc:
-            raise self._fault(exc) from exc
-        self.have += len(chunk)
-        self.written += len(chunk if instead is None else instead)
-
-    def _write(self, chunk: bytes, instead: bytes | None) -> None:
-        out = chunk if instead is None else instead
-        if instead is not None and self.stored is None:
-            self.stored = self.source.copy()  # the file's bytes so far are the body's
-        self.handle.write(out)
-        self.source.update(chunk)
-        if self.stored is not None:
-            self.stored.update(out)
-
-    async def close(self) -> None:
-        try:
-            await asyncio.to_thread(self._close)
-        except OSError as exc:  # the last buffered bytes could not be written
-            raise self._fault(exc) from exc
-
-    def _fault(self, exc: OSError) -> Exception:
-        """A full disk is the storage's (StorageFull: the file is not at fault); another write
-        error fails this try of the file, as a host's failure would."""
-        fault = os_fault(self.path, exc, folder=self.folder)
-        if isinstance(fault, StorageFull):
-            return fault
-        return FetchError(f"cannot write temp file: {exc}", permanent=False)
-
-    def _close(self) -> None:
-        if not self.handle.closed:  # _finish closed it, then failed
-            self.handle.close()
 
 
 class Fetcher:
@@ -188,7 +100,7 @@ class Fetcher:
         """
         want = _Want(accept, reshape)
         failures: list[tuple[str, str, bool]] = []  # (url, reason, permanent)
-        part: _Part | None = None
+        part: Part | None = None
         try:
             for url in urls:
                 if not is_fetchable(url):
@@ -196,53 +108,28 @@ class Fetcher:
                     failures.append((url, "not an http(s) URL", True))
                     continue
                 if part is None:
-                    part = await self._open_part()
+                    part = await open_part(self._temp_dir)
                 elif part.have or part.kind:
                     await part.restart()  # bytes of another host are not resumed
                 try:
                     fetched = await self._fetch_url(url, part, want)
-                except _Dead as dead:
+                except Dead as dead:
                     failures.append((url, str(dead), True))
-                except _Retry as retry:
+                except Retry as retry:
                     failures.append((url, retry.reason, False))
                 else:
                     part = None  # the caller owns the file now
                     return fetched
-            raise _final_error(failures)
+            raise final_error(failures)
         finally:
             if part is not None:
-                with contextlib.suppress(OSError):
-                    part.path.unlink()  # first: a second cancellation must not skip it
-                with contextlib.suppress(FetchError):  # its bytes are discarded anyway
-                    await part.close()
+                await part.discard()
 
-    async def _open_part(self) -> _Part:
-        self._temp_dir.mkdir(parents=True, exist_ok=True)
-        folder = self._temp_dir.parent  # the archive (local) or cache folder it lives in
-        making = asyncio.ensure_future(
-            asyncio.to_thread(tempfile.mkstemp, prefix="fetch-", suffix=".part", dir=self._temp_dir)
-        )
-        try:
-            fd, name = await asyncio.shield(making)
-        except asyncio.CancelledError:  # the thread still makes the file: remove it then
-            making.add_done_callback(_discard_made)
-            # ...and wait the moment that takes, so that no .part file outlives the fetch
-            # (the loop may end right after this cancellation; the callback runs first).
-            with contextlib.suppress(BaseException):
-                await making
-            raise
-        except OSError as exc:  # no inode left, say
-            fault = os_fault(self._temp_dir, exc, folder=folder)
-            if isinstance(fault, StorageFull):
-                raise fault from exc
-            raise
-        return _Part(Path(name), os.fdopen(fd, "r+b"), folder)
-
-    async def _fetch_url(self, url: str, part: _Part, want: _Want) -> Fetched:
+    async def _fetch_url(self, url: str, part: Part, want: _Want) -> Fetched:
         for attempt in range(1, self._attempts + 1):
             try:
                 await self._transfer(url, part, want)
-            except _Retry as retry:
+            except Retry as retry:
                 if attempt == self._attempts:
                     log.warning("fetch_gave_up", url=url, attempts=attempt, reason=retry.reason)
                     raise
@@ -262,7 +149,7 @@ class Fetcher:
                 return await self._finish(url, part)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _transfer(self, url: str, part: _Part, want: _Want) -> None:
+    async def _transfer(self, url: str, part: Part, want: _Want) -> None:
         """One request; returns when the whole body is in the part file."""
         headers = {"Accept-Encoding": "identity"}
         if part.have:
@@ -276,31 +163,20 @@ class Fetcher:
                 await self._read_body(resp, part, want, sized=total is not None)
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             # resets, ClientPayloadError (body shorter than Content-Length), read stalls
-            raise _Retry(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            raise Retry(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         if total is not None and part.have != total:
-            raise _Retry(f"body ended at {part.have} of {total} bytes")
+            raise Retry(f"body ended at {part.have} of {total} bytes")
 
     async def _check_response(
-        self, url: str, resp: aiohttp.ClientResponse, part: _Part
+        self, url: str, resp: aiohttp.ClientResponse, part: Part
     ) -> int | None:
         """Classify the status and position the part file; returns the file's declared size."""
         status = resp.status
-        if status in _DEAD:
-            log.warning("fetch_url_dead", url=url, status=status)
-            raise _Dead(f"expired or refused ({status})")
-        if status in _TRANSIENT or status >= 500:
-            raise _Retry(
-                f"HTTP {status}",
-                retry_after=parse_retry_after(
-                    resp.headers.get("Retry-After"), cap_s=_MAX_RETRY_AFTER_S
-                ),
-            )
+        check_status(url, status, resp.headers)
         if status == 416:
             log.info("fetch_restarted", url=url, reason="range_not_satisfiable", had=part.have)
             await part.restart()
-            raise _Retry("HTTP 416")
-        if status not in (200, 206):
-            raise _Dead(f"unexpected HTTP {status}")
+            raise Retry("HTTP 416")
         encoded = resp.headers.get("Content-Encoding", "identity").lower() != "identity"
         length = None if encoded else resp.content_length
         if status == 200:
@@ -308,7 +184,7 @@ class Fetcher:
                 log.info("fetch_restarted", url=url, reason="range_ignored", had=part.have)
                 await part.restart()
             self._check_size(length)
-            part.validator, part.size = _validator(resp.headers), length
+            part.validator, part.size = validator_of(resp.headers), length
             return length
         match = _CONTENT_RANGE.match(resp.headers.get("Content-Range", "").strip())
         start = int(match.group(1)) if match else -1
@@ -318,7 +194,7 @@ class Fetcher:
             reason = "file_changed" if changed else "range_mismatch"
             log.info("fetch_restarted", url=url, reason=reason, had=part.have)
             await part.restart()
-            raise _Retry(f"206 for bytes {start}- of {total}, not {part.have}- of {part.size}")
+            raise Retry(f"206 for bytes {start}- of {total}, not {part.have}- of {part.size}")
         if total is None and length is not None:
             total = start + length
         self._check_size(total)
@@ -339,7 +215,7 @@ class Fetcher:
             self._reserve.check(incoming or 0)
 
     async def _read_body(
-        self, resp: aiohttp.ClientResponse, part: _Part, want: _Want, *, sized: bool
+        self, resp: aiohttp.ClientResponse, part: Part, want: _Want, *, sized: bool
     ) -> None:
         """The body into `part`; one of unknown length (`sized` False) checks the reserve at
         every chunk, as the length it would have announced is not known."""
@@ -360,7 +236,7 @@ class Fetcher:
             if len(head) < need:
                 continue
             if kind is None:
-                kind = _classify(head, want)
+                kind = classify_head(head, want.accept)
                 if want.reshape is not None:
                     need = max(need, want.reshape.head_size(bytes(head)))
                     if len(head) < need:
@@ -368,9 +244,10 @@ class Fetcher:
             await self._write_head(part, bytes(head), kind, want)
             head = bytearray()
         if part.kind is None:  # the whole body is shorter than its head
-            await self._write_head(part, bytes(head), kind or _classify(head, want), want)
+            kind = kind or classify_head(head, want.accept)
+            await self._write_head(part, bytes(head), kind, want)
 
-    async def _write_head(self, part: _Part, head: bytes, kind: str, want: _Want) -> None:
+    async def _write_head(self, part: Part, head: bytes, kind: str, want: _Want) -> None:
         """The body's first bytes into the file: the part a Reshape replaces, by its bytes."""
         if want.reshape is None:
             await part.write(head)
@@ -380,7 +257,7 @@ class Fetcher:
             await part.write(head[size:])
         part.kind = kind
 
-    async def _finish(self, url: str, part: _Part) -> Fetched:
+    async def _finish(self, url: str, part: Part) -> Fetched:
         await part.close()
         assert part.kind is not None
         source = part.source.hexdigest()
@@ -390,55 +267,7 @@ class Fetcher:
         return fetched
 
 
-def _discard_made(making: asyncio.Future[tuple[int, str]]) -> None:
-    """Remove the temp file a cancelled `_open_part` had a thread make."""
-    if making.cancelled() or making.exception() is not None:
-        return
-    fd, name = making.result()
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(name)
-
-
 @dataclass(frozen=True)
 class _Want:
     accept: frozenset[str]  # archiver.media types the body must sniff as
     reshape: Reshape | None
-
-    def __str__(self) -> str:
-        return "/".join(sorted(self.accept)) or "nothing"
-
-
-def _validator(headers: Any) -> str | None:
-    """What names this version of the file for If-Range: a strong ETag, else Last-Modified
-    (a weak ETag may not be used there)."""
-    etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return str(etag)
-    modified = headers.get("Last-Modified")
-    return str(modified) if modified else None
-
-
-def _classify(head: bytes | bytearray, want: _Want) -> str:
-    """The media type of a body from its first bytes, or why it is not what we want."""
-    kind = media.sniff(bytes(head[: media.SNIFF_BYTES]))
-    if kind is not None and kind in want.accept:
-        return kind
-    if kind is None and _looks_like_html(head):
-        raise _Retry(f"got an HTML page, not {want}")  # CDNs serve these under load
-    if kind is None:
-        raise _Dead(f"got {'an empty body' if not head else 'unknown content'}, not {want}")
-    raise _Dead(f"got {kind}, not {want}")
-
-
-def _looks_like_html(head: bytes | bytearray) -> bool:
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return text.startswith(_HTML_STARTS)
-
-
-def _final_error(failures: list[tuple[str, str, bool]]) -> FetchError:
-    if not failures:
-        return FetchError("no URL to fetch", permanent=True)
-    permanent = all(p for _, _, p in failures)
-    detail = "; ".join(f"{url}: {reason}" for url, reason, _ in failures)
-    return FetchError(f"could not fetch the file: {detail}", permanent=permanent)

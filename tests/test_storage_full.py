@@ -17,7 +17,7 @@ from smallfs import fill, free_bytes, mounted_tmpfs
 from test_backfill import Site
 from test_cli import Cli
 
-from archiver import fetch
+from archiver import partfile
 from archiver.errors import StorageFull
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
@@ -56,7 +56,7 @@ def enospc(*_args: object) -> None:
 async def test_a_download_meeting_enospc_stops_backfill_and_a_rerun_completes(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fetch._Part, "_write", enospc)
+    monkeypatch.setattr(partfile.Part, "_write", enospc)
 
     report = await site.backfill(*TASKS)
 
