@@ -132,7 +132,7 @@ async def test_the_engine_holds_pending_tasks_only(tmp_path: Path, sandbox: Sand
     async with open_engine(config, fatal_errors=False) as engine:
         engine.set_tasks(TaskRef(task_id, None) for task_id in [*archived, "slow"])
         assert set(engine.pending) == {"slow"}
-        assert [task_id for _, task_id in engine._due] == ["slow"]
+        assert [task_id for _, task_id in engine._pending._due] == ["slow"]
         assert (engine.counts[Phase.ARCHIVED], engine.counts[Phase.PENDING]) == (3, 1)
 
         run = asyncio.create_task(engine.run(stop))
@@ -144,8 +144,8 @@ async def test_the_engine_holds_pending_tasks_only(tmp_path: Path, sandbox: Sand
         await run
 
     assert set(engine.pending) == {"slow"}
-    assert {task_id for _, task_id in engine._due} <= {"slow"}
-    assert set(engine._rank) == {"slow"}  # an ended task's list position is forgotten too
+    assert {task_id for _, task_id in engine._pending._due} <= {"slow"}
+    assert set(engine._pending._rank) == {"slow"}  # an ended task's list position is forgotten too
     assert sum(engine.counts.values()) == 5
     assert engine.kind_counts[("music", Phase.ARCHIVED)] == 4  # found by polling
     assert sum(engine.kind_counts.values()) == 5

@@ -11,11 +11,11 @@ from waiting import until
 
 from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
-from archiver.engine import CALLBACK_NET_S
 from archiver.records import Kind
 from archiver.sandbox import Sandbox
 from archiver.state import Phase
 from archiver.tasklist import TaskRef
+from archiver.taskstep import CALLBACK_NET_S
 
 
 async def test_callbacks_during_a_poll_cost_one_poll_after_it_and_repeats_nothing(
