@@ -17,13 +17,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from archiver import media
-from archiver.api import (
-    MAX_RETRY_AFTER_S,
-    PATHS,
-    RateLimiter,
-    SunoApi,
-    classify_answer,
-)
+from archiver.api import PATHS, RateLimiter, SunoApi
+from archiver.apianswers import MAX_RETRY_AFTER_S, classify_answer
 from archiver.assemble import open_engine
 from archiver.backoff import parse_retry_after
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig

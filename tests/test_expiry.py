@@ -17,7 +17,7 @@ import pytest
 from mutagen.id3 import ID3
 from structlog.testing import capture_logs
 
-from archiver.api import classify_answer, vendor_of
+from archiver.apianswers import classify_answer, vendor_of
 from archiver.assemble import open_engine
 from archiver.backfill import backfill
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
