@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver.config import _SCHEMA, Config, load_config
+from archiver.config import Config, load_config
+from archiver.configschema import SCHEMA
 from archiver.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "archive.example.toml"
@@ -422,9 +423,9 @@ def test_the_example_covers_every_key_in_schema_order() -> None:
     doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
 
     assert {section: list(keys) for section, keys in doc.items()} == {
-        section: list(keys) for section, keys in _SCHEMA.items()
+        section: list(keys) for section, keys in SCHEMA.items()
     }
-    assert list(doc) == list(_SCHEMA)
+    assert list(doc) == list(SCHEMA)
 
 
 def test_every_example_key_has_a_comment() -> None:
