@@ -21,11 +21,10 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
-from archiver.browse.view import ViewRow
 from archiver.errors import UsageError
 from archiver.records import Kind
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
 
 # What index.html and playlist.m3u8 show of each archived task (archiver.browse), so that the
@@ -46,6 +45,16 @@ CREATE TABLE view (
 );
 CREATE INDEX view_seen ON view (task_id, seen_at);
 CREATE INDEX view_order ON view (sort_key DESC, task_id DESC);
+"""
+# What the last write of index.html and playlist.m3u8 left, so that the next one copies the rows
+# it wrote instead of rendering them again (archiver.browse.store); `view_tracks` answers the
+# page's counts without reading the large rows.
+_VIEW_WRITTEN = """
+CREATE TABLE view_written (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    layout  TEXT NOT NULL
+);
+CREATE INDEX view_tracks ON view (tracks);
 """
 
 # The tasks whose files expire soonest (`born_between`, the engine's tasks at risk) are a range
@@ -75,6 +84,7 @@ CREATE TABLE tasks (
 """
     + _BORN_INDEX
     + _VIEW_SCHEMA
+    + _VIEW_WRITTEN
 )
 
 # The script that takes a state from schema version N (the key) to N + 1; `open` runs the ones
@@ -104,6 +114,7 @@ _MIGRATIONS = {
     # → 6: the view remade as a rowid table with a covering index; its rows are derived, so
     # they are dropped and read again from the manifests
     5: "DROP TABLE view;" + _VIEW_SCHEMA,
+    6: _VIEW_WRITTEN,  # → 7: the index's files rewritten by copying the rows they hold
 }
 
 _COLUMNS = (
@@ -467,56 +478,6 @@ class StateStore:
             )
         return len(values)
 
-    # --- the browse view (archiver.browse) ----------------------------------------------------
-
-    def stale_views(
-        self, phases: Collection[Phase], *, changed_since: float | None = None
-    ) -> list[tuple[str, float]]:
-        """(task ID, updated_at) of the tasks in `phases` whose view row is missing, or older
-        than the task's last change; with `changed_since`, only among the tasks updated since
-        (a scan of the small task rows, not a join with every view row: 10 ms, not 50 ms, at
-        50,000 tasks)."""
-        values = sorted(Phase(p).value for p in phases)
-        marks = ",".join("?" * len(values))
-        since = "" if changed_since is None else "AND t.updated_at >= ? "
-        return self._db.execute(
-            "SELECT t.task_id, t.updated_at FROM tasks t LEFT JOIN view v USING (task_id) "
-            f"WHERE t.phase IN ({marks}) {since}"
-            "AND (v.seen_at IS NULL OR v.seen_at < t.updated_at)",
-            [*values, *([] if changed_since is None else [changed_since])],
-        ).fetchall()
-
     def task_times(self) -> list[tuple[str, float]]:
         """(task ID, updated_at) of every task."""
         return self._db.execute("SELECT task_id, updated_at FROM tasks").fetchall()
-
-    def put_views(
-        self,
-        rows: Iterable[tuple[ViewRow, float]],
-        *,
-        drop: Iterable[str] = (),
-        replace_all: bool = False,
-    ) -> None:
-        """Store view rows (each with the updated_at of the task it was read at) and remove
-        those of `drop`, in one transaction; `replace_all` removes every other row first."""
-        with self._transaction() as db:
-            if replace_all:
-                db.execute("DELETE FROM view")
-            db.executemany("DELETE FROM view WHERE task_id = ?", ((t,) for t in drop))
-            db.executemany(
-                "INSERT OR REPLACE INTO view "
-                "(task_id, seen_at, sort_key, data, lyrics, m3u, tracks) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (r.task_id, seen, r.sort_key, r.data, r.lyrics, r.m3u, r.tracks)
-                    for r, seen in rows
-                ),
-            )
-
-    def views(self) -> list[ViewRow]:
-        """Every view row, newest first."""
-        rows = self._db.execute(
-            "SELECT task_id, sort_key, data, lyrics, m3u, tracks FROM view "
-            "ORDER BY sort_key DESC, task_id DESC"
-        )
-        return [ViewRow(*row) for row in rows]

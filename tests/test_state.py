@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.browse.view import ViewRow
+from archiver.browse.store import ViewStore
 from archiver.errors import UsageError
 from archiver.records import Kind
 from archiver.state import SCHEMA_VERSION, Phase, StateStore, TaskState
@@ -307,7 +307,7 @@ def test_a_version_1_state_is_migrated_keeping_its_rows(db_path: Path) -> None:
         indexes = s._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         assert "tasks_due" not in {name for (name,) in indexes}
         # the browse view starts empty: an archived task's row is made from its manifest
-        assert s.stale_views([Phase.ARCHIVED]) == [("done", 4.0)]
+        assert ViewStore(s).stale([Phase.ARCHIVED]) == [("done", 4.0)]
         assert s.get_many(["done", "waiting"]) == {
             "done": TaskState(
                 "done", Kind.MUSIC, Phase.ARCHIVED, 1.0, 2.0, 3, 0, "SUCCESS", None, 4.0
@@ -334,27 +334,3 @@ def test_use_after_close_is_an_error(db_path: Path) -> None:
     s.close()
     with pytest.raises(RuntimeError):
         s.get_many(["a"])
-
-
-def test_view_rows_follow_their_task_and_come_back_newest_first(store: StateStore) -> None:
-    store.add([("old", Kind.MUSIC), ("new", Kind.MUSIC), ("waiting", None)], now=1.0)
-    for task_id in ("old", "new"):
-        store.save(TaskState(task_id, Kind.MUSIC, Phase.ARCHIVED, 1.0, 1.0, 1, 0, None, None, 2.0))
-    assert sorted(store.stale_views([Phase.ARCHIVED])) == [("new", 2.0), ("old", 2.0)]
-
-    rows = {
-        t: ViewRow(t, f"2025-0{n}", f'{{"i":"{t}"}}', "[]", "", 1)
-        for n, t in ((1, "old"), (2, "new"))
-    }
-    store.put_views([(rows["old"], 2.0), (rows["new"], 2.0)])
-    assert store.stale_views([Phase.ARCHIVED]) == []
-    assert store.views() == [rows["new"], rows["old"]]
-
-    store.save(TaskState("old", Kind.MUSIC, Phase.ARCHIVED, 1.0, 1.0, 1, 0, None, None, 3.0))
-    assert store.stale_views([Phase.ARCHIVED]) == [("old", 3.0)]  # changed since: read again
-    assert store.stale_views([Phase.ARCHIVED], changed_since=3.0) == [("old", 3.0)]
-    assert store.stale_views([Phase.ARCHIVED], changed_since=3.5) == []  # looked at before
-    store.put_views([], drop=["old"])
-    assert store.views() == [rows["new"]]
-    store.put_views([(rows["old"], 3.0)], replace_all=True)
-    assert store.views() == [rows["old"]]

@@ -4,14 +4,17 @@
 `updated_at` says which), then rewrites both files if anything changed since it last did:
 that is what `backfill` does at its end and `run` at most once a minute and at shutdown.
 `rebuild` (the `index` command) reads the manifest of every task the state knows.
-Both files are written like any file: storage puts them atomically (temp + rename; S3: put,
-then confirm), the playlist first, so a page never names a playlist older than itself.
+Both files are drafted in the storage's temp folder, streamed from the state's rows (see
+draft.py: after a few new tasks, the new rows and a kernel copy of the old ones), then stored
+like any file: atomically (rename; S3: upload, then confirm), the playlist first, so a page
+never names a playlist older than itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -21,14 +24,14 @@ import structlog
 
 from archiver import __version__
 from archiver.archiving import read_manifest
+from archiver.browse.draft import Current, Draft, draft
 from archiver.browse.render import (
     INDEX_CONTENT_TYPE,
     INDEX_KEY,
     PLAYLIST_CONTENT_TYPE,
     PLAYLIST_KEY,
-    render_index,
-    render_playlist,
 )
+from archiver.browse.store import FileMark, ViewStore, read_snapshot
 from archiver.browse.view import ViewRow, view_row
 from archiver.errors import StorageError
 from archiver.state import Phase, StateStore
@@ -49,6 +52,7 @@ class Written:
     tasks: int  # tasks on the page
     tracks: int  # archived MP3s: playlist entries
     read: int  # manifests read to get there
+    spliced: bool = False  # the rows already written were copied, not written again
 
 
 class Indexer:
@@ -61,6 +65,7 @@ class Indexer:
         version: str = __version__,
     ) -> None:
         self._state = state
+        self._views = ViewStore(state)
         self._storage = storage
         self._clock = clock
         self._version = version
@@ -90,10 +95,10 @@ class Indexer:
         """Store the rows of the tasks changed since their row was made (each one manifest
         read); return how many were read."""
         started = self._clock()
-        stale = self._state.stale_views(SHOWN, changed_since=self._since)
+        stale = self._views.stale(SHOWN, changed_since=self._since)
         if stale:
             rows, gone = await self._read(stale)
-            self._state.put_views(rows, drop=gone)
+            self._views.put(rows, drop=gone)
             self._behind = True
         self._since = started - CLOCK_MARGIN_S
         return len(stale)
@@ -103,10 +108,9 @@ class Indexer:
         started = self._clock()
         tasks = self._state.task_times()
         rows, _gone = await self._read(tasks)
-        self._state.put_views(rows, replace_all=True)
+        self._views.put(rows, replace_all=True)
         self._since = started - CLOCK_MARGIN_S
-        ordered = sorted((row for row, _seen in rows), key=_view_order, reverse=True)
-        return await self.write(read=len(tasks), rows=ordered)
+        return await self.write(read=len(tasks))
 
     async def _read(
         self, tasks: Sequence[tuple[str, float]]
@@ -125,34 +129,59 @@ class Indexer:
             await asyncio.sleep(0)  # local reads do not yield: let the daemon's loop breathe
         return rows, gone
 
-    async def write(self, *, read: int = 0, rows: Sequence[ViewRow] | None = None) -> Written:
-        """Both files from the stored rows (or `rows`, in the state's order: newest first);
-        `read`: the manifests read for them, for the log."""
-        rows = self._state.views() if rows is None else rows
-        page, playlist = await asyncio.to_thread(self._render, rows)
-        await self._storage.put_bytes(PLAYLIST_KEY, playlist, content_type=PLAYLIST_CONTENT_TYPE)
-        await self._storage.put_bytes(INDEX_KEY, page, content_type=INDEX_CONTENT_TYPE)
-        written = Written(tasks=len(rows), tracks=sum(r.tracks for r in rows), read=read)
+    async def write(self, *, read: int = 0) -> Written:
+        """Both files from the stored rows; `read`: the manifests read for them, for the log."""
+        current = self._current()
+        made = await asyncio.to_thread(self._draft, current)
+        try:
+            await self._storage.replace_file(
+                PLAYLIST_KEY, made.playlist, content_type=PLAYLIST_CONTENT_TYPE
+            )
+            await self._storage.replace_file(INDEX_KEY, made.page, content_type=INDEX_CONTENT_TYPE)
+        finally:
+            made.page.unlink(missing_ok=True)  # not stored: the storage consumes what it stores
+            made.playlist.unlink(missing_ok=True)
+        layout = made.layout
+        kept = current is not None and _mark_of(current.page) == layout.page
+        kept = kept and current is not None and _mark_of(current.playlist) == layout.playlist
+        self._views.set_layout(layout if kept else None)
+        written = Written(tasks=layout.rows, tracks=layout.tracks, read=read, spliced=made.spliced)
         log.info(
             "index_written",
             tasks=written.tasks,
             tracks=written.tracks,
             manifests_read=read,
-            bytes=len(page),
+            bytes=layout.page.size,
+            spliced=made.spliced,
         )
         self._behind = False
         return written
 
-    def _render(self, rows: Sequence[ViewRow]) -> tuple[bytes, bytes]:
+    def _current(self) -> Current | None:
+        """The files' local names and the last layout (None: S3, no splice is possible)."""
+        page, playlist = self._storage.local_path(INDEX_KEY), self._storage.local_path(PLAYLIST_KEY)
+        if page is None or playlist is None:
+            return None  # S3: each write is a full one
+        return Current(page=page, playlist=playlist, layout=self._views.layout())
+
+    def _draft(self, current: Current | None) -> Draft:
         generated = utc_iso_of(self._clock()).replace("T", " ").replace("Z", " UTC")
-        return (
-            render_index(rows, generated_at=generated, version=self._version),
-            render_playlist(rows),
-        )
+        db = read_snapshot(self._state)
+        try:
+            return draft(
+                db, self._storage.temp_dir, current, generated_at=generated, version=self._version
+            )
+        finally:
+            db.close()
 
 
-def _view_order(row: ViewRow) -> tuple[str, str]:
-    return (row.sort_key, row.task_id)  # the order of StateStore.views, reversed
+def _mark_of(path: str) -> FileMark | None:
+    """The file's mark as it is now: the layout holds only for the files it describes."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return FileMark(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 async def refresh_logged(indexer: Indexer, *, changed: bool = True) -> Written | None:
