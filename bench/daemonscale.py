@@ -15,9 +15,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.state import Phase, StateStore
+from bench import seedview
 from bench.options import Options
 from bench.procs import BenchServer, archiver_command, log_tail, write_config, write_ids
 from bench.report import Table, mb, median, verdict
@@ -79,15 +81,41 @@ class _Daemon:
     def ready(self) -> bool:
         return b'"daemon_ready"' in self.log.read_bytes() or self.proc.poll() is not None
 
-    def stop(self) -> None:
+    def stop(self) -> _Exit | None:
+        """SIGTERM, then what the shutdown cost (its index rewrite) and the run's peak RSS;
+        None when it had already ended (or would not end)."""
+        ended = None
         if self.proc.poll() is None:
+            cpu, start = _cpu_s(self.proc.pid), time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            ended = _reap(self.proc, 120.0)
+            if ended is not None:
+                ended = _Exit(time.monotonic() - start, ended.cpu_s - cpu, ended.max_rss)
         self._out.close()
+        return ended
+
+
+@dataclass(frozen=True)
+class _Exit:
+    wall_s: float
+    cpu_s: float  # the whole run's, or (from stop) its shutdown's
+    max_rss: int  # bytes, the whole run's peak
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout_s: float) -> _Exit | None:
+    """Wait for `proc` with wait4, which gives its own CPU time and peak RSS (killed after
+    `timeout_s`: None)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu = usage.ru_utime + usage.ru_stime
+            return _Exit(time.monotonic() - start, cpu, usage.ru_maxrss * 1024)
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    return None
 
 
 def _appends(
@@ -145,6 +173,10 @@ def measure(opts: Options, work: Path) -> Table:
     state = folder / "state.sqlite3"
     _archived_state(state, archived)
     archive = folder / "archive"
+    seeded = time.monotonic()
+    if opts.index:
+        seedview.seed(state, archive, archived)
+    seeded = time.monotonic() - seeded
     with BenchServer("--tiny", str(appends)) as server:
         config = write_config(folder / "archive.toml", server, archive=archive)
         with config.open("a") as f:
@@ -161,8 +193,12 @@ def measure(opts: Options, work: Path) -> Table:
             to_call, to_archived, cpu, rss_after = _appends(
                 server, daemon, ids_file, archive, server.tasks["tiny"]
             )
+            ended = daemon.stop()
         finally:
             daemon.stop()
+        if ended is None:
+            table.failures.append(f"the daemon did not stop: {log_tail(daemon.log)}")
+            return table
         rerun_s, rerun_calls = _rerun(server, config, ids_file, folder)
 
     flat = rss_after - rss_ready
@@ -192,6 +228,18 @@ def measure(opts: Options, work: Path) -> Table:
             f"<= {CPU_TARGET_S * 1000:g} ms",
         ),
         (
+            "shutdown: SIGTERM to exit" + (", the index rewritten" if opts.index else ""),
+            f"{ended.wall_s:.2f} s, {ended.cpu_s:.2f} CPU-s",
+            None,
+            "-",
+        ),
+        (
+            "peak RSS, start to exit",
+            f"{mb(ended.max_rss)} MB",
+            ended.max_rss / 1e6 <= RSS_TARGET_MB,
+            f"<= {RSS_TARGET_MB:g} MB",
+        ),
+        (
             "append → first API call",
             f"median {median(to_call):.3f} s, max {max(to_call):.3f} s",
             median(to_call) <= FIRST_CALL_TARGET_S,
@@ -218,6 +266,14 @@ def measure(opts: Options, work: Path) -> Table:
         "the state is written directly with every listed ID archived; each appended ID is a "
         "tiny task of the bench server (two 0.2 s MP3s and their images), finished at once"
     )
+    if opts.index:
+        page = (archive / "index.html").stat().st_size
+        table.notes.append(
+            "as an indexed archive has them, the state holds each archived task's view row and "
+            f"the archive index.html ({mb(page)} MB) and playlist.m3u8 written from them "
+            f"(seeded in {seeded:.1f} s, not measured; bench/seedview.py); the daemon rewrites "
+            "them at most once a minute and at shutdown"
+        )
     table.notes.append(
         "CPU per appended ID is the daemon's user + system time over all the appends, divided "
         "by their number: reading the line, the API call, the downloads, the manifest"

@@ -1,0 +1,90 @@
+"""A state and archive root as a real archive of N tasks has them once indexed: each archived
+task's view row, and index.html and playlist.m3u8 written from them. The daemon's index is then
+measured in its steady state (new tasks on top of a page already written), not as the first
+index of a million tasks that have no manifest.
+
+Every row is the row of one of the bench server's tiny tasks (two tracks, a title, style tags,
+a cover each, a line of lyrics: about 1 KB of page and 0.2 KB of playlist), with the task's own
+ID and a date before any appended task's. Written with the archiver's own Indexer, so the files
+are what `run` or `index` would have left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from archiver.browse.indexer import Indexer
+from archiver.browse.view import view_row
+from archiver.state import StateStore
+from archiver.storage.local import LocalStorage
+
+_ID = "feedface" * 4  # the template's task ID, replaced by each task's
+_WHEN = "2001-01-01T00:00:00Z"  # the template's date, likewise
+_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)  # task n is n seconds after it: all before today
+
+
+def _template() -> tuple[str, str, str, int]:
+    track = {
+        "title": "Sandbox song feedfa",
+        "tags": "electrifying, rock",
+        "duration": 0.2,
+        "model_name": "chirp-v4",
+        "created_at": _WHEN,
+        "prompt": "[Verse] a tiny song",
+    }
+    doc = {
+        "task_id": _ID,
+        "kind": "music",
+        "status": "SUCCESS",
+        "outcome": "archived",
+        "tracks": [
+            track
+            | {
+                "audio_id": f"{n:032x}",
+                "audio": {"path": f"{_ID}/{n:032x}.mp3"},
+                "image": {"path": f"{_ID}/{n:032x}.jpg"},
+            }
+            for n in (1, 2)
+        ],
+    }
+    row = view_row(doc)
+    return row.data, row.lyrics, row.m3u, row.tracks
+
+
+def seed(state_path: Path, archive: Path, ids: list[str]) -> None:
+    """Add a view row for each of `ids` (archived tasks in the state, updated_at 1.0) and write
+    both files from them."""
+    data, lyrics, m3u, tracks = _template()
+
+    def values(start: int) -> Iterator[tuple[str, str, str, str, str, int]]:
+        for n, task_id in enumerate(ids[start : start + 100_000], start):
+            when = (_EPOCH + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            yield (
+                task_id,
+                when,
+                data.replace(_ID, task_id).replace(_WHEN, when),
+                lyrics,
+                m3u.replace(_ID, task_id),
+                tracks,
+            )
+
+    with StateStore.open(state_path) as state:
+        for start in range(0, len(ids), 100_000):
+            with state.transaction() as db:
+                db.executemany(
+                    "INSERT INTO view (task_id, seen_at, sort_key, data, lyrics, m3u, tracks) "
+                    "VALUES (?, 1.0, ?, ?, ?, ?, ?)",
+                    values(start),
+                )
+        asyncio.run(_write(state, archive))
+
+
+async def _write(state: StateStore, archive: Path) -> None:
+    storage = LocalStorage(archive)
+    try:
+        await Indexer(state, storage).write()
+    finally:
+        await storage.close()
