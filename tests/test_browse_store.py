@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from smallfs import mounted_tmpfs
 
 from archiver.browse.indexer import Indexer, Written
 from archiver.browse.render import render_index, render_playlist
 from archiver.browse.store import ViewStore, newest_first
 from archiver.browse.view import ViewRow
-from archiver.errors import StorageError
+from archiver.errors import StorageError, StorageFull
 from archiver.records import Kind
 from archiver.state import Phase, StateStore, TaskState
 from archiver.storage.local import LocalStorage
@@ -163,3 +164,27 @@ async def test_a_failed_store_leaves_no_draft_and_no_layout(site: Site) -> None:
     assert [p.name for p in site.storage.temp_dir.iterdir()] == [".suno-archiver.lock"]
     (site.archive / "index.html").rmdir()
     assert not (await site.write()).spliced
+
+
+async def test_a_full_disk_fails_the_write_as_storage_full_and_leaves_the_files(
+    tmp_path: Path,
+) -> None:
+    """The drafts are files now: a temp folder that fills up is the storage's "full", which
+    `run` logs, and the last files stay as they were."""
+    with (
+        mounted_tmpfs(tmp_path / "small", 256 * 1024) as small,
+        StateStore.open(tmp_path / "state.sqlite3") as state,
+    ):
+        storage = LocalStorage(small)
+        try:
+            site = Site(state, storage, small)
+            site.put(*dated("a", range(1, 4)))
+            await site.write()
+            before = (small / "index.html").read_bytes()
+            site.put(*(row(f"b{n}", "2026-01-01T00:00:00Z") for n in range(3000)))
+            with pytest.raises(StorageFull):
+                await site.indexer().write()
+            assert (small / "index.html").read_bytes() == before
+            assert [p.name for p in storage.temp_dir.iterdir()] == [".suno-archiver.lock"]
+        finally:
+            await storage.close()

@@ -228,8 +228,7 @@ def _copy_plain(src: int, dst: int, start: int, end: int, at: int) -> int:
 
 
 def _mark(file: BinaryIO) -> FileMark:
-    st = os.fstat(file.fileno())
-    return FileMark(st.st_size, st.st_mtime_ns, st.st_ino)
+    return FileMark.of(os.fstat(file.fileno()))
 
 
 def _temp(folder: Path, prefix: str) -> Path:

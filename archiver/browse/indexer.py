@@ -36,6 +36,7 @@ from archiver.browse.view import ViewRow, view_row
 from archiver.errors import StorageError
 from archiver.state import Phase, StateStore
 from archiver.storage import Storage
+from archiver.storage.space import os_fault
 from archiver.timestamps import utc_iso_of
 
 log = structlog.get_logger()
@@ -52,7 +53,7 @@ class Written:
     tasks: int  # tasks on the page
     tracks: int  # archived MP3s: playlist entries
     read: int  # manifests read to get there
-    spliced: bool = False  # the rows already written were copied, not written again
+    spliced: bool  # the rows already written were copied, not written again
 
 
 class Indexer:
@@ -132,7 +133,10 @@ class Indexer:
     async def write(self, *, read: int = 0) -> Written:
         """Both files from the stored rows; `read`: the manifests read for them, for the log."""
         current = self._current()
-        made = await asyncio.to_thread(self._draft, current)
+        try:
+            made = await asyncio.to_thread(self._draft, current)
+        except OSError as e:  # the temp folder is full, say: a StorageError like any write's
+            raise os_fault(self._storage.temp_dir / INDEX_KEY, e) from e
         try:
             await self._storage.replace_file(
                 PLAYLIST_KEY, made.playlist, content_type=PLAYLIST_CONTENT_TYPE
@@ -142,9 +146,10 @@ class Indexer:
             made.page.unlink(missing_ok=True)  # not stored: the storage consumes what it stores
             made.playlist.unlink(missing_ok=True)
         layout = made.layout
-        kept = current is not None and _mark_of(current.page) == layout.page
-        kept = kept and current is not None and _mark_of(current.playlist) == layout.playlist
-        self._views.set_layout(layout if kept else None)
+        # Recorded only while the stored files are the drafts (a rename keeps size, mtime and
+        # inode): a splice copies from them.
+        stored = current and (_mark_of(current.page), _mark_of(current.playlist))
+        self._views.set_layout(layout if stored == (layout.page, layout.playlist) else None)
         written = Written(tasks=layout.rows, tracks=layout.tracks, read=read, spliced=made.spliced)
         log.info(
             "index_written",
@@ -178,10 +183,9 @@ class Indexer:
 def _mark_of(path: str) -> FileMark | None:
     """The file's mark as it is now: the layout holds only for the files it describes."""
     try:
-        st = os.stat(path)
+        return FileMark.of(os.stat(path))
     except OSError:
         return None
-    return FileMark(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 async def refresh_logged(indexer: Indexer, *, changed: bool = True) -> Written | None:

@@ -11,6 +11,7 @@ deleted since the maximum was taken).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -31,6 +32,10 @@ class FileMark:
     size: int
     mtime_ns: int
     inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileMark:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 @dataclass(frozen=True)
