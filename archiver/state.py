@@ -463,7 +463,8 @@ class StateStore:
 
     def adopt(self, rows: Iterable[tuple[str, Kind, Phase, str | None]], now: float) -> int:
         """Make the state say what manifests say: (task_id, kind, phase, status) rows, inserted
-        or overwriting the phase of known tasks, in one transaction; return how many."""
+        or overwriting the phase of known tasks (`via_http`, which no manifest records, is
+        kept), in one transaction; return how many."""
         values = sorted(  # in key order, as `add` does
             (tid, kind.value, Phase(phase).value, status, now) for tid, kind, phase, status in rows
         )

@@ -227,6 +227,17 @@ metrics_listen = "127.0.0.1:{self.metrics_port}"
         """Every file a manifest names is there, whole; no temp file is left behind."""
         verify_archive(self.archive)
 
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        """`suno-archiver ARGS --config archive.toml` as a subprocess: exit code, stdout,
+        stderr."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "archiver.cli", *args, "--config", "archive.toml",
+            cwd=self.root, env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(), err.decode()
+
     async def get(self, path: str) -> tuple[int, str]:
         url = f"http://127.0.0.1:{self.metrics_port}{path}"
         async with aiohttp.ClientSession() as http, http.get(url) as resp:
@@ -256,13 +267,8 @@ def _calls(sandbox: Sandbox, task_id: str) -> int:
 
 
 async def _status_json(site: Site) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "archiver.cli", "status", "--config", "archive.toml", "--json",
-        cwd=site.root, env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
+    code, out, err = await site.cli("status", "--json")
+    assert code == 0, err
     return json.loads(out)
 
 

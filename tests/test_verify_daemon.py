@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_daemon import REPO, Site, _metric
+from test_daemon import Site, _metric
 
 from archiver.sandbox import Sandbox, fake_hex_id
 
@@ -42,13 +40,8 @@ async def _problems_metric(site: Site, timeout: float = 20.0) -> float:
 
 
 async def _verify(site: Site) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "archiver.cli", "verify", "--config", "archive.toml",
-        cwd=site.root, env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode() + err.decode()
+    code, out, err = await site.cli("verify")
+    return code, out + err
 
 
 async def test_verify_beside_a_daemon_that_is_archiving_finds_no_false_problem(

@@ -7,6 +7,10 @@ outcome, all rows in one transaction. A task the state calls archived, partial o
 manifest is gone goes back to pending, for the engine to archive again: the state follows the
 archive. An unreadable manifest leaves its task's row as it is (`verify` reports it).
 
+What no manifest records stays as the state has it: a task the HTTP intake was given keeps that
+mark (`via_http`), so `run` keeps it when the list does not name it. Into a new state (the old
+one lost) every task comes as a listed one: SPEC's manifest does not say how a task was given.
+
 Afterwards `backfill` and `run` ask the API nothing about the tasks the manifests show
 archived or failed: their rows are no longer pending.
 """
