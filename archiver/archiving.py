@@ -1,9 +1,9 @@
 """One finished task → files in storage and its manifest, written last.
 
     the manifest an earlier try left, if any → fetch the files it does not list as stored
-    (verified temp files; a track's image first, then its MP3, tagged as it streams in, the
-    image embedded: read back from storage when stored already) → store them → manifest: the
-    earlier entries of stored files + this try's
+    (verified temp files, `taskfetch`: a track's image first, then its MP3, tagged as it
+    streams in, the image embedded: read back from storage when stored already) → store them
+    → manifest: the earlier entries of stored files + this try's
 
 A task is archived again when an earlier try ended partial (some file was unobtainable) or its
 state was lost. The files the earlier manifest lists as stored, and storage still has, are kept
@@ -19,13 +19,9 @@ manifest instead.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -39,10 +35,9 @@ from archiver.errors import (
     ApiUnusable,
     FetchError,
     StorageConflict,
-    StorageError,
     TaggingError,
 )
-from archiver.fetch import Fetched, Fetcher, Reshape
+from archiver.fetch import Fetched
 from archiver.lifecycle import FileSpec, track_names
 from archiver.manifest import (
     TrackFiles,
@@ -53,19 +48,17 @@ from archiver.manifest import (
     error_entry,
     file_entry,
     is_error_entry,
+    manifest_key,
     role_entry,
     stored_entries,
 )
 from archiver.records import MusicRecord, OutputRecord, Record
 from archiver.storage import Storage
-from archiver.tagging import TagWriter, check_mp3
-from archiver.tagnames import fill, track_values
+from archiver.tagging import check_mp3
+from archiver.taskfetch import FileResult, TaskFetcher
 
 log = structlog.get_logger()
 K = TypeVar("K")
-
-
-_Result = Fetched | FetchError | TaggingError  # of one file's fetch
 
 
 class RetryLater(Exception):
@@ -89,10 +82,6 @@ class Archived:
     problems: tuple[str, ...]  # one line per file not archived (see _problems)
 
 
-def manifest_key(task_id: str) -> str:
-    return f"{task_id}/manifest.json"
-
-
 async def read_manifest(storage: Storage, task_id: str) -> dict[str, Any] | None:
     """The task's stored manifest; None when there is none, or when it is unreadable or names
     another task (logged). Raises StorageError when the storage cannot be read."""
@@ -114,19 +103,17 @@ class Archivist:
     def __init__(
         self,
         *,
-        fetcher: Fetcher,
+        files: TaskFetcher,
         storage: Storage,
         tagging: TaggingConfig,
-        download_slots: asyncio.Semaphore,
         version: str,
         clock: Callable[[], float],
         aligned_lyrics: LyricsSource | None = None,
     ) -> None:
-        self._fetcher = fetcher
+        self._files = files  # fetches a task's files as temp files
         self._aligned_lyrics = aligned_lyrics  # [tagging] aligned_lyrics: where to ask
         self._storage = storage
         self._tagging = tagging
-        self._slots = download_slots
         self._version = version
         self._clock = clock
 
@@ -182,7 +169,7 @@ class Archivist:
         RetryLater when one failed for a reason that may pass and this try is not `final`,
         NotRestored when one is not as `expect` says."""
         wanted = self._to_fetch(specs, kept)
-        fetched = await self._fetch_all(record, wanted, kept)
+        fetched = await self._files.fetch_all(record, wanted, kept)
         results = dict(zip(wanted, fetched, strict=True))
         try:
             transient = [
@@ -230,7 +217,7 @@ class Archivist:
             raise RetryLater(f"aligned lyrics: {exc}") from exc
 
     async def _store_inline(self, spec: FileSpec) -> dict[str, Any]:
-        fetched = await self._write_inline(spec)
+        fetched = await self._files.write_inline(spec)
         try:
             return await self._store(spec, fetched)
         finally:
@@ -250,7 +237,7 @@ class Archivist:
 
     def _to_fetch(self, specs: Sequence[FileSpec], kept: Mapping[FileSpec, Any]) -> list[FileSpec]:
         """The files not stored yet, and the stored image of a track whose MP3 is not: the new
-        MP3's tag embeds it (`_fetch_all` reads that one back from storage)."""
+        MP3's tag embeds it (`TaskFetcher.fetch_all` reads that one back from storage)."""
         embed = self._tagging.enabled and self._tagging.embed_cover
         new_audio = {s.track for s in specs if s.role == "audio" and s not in kept}
         return [
@@ -259,107 +246,8 @@ class Archivist:
             if s not in kept or (embed and s.role == "image" and s.track in new_audio)
         ]
 
-    async def _fetch_all(
-        self, record: Record, specs: Sequence[FileSpec], kept: Mapping[FileSpec, Any]
-    ) -> list[_Result]:
-        """Every file of the task, fetched concurrently, but for a track's MP3, which waits
-        for the track's image: its tag embeds it (a `kept` image is read from storage, not
-        fetched again). Cancelled (SIGINT, the daemon's grace period over), the files already
-        complete are removed with the ones in flight."""
-        images = {
-            s.track: asyncio.ensure_future(
-                self._read_back(s, kept[s]) if s in kept else self._fetch(s)
-            )
-            for s in specs
-            if s.role == "image"
-        }
-
-        async def audio(spec: FileSpec) -> _Result:
-            cover = await images[spec.track] if spec.track in images else None
-            try:
-                tagger = self._tag_writer(record, spec, cover)
-            except TaggingError as exc:
-                return exc
-            return await self._fetch(spec, tagger)
-
-        def start(spec: FileSpec) -> asyncio.Future[_Result]:
-            if spec.inline is not None:
-                return asyncio.ensure_future(self._write_inline(spec))
-            if spec.role == "image":
-                return images[spec.track]
-            return asyncio.ensure_future(audio(spec) if spec.role == "audio" else self._fetch(spec))
-
-        fetches = [start(s) for s in specs]
-        try:
-            return await asyncio.gather(*fetches)
-        except BaseException:
-            for fetch in fetches:
-                fetch.cancel()
-            for result in await asyncio.gather(*fetches, return_exceptions=True):
-                if isinstance(result, Fetched):
-                    result.path.unlink(missing_ok=True)
-            raise
-
-    def _tag_writer(
-        self, record: Record, spec: FileSpec, cover: _Result | None
-    ) -> TagWriter | None:
-        """How an MP3's tag is written as it downloads (None: stored as it comes)."""
-        if not self._tagging.enabled:
-            return None
-        assert isinstance(record, MusicRecord) and spec.track is not None
-        embed = cover if self._tagging.embed_cover and isinstance(cover, Fetched) else None
-        names = track_values(record, spec.track)
-        return TagWriter(
-            track=record.tracks[spec.track],
-            task_id=record.task_id,
-            name=_audio_key(spec),
-            cover=embed.path if embed else None,
-            cover_mime=media.CONTENT_TYPES[embed.media] if embed else None,
-            id3_version=self._tagging.id3_version,
-            album=fill(self._tagging.album, names),
-            artist=fill(self._tagging.artist, names),
-        )
-
-    async def _read_back(self, spec: FileSpec, entry: Mapping[str, Any]) -> _Result:
-        """A stored image as a temp file, to embed in its track's new MP3: the archive holds
-        the very bytes, and the URL may have expired since. Fetched after all when storage
-        cannot give it back as an image."""
-        try:
-            data = await self._storage.read(entry["path"])
-        except (StorageError, ValueError) as exc:
-            log.warning("stored_image_unreadable", key=entry["path"], error=str(exc))
-            data = None
-        found = media.sniff(data[: media.SNIFF_BYTES]) if data else None
-        if data is None or found not in spec.accept:
-            return await self._fetch(spec)
-        path = await asyncio.to_thread(_temp_file, self._storage.temp_dir, data)
-        sha256 = hashlib.sha256(data).hexdigest()
-        return Fetched(
-            path, entry.get("source_url", ""), len(data), sha256, found, len(data), sha256
-        )
-
-    async def _write_inline(self, spec: FileSpec) -> Fetched:
-        """A file the record carries (MIDI notes, lyrics) as a temp file, like a download."""
-        assert spec.inline is not None
-        data = spec.inline
-        (media_type,) = spec.accept
-        path = await asyncio.to_thread(_temp_file, self._storage.temp_dir, data)
-        sha256 = hashlib.sha256(data).hexdigest()
-        return Fetched(path, "", len(data), sha256, media_type, len(data), sha256)
-
-    async def _fetch(self, spec: FileSpec, reshape: Reshape | None = None) -> _Result:
-        async with self._slots:
-            try:
-                return await self._fetcher.fetch(spec.urls, spec.accept, reshape)
-            except FetchError as exc:
-                log.warning("file_unobtainable", key=spec.key_stem, error=str(exc))
-                return exc
-            except TaggingError as exc:
-                log.warning("tagging_failed", key=spec.key_stem, error=str(exc))
-                return exc
-
     async def _store_all(
-        self, results: dict[FileSpec, _Result], kept: Mapping[FileSpec, Any]
+        self, results: dict[FileSpec, FileResult], kept: Mapping[FileSpec, Any]
     ) -> dict[FileSpec, dict[str, Any]]:
         """Every fetched spec not `kept` → its manifest entry."""
         entries: dict[FileSpec, dict[str, Any]] = {}
@@ -455,7 +343,7 @@ def _problems(
     return tuple(problems)
 
 
-def _unlike_before(results: Mapping[FileSpec, _Result], expect: Expected) -> list[str]:
+def _unlike_before(results: Mapping[FileSpec, FileResult], expect: Expected) -> list[str]:
     """Why the files `expect` names are not the bytes they were (none: they are)."""
     unlike = []
     for spec, result in results.items():
@@ -483,15 +371,3 @@ def _stored_before(
         for spec in specs
         if (spec.key_stem, spec.role) in stored
     }
-
-
-def _temp_file(folder: Path, data: bytes) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="inline-", suffix=".part", dir=folder)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    return Path(name)
-
-
-def _audio_key(spec: FileSpec) -> str:
-    return f"{spec.key_stem}.{media.EXTENSIONS[media.MP3]}"

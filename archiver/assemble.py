@@ -20,6 +20,7 @@ from archiver.fetch import Fetcher
 from archiver.state import StateStore, TaskState
 from archiver.storage import Storage, open_storage
 from archiver.storage.space import Reserve
+from archiver.taskfetch import TaskFetcher
 
 
 def require_api_key(config: Config) -> None:
@@ -71,11 +72,16 @@ async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
                     read_timeout_s=config.download.timeout_s,
                     reserve=_reserve(config),
                 )
-                archivist = Archivist(
+                files = TaskFetcher(
                     fetcher=fetcher,
                     storage=storage,
                     tagging=config.tagging,
                     download_slots=asyncio.Semaphore(config.download.concurrency),
+                )
+                archivist = Archivist(
+                    files=files,
+                    storage=storage,
+                    tagging=config.tagging,
                     version=__version__,
                     clock=time.time,
                     aligned_lyrics=api.timestamped_lyrics

@@ -18,6 +18,7 @@ from archiver.timestamps import utc_iso
 
 SCHEMA_VERSION: Final = 1
 ARCHIVER_NAME: Final = "suno-archiver"
+MANIFEST_NAME: Final = "manifest.json"
 
 ARCHIVED: Final = "archived"
 PARTIAL: Final = "partial"
@@ -82,6 +83,11 @@ _REQUIRED_COMMON: Final = (
     "archived_at",
     "archiver",
 )
+
+
+def manifest_key(task_id: str) -> str:
+    """Where a task's manifest is stored."""
+    return f"{task_id}/{MANIFEST_NAME}"
 
 
 @dataclass(frozen=True)

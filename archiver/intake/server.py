@@ -26,6 +26,7 @@ from archiver.intake.callbacks import MalformedCallback, parse_callback
 from archiver.intake.feed import IntakeFeed
 from archiver.intake.signing import signature_problem
 from archiver.listen import start_listener
+from archiver.manifest import manifest_key
 from archiver.metrics import Metrics
 from archiver.records import is_id
 from archiver.state import Phase
@@ -169,7 +170,7 @@ class Intake:
         if state is None:
             return _json(404, {"error": "unknown task"})
         manifest = (
-            f"{self._archive}/{task_id}/manifest.json" if state.phase in _MANIFESTED else None
+            f"{self._archive}/{manifest_key(task_id)}" if state.phase in _MANIFESTED else None
         )
         return _json(
             200,

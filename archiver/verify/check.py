@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archiver.manifest import decode_manifest, stored_entries
+from archiver.manifest import decode_manifest, manifest_key, stored_entries
 from archiver.records import is_id
 from archiver.state import Phase, StateStore
 from archiver.status import read_only_state
@@ -38,7 +38,6 @@ from archiver.verify.findings import (
     check_entry,
     is_ours,
     leftover,
-    manifest_key,
     sort_problems,
     stray,
 )

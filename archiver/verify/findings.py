@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from archiver.manifest import manifest_key
 from archiver.storage.tempdir import LOCK_NAME, TEMP_NAME
 
 QUARANTINE_NAME = ".suno-archiver-quarantine"
@@ -23,7 +24,6 @@ ROOT_VIEWS = frozenset({"index.html", "playlist.m3u8"})  # written at the root b
 # A state kept inside the archive folder (when the archive is a filesystem root): its files.
 _STATE_PREFIX = ".suno-archiver.state.sqlite3"
 LEFTOVER_AFTER_S = 86400.0  # a temp file younger than this may belong to a running archiver
-MANIFEST_NAME = "manifest.json"
 
 
 class Category(StrEnum):
@@ -62,10 +62,6 @@ class Observed:
     size: int
     sha256: str | None
     bytes_read: int = 0
-
-
-def manifest_key(task_id: str) -> str:
-    return f"{task_id}/{MANIFEST_NAME}"
 
 
 def check_entry(entry: Mapping[str, Any], seen: Observed | None, task_id: str) -> Problem | None:

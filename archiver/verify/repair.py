@@ -33,10 +33,10 @@ from archiver.config import Config
 from archiver.errors import ApiError, ApiUnusable, StorageError
 from archiver.kinds import KINDS, decide, files_to_fetch, of
 from archiver.kinds.base import ArchiveNow
-from archiver.manifest import stored_entries
+from archiver.manifest import manifest_key, stored_entries
 from archiver.records import Kind, Record
 from archiver.verify.check import WITH_MANIFEST, OnProgress, read_manifest, verify
-from archiver.verify.findings import Category, Problem, VerifyReport, manifest_key, sort_problems
+from archiver.verify.findings import Category, Problem, VerifyReport, sort_problems
 from archiver.verify.reindex import PHASE_OF_OUTCOME
 from archiver.verify.view import ArchiveView, open_view
 
