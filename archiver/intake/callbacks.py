@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from archiver.records import is_id
+from archiver.kinds import callback_kind
+from archiver.records import Kind, is_id
 
 _STAGES = {"text": "text", "first": "first", "complete": "complete", "error": "error"}
 _STAGES["failed"] = "error"  # api.box's copy of the music callback says "failed"
 _ENDED = frozenset({"complete", "error"})
-_TRACK_KEYS = frozenset({"audio_url", "audioUrl", "stream_audio_url", "id", "image_url"})
 
 
 class MalformedCallback(ValueError):
@@ -27,7 +27,7 @@ class MalformedCallback(ValueError):
 @dataclass(frozen=True, slots=True)
 class Callback:
     task_id: str | None  # None: nothing to do but log it
-    kind: str | None  # "music", "lyrics", "cover", "wav", "stems", "mp4", "midi"; None: unsure
+    kind: Kind | None  # told by the body's shape (`kinds.callback_kind`); None: unsure
     stage: str  # "text", "first", "complete" or "error"
     code: int | None  # the body's `code` (200 = fine)
 
@@ -53,7 +53,7 @@ def parse_callback(body: object) -> Callback:
         raise MalformedCallback(f"unknown callbackType {str(callback_type)[:40]!r}")
     else:  # the one-stage kinds: done, unless the code says it failed
         stage = "complete" if code in (None, 200) else "error"
-    return Callback(task_id, _kind(data, stage, callback_type is not None), stage, code)
+    return Callback(task_id, callback_kind(body), stage, code)
 
 
 def _task_id(body: Mapping[str, Any], data: Mapping[str, Any]) -> str | None:
@@ -65,30 +65,4 @@ def _task_id(body: Mapping[str, Any], data: Mapping[str, Any]) -> str | None:
             if not isinstance(value, str) or not is_id(value):
                 raise MalformedCallback(f"{name} is not a task ID (1-128 of A-Z a-z 0-9 _ -)")
             return value
-    return None
-
-
-def _kind(data: Mapping[str, Any], stage: str, staged: bool) -> str | None:
-    """The kind the shape tells, or None when it does not (a failed music or lyrics
-    callback has empty `data.data`: the archiver then finds out by asking)."""
-    if staged:
-        if stage in ("text", "first"):
-            return "music"  # lyrics callbacks have one stage only
-        items = data.get("data")
-        first = items[0] if isinstance(items, list) and items else None
-        if not isinstance(first, Mapping):
-            return None
-        if _TRACK_KEYS & first.keys():
-            return "music"
-        return "lyrics" if "text" in first else None
-    if "vocal_removal_info" in data:
-        return "stems"
-    if "audioWavUrl" in data or "audio_wav_url" in data:
-        return "wav"
-    if "video_url" in data or "videoUrl" in data:
-        return "mp4"
-    if "images" in data:
-        return "cover"
-    if "instruments" in data or "state" in data:
-        return "midi"
     return None

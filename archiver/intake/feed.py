@@ -10,11 +10,9 @@ from collections.abc import Iterable
 from archiver.backfill import RETRYABLE
 from archiver.engine import Engine
 from archiver.intake.callbacks import Callback
-from archiver.records import Kind
 from archiver.state import Phase
 from archiver.tasklist import TaskRef
 
-_KINDS = {kind.value: kind for kind in Kind}
 # Callbacks remembered to spot repeats (kie calls twice, retries after 1, 5 and 15 minutes);
 # the oldest are forgotten past this many, which costs at most one poll each.
 SEEN_MAX = 100_000
@@ -44,8 +42,7 @@ class IntakeFeed:
         state = self._engine.task(cb.task_id)
         if state is not None and state.phase in (Phase.ARCHIVED, Phase.FAILED):
             return "duplicate", 0
-        kind = _KINDS.get(cb.kind or "")
-        added = self.add([TaskRef(cb.task_id, kind)])
+        added = self.add([TaskRef(cb.task_id, cb.kind)])
         self._engine.poll_now(cb.task_id)
         self._seen[key] = None
         if len(self._seen) > SEEN_MAX:

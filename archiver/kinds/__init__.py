@@ -44,15 +44,9 @@ def files_to_fetch(record: object) -> tuple[FileSpec, ...]:
     return of(record).files(record)
 
 
-def callback_kind(body: Mapping[str, Any]) -> tuple[Kind, str] | None:
-    """The kind and task ID a vendor callback body is about, told by its shape; None when it
-    is no kind's (or names no task). A hint only: the record-info poll decides."""
-    for task_kind in _CALLBACK_ORDER:
-        task_id = task_kind.callback_task_id(body)
-        if task_id:
-            return task_kind.kind, task_id
-    return None
-
-
-# Most specific shapes first: a music callback is the loosest (any `callbackType` + list).
-_CALLBACK_ORDER: Final = tuple(reversed(_ALL))
+def callback_kind(body: Mapping[str, Any]) -> Kind | None:
+    """The kind a vendor callback body is about, told by its shape: the first in `_ALL` order
+    whose shape it is (music before lyrics: both are staged); None when it is no kind's or does
+    not tell (a failed music or lyrics callback carries no data). A hint only: the record-info
+    poll decides."""
+    return next((k.kind for k in _ALL if k.is_callback(body)), None)

@@ -198,8 +198,8 @@ def urls(*candidates: str) -> tuple[str, ...]:
 class TaskKind:
     """One kind of task: its record-info endpoint and how to read, judge and archive a record.
 
-    `decide(record, age_s=, give_up_after_s=, last_status=)` never raises; `callback_task_id`
-    tells whether a callback body is this kind's (its task ID) or not (None).
+    `decide(record, age_s=, give_up_after_s=, last_status=)` never raises; `is_callback` tells
+    whether a vendor callback body has this kind's shape.
     """
 
     kind: Kind
@@ -208,4 +208,4 @@ class TaskKind:
     parse: Callable[[Mapping[str, Any], str], Any]
     decide: Callable[..., Decision]
     files: Callable[[Any], tuple[FileSpec, ...]]
-    callback_task_id: Callable[[Mapping[str, Any]], str | None]
+    is_callback: Callable[[Mapping[str, Any]], bool]

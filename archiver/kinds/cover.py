@@ -91,12 +91,10 @@ def files_to_fetch(record: CoverRecord) -> tuple[FileSpec, ...]:
     )
 
 
-def callback_task_id(body: Mapping[str, Any]) -> str | None:
-    """The task ID of a cover callback (`data.taskId` beside `data.images`), else None."""
+def is_callback(body: Mapping[str, Any]) -> bool:
+    """A cover callback: `data.images` beside `data.taskId`, one stage only."""
     data = fields.callback_data(body)
-    if not isinstance(data.get("images"), list):
-        return None
-    return fields.callback_id(data.get("taskId"), data.get("task_id"))
+    return fields.callback_stage(data) is None and "images" in data
 
 
 KIND: Final = TaskKind(
@@ -106,5 +104,5 @@ KIND: Final = TaskKind(
     parse=parse_cover,
     decide=decide,
     files=files_to_fetch,
-    callback_task_id=callback_task_id,
+    is_callback=is_callback,
 )

@@ -142,10 +142,13 @@ def callback_data(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return mapping(body.get("data"))
 
 
-def callback_id(*values: object) -> str | None:
-    """The first non-empty ID among a callback's candidate fields."""
-    for value in values:
-        found = text(value).strip()
-        if found:
-            return found
-    return None
+def callback_stage(data: Mapping[str, Any]) -> str | None:
+    """A staged callback's stage (music's and lyrics' `callbackType`), lower case; None for the
+    kinds that call back once."""
+    stage = data.get("callbackType")
+    return None if stage is None else text(stage).strip().lower()
+
+
+def first_item(value: object) -> Mapping[str, Any]:
+    """The first element of a JSON list when it is an object, else an empty one."""
+    return mapping(value[0]) if isinstance(value, list) and value else {}

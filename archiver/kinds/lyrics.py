@@ -47,16 +47,11 @@ def parse_lyrics(data: Mapping[str, Any], task_id: str) -> LyricsRecord:
     )
 
 
-def callback_task_id(body: Mapping[str, Any]) -> str | None:
+def is_callback(body: Mapping[str, Any]) -> bool:
     """`{code, msg, data: {callbackType, taskId, data: [{text, title, …}]}}`: a music callback
-    has the same outline, but says `task_id` and carries tracks, not texts."""
+    has the same outline but carries tracks, not texts (the registry asks music first)."""
     data = fields.callback_data(body)
-    variants = fields.items(data.get("data"))
-    if "callbackType" not in data or "task_id" in data:
-        return None
-    if variants and not all("text" in variant for variant in variants):
-        return None
-    return fields.callback_id(data.get("taskId"))
+    return fields.callback_stage(data) is not None and "text" in fields.first_item(data.get("data"))
 
 
 KIND: Final = output_kind(
@@ -65,5 +60,5 @@ KIND: Final = output_kind(
     record_type=LyricsRecord,
     parse=parse_lyrics,
     schedule=schedule(ready_after_s=10.0, window_s=5.0, window_end_s=60.0),  # text: seconds
-    callback_task_id=callback_task_id,
+    is_callback=is_callback,
 )

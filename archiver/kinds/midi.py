@@ -50,12 +50,10 @@ def midi_status(flag: object) -> str:
     return fields.status_word(flag)
 
 
-def callback_task_id(body: Mapping[str, Any]) -> str | None:
+def is_callback(body: Mapping[str, Any]) -> bool:
     """`{task_id, code, msg, data: {state, instruments: […]}}` (`task_id` at the top)."""
     data = fields.callback_data(body)
-    if "instruments" not in data and "state" not in data:
-        return None
-    return fields.callback_id(body.get("task_id"), data.get("task_id"), data.get("taskId"))
+    return fields.callback_stage(data) is None and ("instruments" in data or "state" in data)
 
 
 KIND: Final = output_kind(
@@ -64,5 +62,5 @@ KIND: Final = output_kind(
     record_type=MidiRecord,
     parse=parse_midi,
     schedule=schedule(ready_after_s=20.0, window_s=10.0, window_end_s=120.0),  # takes 30-90 s
-    callback_task_id=callback_task_id,
+    is_callback=is_callback,
 )

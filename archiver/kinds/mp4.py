@@ -21,12 +21,10 @@ def parse_mp4(data: Mapping[str, Any], task_id: str) -> Mp4Record:
     return one_file_record(Mp4Record, data, task_id, field="videoUrl", media_type=MP4, role="video")
 
 
-def callback_task_id(body: Mapping[str, Any]) -> str | None:
+def is_callback(body: Mapping[str, Any]) -> bool:
     """`{code, msg, data: {task_id, video_url}}`."""
     data = fields.callback_data(body)
-    if "video_url" not in data and "videoUrl" not in data:
-        return None
-    return fields.callback_id(data.get("task_id"), data.get("taskId"))
+    return fields.callback_stage(data) is None and ("video_url" in data or "videoUrl" in data)
 
 
 KIND: Final = output_kind(
@@ -36,5 +34,5 @@ KIND: Final = output_kind(
     parse=parse_mp4,
     # A video is rendered from the finished song: minutes, longer than a song's audio.
     schedule=schedule(ready_after_s=60.0, window_s=20.0, window_end_s=360.0),
-    callback_task_id=callback_task_id,
+    is_callback=is_callback,
 )

@@ -79,6 +79,8 @@ from archiver.media import JPEG, MP3, PNG
 PATH: Final = "/api/v1/generate/record-info"
 AUDIO_TYPES: Final = frozenset({MP3})
 IMAGE_TYPES: Final = frozenset({JPEG, PNG})
+# Keys of a track in a callback's `data.data` (a lyrics callback's items carry `text` instead).
+_TRACK_KEYS: Final = frozenset({"audio_url", "audioUrl", "stream_audio_url", "id", "image_url"})
 
 # --- schedule constants (seconds) -------------------------------------------------------------
 READY_AFTER_S: Final = 60.0  # nothing is finished before this age
@@ -270,13 +272,16 @@ def track_names(record: MusicRecord) -> tuple[str, ...]:
     return tuple(names)
 
 
-def callback_task_id(body: Mapping[str, Any]) -> str | None:
-    """The task ID of a music callback (`data.callbackType`, `data.task_id`, `data.data` a list
-    of tracks); None for any other body (a 2024-era `complete` callback named no task)."""
+def is_callback(body: Mapping[str, Any]) -> bool:
+    """A music callback: staged (`data.callbackType`), at its `text` or `first` stage or with
+    tracks in `data.data`. A failed one carries no tracks, so tells no kind: polling finds out."""
     data = fields.callback_data(body)
-    if "callbackType" not in data or not isinstance(data.get("data"), list):
-        return None
-    return fields.callback_id(data.get("task_id"))
+    stage = fields.callback_stage(data)
+    if stage is None:
+        return False
+    return stage in ("text", "first") or bool(
+        _TRACK_KEYS & fields.first_item(data.get("data")).keys()
+    )
 
 
 def _all_tracks_complete(record: MusicRecord) -> bool:
@@ -299,5 +304,5 @@ KIND: Final = TaskKind(
     parse=parse_music,
     decide=decide,
     files=files_to_fetch,
-    callback_task_id=callback_task_id,
+    is_callback=is_callback,
 )

@@ -138,7 +138,7 @@ def output_kind(
     record_type: type[OutputRecord],
     parse: Callable[[Mapping[str, Any], str], OutputRecord],
     schedule: Schedule,
-    callback_task_id: Callable[[Mapping[str, Any]], str | None],
+    is_callback: Callable[[Mapping[str, Any]], bool],
 ) -> TaskKind:
     """The registry entry of a kind of this shape."""
     return TaskKind(
@@ -148,7 +148,7 @@ def output_kind(
         parse=parse,
         decide=partial(decide_outputs, schedule=schedule),
         files=attrgetter("files"),
-        callback_task_id=callback_task_id,
+        is_callback=is_callback,
     )
 
 

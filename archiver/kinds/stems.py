@@ -62,12 +62,10 @@ def stem_role(field: str) -> str:
     return _ROLE_OF.get(snake, snake)
 
 
-def callback_task_id(body: Mapping[str, Any]) -> str | None:
+def is_callback(body: Mapping[str, Any]) -> bool:
     """`{code, msg, data: {task_id, vocal_removal_info: {vocal_url, …}}}`."""
     data = fields.callback_data(body)
-    if "vocal_removal_info" not in data:
-        return None
-    return fields.callback_id(data.get("task_id"), data.get("taskId"))
+    return fields.callback_stage(data) is None and "vocal_removal_info" in data
 
 
 KIND: Final = output_kind(
@@ -77,5 +75,5 @@ KIND: Final = output_kind(
     parse=parse_stems,
     # A separation takes one to two and a half minutes (the documented examples: 83 s, 132 s).
     schedule=schedule(ready_after_s=30.0, window_s=15.0, window_end_s=180.0),
-    callback_task_id=callback_task_id,
+    is_callback=is_callback,
 )

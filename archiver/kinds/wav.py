@@ -23,12 +23,12 @@ def parse_wav(data: Mapping[str, Any], task_id: str) -> WavRecord:
     )
 
 
-def callback_task_id(body: Mapping[str, Any]) -> str | None:
+def is_callback(body: Mapping[str, Any]) -> bool:
     """`{code, msg, data: {audioWavUrl (older: audio_wav_url), task_id}}`."""
     data = fields.callback_data(body)
-    if "audioWavUrl" not in data and "audio_wav_url" not in data:
-        return None
-    return fields.callback_id(data.get("task_id"), data.get("taskId"))
+    return fields.callback_stage(data) is None and (
+        "audioWavUrl" in data or "audio_wav_url" in data
+    )
 
 
 KIND: Final = output_kind(
@@ -37,5 +37,5 @@ KIND: Final = output_kind(
     record_type=WavRecord,
     parse=parse_wav,
     schedule=schedule(ready_after_s=20.0, window_s=10.0, window_end_s=120.0),  # takes 30-90 s
-    callback_task_id=callback_task_id,
+    is_callback=is_callback,
 )
