@@ -13,8 +13,9 @@ from aiohttp import web
 
 from archiver.listen import is_loopback
 from archiver.sandbox.cdn import Cdn
-from archiver.sandbox.fakeapi import FAULTS, FakeApi, fake_hex_id
+from archiver.sandbox.fakeapi import FAULTS, FakeApi
 from archiver.sandbox.outputs import OutputKind
+from archiver.sandbox.songs import fake_hex_id
 
 __all__ = ["FAULTS", "Cdn", "FakeApi", "Sandbox", "fake_hex_id", "is_loopback"]
 
@@ -78,7 +79,7 @@ class Sandbox:
         seconds: float = 3.0,
         **variant: Any,
     ) -> None:
-        """A music task; `variant` takes the knobs of `fakeapi.MusicTask` (create_time,
+        """A music task; `variant` takes the knobs of `songs.MusicTask` (create_time,
         callback_exception, pending_data, extra_fields, source_urls, title, audio_ids,
         missing_audio, odd_audio_url, non_finite, error_code, error_message, prompt, tags,
         model_name, instrumental)."""

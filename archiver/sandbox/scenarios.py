@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from archiver.sandbox.fakeapi import fake_hex_id
+from archiver.sandbox.songs import fake_hex_id
 
 if TYPE_CHECKING:
     from archiver.sandbox import Sandbox
