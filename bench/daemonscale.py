@@ -50,9 +50,14 @@ def _cpu_s(pid: int) -> float:
 
 
 def _rss(pid: int) -> int:
+    return _status_kb(pid, "VmRSS:") * 1024
+
+
+def _status_kb(pid: int, field: str) -> int:
+    """A kB field of /proc/<pid>/status (0 once the process has exited)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+        if line.startswith(field):
+            return int(line.split()[1])
     return 0
 
 
@@ -103,15 +108,18 @@ class _Exit:
 
 
 def _reap(proc: subprocess.Popen[bytes], timeout_s: float) -> _Exit | None:
-    """Wait for `proc` with wait4, which gives its own CPU time and peak RSS (killed after
-    `timeout_s`: None)."""
+    """Wait for `proc` (killed after `timeout_s`: None): its own CPU time from wait4, its peak
+    RSS from VmHWM, read until it exits (wait4's ru_maxrss would be this process's own when
+    that is larger: Linux keeps it across exec)."""
     start = time.monotonic()
+    peak = 0
     while time.monotonic() - start < timeout_s:
+        peak = max(peak, _status_kb(proc.pid, "VmHWM:") * 1024)
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
             cpu = usage.ru_utime + usage.ru_stime
-            return _Exit(time.monotonic() - start, cpu, usage.ru_maxrss * 1024)
+            return _Exit(time.monotonic() - start, cpu, peak)
         time.sleep(0.01)
     proc.kill()
     proc.wait()

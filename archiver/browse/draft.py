@@ -12,11 +12,10 @@ rendering or even reading the old rows in Python. Anything else is a full write.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from io import BufferedWriter
@@ -28,7 +27,6 @@ from archiver.browse.store import OLDEST_FIRST, FileMark, Layout, newest_first, 
 from archiver.browse.view import ViewRow
 
 _BUFFER = 1 << 20
-_BATCH = 1000  # rows joined into one write
 _NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
 
 
@@ -180,13 +178,16 @@ def _write(
 
 
 def _rows(
-    rows: Iterable[ViewRow], page: BufferedWriter, lyrics: BinaryIO, playlist: BufferedWriter
+    batches: Iterable[list[ViewRow]],
+    page: BufferedWriter,
+    lyrics: BinaryIO,
+    playlist: BufferedWriter,
 ) -> tuple[int, tuple[str, str] | None]:
-    """Write `rows` (task JSON to the page, lyrics aside, playlist lines); return how many and
-    the first one's order key."""
+    """Write the rows (task JSON to the page, lyrics aside, playlist lines), a batch a write;
+    return how many and the first one's order key."""
     count = 0
     newest: tuple[str, str] | None = None
-    for batch in _batches(rows):
+    for batch in batches:
         if newest is None:
             newest = (batch[0].sort_key, batch[0].task_id)
         sep = "," if count else ""
@@ -195,12 +196,6 @@ def _rows(
         playlist.write("".join(r.m3u for r in batch).encode("utf-8"))
         count += len(batch)
     return count, newest
-
-
-def _batches(rows: Iterable[ViewRow]) -> Iterator[list[ViewRow]]:
-    iterator = iter(rows)
-    while batch := list(itertools.islice(iterator, _BATCH)):
-        yield batch
 
 
 def _copy(source: BinaryIO, start: int, end: int, out: BufferedWriter | BinaryIO) -> None:

@@ -22,7 +22,7 @@ from archiver.state import Phase, StateStore
 ROW_COLUMNS = "task_id, sort_key, data, lyrics, m3u, tracks"
 NEWEST_FIRST = "ORDER BY sort_key DESC, task_id DESC"
 OLDEST_FIRST = "ORDER BY sort_key, task_id"
-_BATCH = 1000  # rows fetched at once: about 1 MB of page
+_BATCH = 1000  # rows fetched, and written, at once: about 1 MB of page
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +152,12 @@ def read_snapshot(state: StateStore) -> sqlite3.Connection:
     return db
 
 
-def newest_first(db: sqlite3.Connection, *, after_rowid: int | None = None) -> Iterator[ViewRow]:
-    """The view rows, newest first, read in batches (a million rows never sit in memory at
-    once); with `after_rowid`, only those added after it (a range of rowids, sorted by SQLite,
-    not a walk of the whole order index)."""
+def newest_first(
+    db: sqlite3.Connection, *, after_rowid: int | None = None
+) -> Iterator[list[ViewRow]]:
+    """The view rows, newest first, in batches (a million rows never sit in memory at once);
+    with `after_rowid`, only those added after it (a range of rowids, sorted by SQLite, not a
+    walk of the whole order index)."""
     if after_rowid is None:
         cursor = db.execute(f"SELECT {ROW_COLUMNS} FROM view {NEWEST_FIRST}")
     else:
@@ -164,8 +166,7 @@ def newest_first(db: sqlite3.Connection, *, after_rowid: int | None = None) -> I
             (after_rowid,),
         )
     while batch := cursor.fetchmany(_BATCH):
-        for row in batch:
-            yield ViewRow(*row)
+        yield [ViewRow(*row) for row in batch]
 
 
 def totals(db: sqlite3.Connection) -> tuple[int, int, int]:
