@@ -24,7 +24,7 @@ from types import TracebackType
 from archiver.errors import UsageError
 from archiver.records import Kind
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
 
 # What index.html and playlist.m3u8 show of each archived task (archiver.browse), so that the
@@ -56,6 +56,14 @@ CREATE TABLE view_written (
 );
 CREATE INDEX view_tracks ON view (tracks);
 """
+# When the index last looked for changed tasks (less a margin), so that a restarted daemon looks
+# only at the tasks updated since, not at every task. A migration that drops `view` must empty it.
+_VIEW_LOOKED = """
+CREATE TABLE view_looked (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    since   REAL NOT NULL
+);
+"""
 
 # The tasks whose files expire soonest (`born_between`, the engine's tasks at risk) are a range
 # of this index, not a scan of every task at each /metrics scrape.
@@ -85,6 +93,7 @@ CREATE TABLE tasks (
     + _BORN_INDEX
     + _VIEW_SCHEMA
     + _VIEW_WRITTEN
+    + _VIEW_LOOKED
 )
 
 # The script that takes a state from schema version N (the key) to N + 1; `open` runs the ones
@@ -115,6 +124,7 @@ _MIGRATIONS = {
     # they are dropped and read again from the manifests
     5: "DROP TABLE view;" + _VIEW_SCHEMA,
     6: _VIEW_WRITTEN,  # → 7: the index's files rewritten by copying the rows they hold
+    7: _VIEW_LOOKED,  # → 8: a restart looks only at the tasks changed since the last look
 }
 
 _COLUMNS = (

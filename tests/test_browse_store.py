@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from smallfs import mounted_tmpfs
 
-from archiver.browse.indexer import Indexer, Written
+from archiver.browse.indexer import CLOCK_MARGIN_S, Indexer, Written
 from archiver.browse.render import render_index, render_playlist
 from archiver.browse.store import ViewStore, newest_first
 from archiver.browse.view import ViewRow
@@ -155,6 +155,22 @@ async def test_view_rows_follow_their_task_and_come_back_newest_first(site: Site
     assert every_row(store) == [rows["new"]]
     views.put([(rows["old"], 3.0)], replace_all=True)
     assert every_row(store) == [rows["old"]]
+
+
+async def test_a_restart_looks_only_at_the_tasks_changed_since_the_last_look(
+    site: Site,
+) -> None:
+    """The first look of a new state reads every task; one after a restart only the tasks
+    updated since the last look (less the clock margin), not every task again."""
+    state = site.state
+    state.add([("gone", Kind.MUSIC), ("later", Kind.MUSIC)], now=1.0)
+    state.save(TaskState("gone", Kind.MUSIC, Phase.ARCHIVED, 1.0, 1.0, 1, 0, None, None, 2.0))
+    assert await site.indexer().update_rows() == 1  # no manifest: looked at, no row
+    assert await site.indexer().update_rows() == 0  # restarted: not looked at again
+
+    state.save(TaskState("later", Kind.MUSIC, Phase.ARCHIVED, 1.0, 1.0, 1, 0, None, None, NOW))
+    assert await site.indexer().update_rows() == 1
+    assert site.views.looked() == NOW - CLOCK_MARGIN_S
 
 
 async def test_a_failed_store_leaves_no_draft_and_no_layout(site: Site) -> None:

@@ -101,11 +101,17 @@ class ViewStore:
         *,
         drop: Iterable[str] = (),
         replace_all: bool = False,
+        looked: float | None = None,
     ) -> None:
         """Store view rows (each with the updated_at of the task it was read at) and remove
         those of `drop`, in one transaction; `replace_all` removes every other row first.
-        A row replaced or removed makes the next write a full one (see the module's doc)."""
+        A row replaced or removed makes the next write a full one (see the module's doc).
+        `looked`: the time from which the next look for changed tasks may start."""
         with self._state.transaction() as db:
+            if looked is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO view_looked (id, since) VALUES (1, ?)", (looked,)
+                )
             removed = db.execute("DELETE FROM view").rowcount if replace_all else 0
             removed += db.executemany(
                 "DELETE FROM view WHERE task_id = ?", ((t,) for t in drop)
@@ -123,6 +129,11 @@ class ViewStore:
             )
             if removed:
                 db.execute("DELETE FROM view_written")
+
+    def looked(self) -> float | None:
+        """What the last `put` gave as `looked` (None: never, look at every task)."""
+        found = self._state.connection.execute("SELECT since FROM view_looked").fetchone()
+        return None if found is None else found[0]
 
     def layout(self) -> Layout | None:
         """What the last write left, if no written row changed since."""
