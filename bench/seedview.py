@@ -5,8 +5,9 @@ index of a million tasks that have no manifest.
 
 Every row is the row of one of the bench server's tiny tasks (two tracks, a title, style tags,
 a cover each, a line of lyrics: about 1 KB of page and 0.2 KB of playlist), with the task's own
-ID and a date before any appended task's. Written with the archiver's own Indexer, so the files
-are what `run` or `index` would have left.
+ID and a date before any appended task's. Written with the archiver's own Indexer, which looks
+for changed tasks first (finding none), so the state and the files are what `run` would have
+left.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def seed(state_path: Path, archive: Path, ids: list[str]) -> None:
 async def _write(state: StateStore, archive: Path) -> None:
     storage = LocalStorage(archive)
     try:
-        await Indexer(state, storage).write()
+        indexer = Indexer(state, storage)
+        await indexer.update_rows()  # finds every row current (and says when it looked)
+        await indexer.write()
     finally:
         await storage.close()
