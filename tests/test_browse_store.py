@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 from smallfs import mounted_tmpfs
+from test_browse_view import music, track
 
+from archiver.browse import draft
+from archiver.browse import indexer as indexer_module
 from archiver.browse.indexer import CLOCK_MARGIN_S, Indexer, Written
 from archiver.browse.render import render_index, render_playlist
 from archiver.browse.store import ViewStore, newest_first
 from archiver.browse.view import ViewRow
 from archiver.errors import StorageError, StorageFull
+from archiver.manifest import encode_manifest
 from archiver.records import Kind
 from archiver.state import Phase, StateStore, TaskState
 from archiver.storage.local import LocalStorage
@@ -76,7 +80,12 @@ def dated(prefix: str, days: range) -> Iterator[ViewRow]:
     return (row(f"{prefix}{d}", f"2025-01-{d:02d}T00:00:00Z", tracks=d % 3) for d in days)
 
 
-async def test_new_rows_newer_than_every_written_one_are_spliced(site: Site) -> None:
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "plain"])
+async def test_new_rows_newer_than_every_written_one_are_spliced(
+    site: Site, kernel_copy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not kernel_copy:  # as on a system without copy_file_range: bytes through Python
+        monkeypatch.setattr(draft, "_COPY_FILE_RANGE", None)
     assert not (await site.write()).spliced  # nothing written before: in full (and empty)
     site.put(*dated("a", range(1, 4)))
     assert (await site.write()).spliced  # onto an empty page
@@ -171,6 +180,33 @@ async def test_a_restart_looks_only_at_the_tasks_changed_since_the_last_look(
     state.save(TaskState("later", Kind.MUSIC, Phase.ARCHIVED, 1.0, 1.0, 1, 0, None, None, NOW))
     assert await site.indexer().update_rows() == 1
     assert site.views.looked() == NOW - CLOCK_MARGIN_S
+
+
+async def test_a_rebuild_stores_its_rows_a_chunk_at_a_time_and_one_cut_short_is_finished(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexer_module, "_REBUILD_CHUNK", 2)
+    ids = [f"task{n}" for n in range(5)]
+    site.state.adopt(((t, Kind.MUSIC, Phase.ARCHIVED, "SUCCESS") for t in ids), now=1.0)
+    for task_id in ids:
+        (site.archive / task_id).mkdir()
+        doc = music(task_id=task_id, tracks=[track(1)])
+        (site.archive / task_id / "manifest.json").write_bytes(encode_manifest(doc))
+
+    written = await site.indexer().rebuild()
+    assert (written.tasks, written.read) == (5, 5)
+    assert sorted(r.task_id for r in every_row(site.state)) == ids
+    assert site.views.looked() == NOW - CLOCK_MARGIN_S
+
+    (site.archive / "task3" / "manifest.json").unlink()
+    (site.archive / "task3" / "manifest.json").mkdir()  # unreadable: the storage fails
+    with pytest.raises(StorageError):
+        await site.indexer().rebuild()
+    assert [r.task_id for r in every_row(site.state)] == ["task1", "task0"]  # the first chunk
+    assert site.views.looked() is None  # cut short: the next look is at every task
+    (site.archive / "task3" / "manifest.json").rmdir()
+    assert await site.indexer().update_rows() == 3  # task2, task3 (no manifest now), task4
+    assert len(every_row(site.state)) == 4
 
 
 async def test_a_failed_store_leaves_no_draft_and_no_layout(site: Site) -> None:

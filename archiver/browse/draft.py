@@ -27,6 +27,8 @@ from archiver.browse.store import OLDEST_FIRST, FileMark, Layout, newest_first, 
 from archiver.browse.view import ViewRow
 
 _BUFFER = 1 << 20
+# Linux only; where it is missing, or refuses a pair of files, bytes go through Python.
+_COPY_FILE_RANGE = getattr(os, "copy_file_range", None)
 _NO_COPY_RANGE = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
 
 
@@ -204,12 +206,7 @@ def _copy(source: BinaryIO, start: int, end: int, out: BufferedWriter | BinaryIO
     at = out.tell()
     src, dst = source.fileno(), out.fileno()
     while start < end:
-        try:
-            done = os.copy_file_range(src, dst, end - start, start, at)
-        except OSError as e:
-            if e.errno not in _NO_COPY_RANGE:
-                raise
-            done = _copy_plain(src, dst, start, min(end, start + _BUFFER), at)
+        done = _copy_some(src, dst, start, end, at)
         if done == 0:
             raise OSError(errno.EIO, f"{source.name}: ended before byte {end}")
         start += done
@@ -217,8 +214,15 @@ def _copy(source: BinaryIO, start: int, end: int, out: BufferedWriter | BinaryIO
     out.seek(at)
 
 
-def _copy_plain(src: int, dst: int, start: int, end: int, at: int) -> int:
-    data = os.pread(src, end - start, start)
+def _copy_some(src: int, dst: int, start: int, end: int, at: int) -> int:
+    """Copy some of bytes [start, end) of `src` to `dst` at `at`; return how many."""
+    if _COPY_FILE_RANGE is not None:
+        try:
+            return _COPY_FILE_RANGE(src, dst, end - start, start, at)
+        except OSError as e:
+            if e.errno not in _NO_COPY_RANGE:
+                raise
+    data = os.pread(src, min(end - start, _BUFFER), start)  # through Python, a MiB at a time
     return os.pwrite(dst, data, at) if data else 0
 
 

@@ -46,6 +46,7 @@ SHOWN = (Phase.ARCHIVED, Phase.PARTIAL, Phase.FAILED)  # the phases that leave a
 # began, less this margin: the engine stamps them with the same wall clock, which may step back.
 CLOCK_MARGIN_S = 3600.0
 _READ_CHUNK = 64  # manifests read at once (S3: concurrent GETs; local: no difference)
+_REBUILD_CHUNK = 5000  # rows stored at once by `rebuild`
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,17 @@ class Indexer:
         return len(stale)
 
     async def rebuild(self) -> Written:
-        """Read the manifest of every task the state knows and write both files anew."""
+        """Read the manifest of every task the state knows and write both files anew. The rows
+        are stored a chunk at a time (a million never sit in memory); until the last one is,
+        the state says no look was made, so that a rebuild cut short is finished by the next
+        refresh's look at every task."""
         since = self._clock() - CLOCK_MARGIN_S
         tasks = self._state.task_times()
-        rows, _gone = await self._read(tasks)
-        self._views.put(rows, replace_all=True, looked=since)
+        self._views.put([], replace_all=True)
+        for start in range(0, len(tasks), _REBUILD_CHUNK):
+            rows, _gone = await self._read(tasks[start : start + _REBUILD_CHUNK])
+            self._views.put(rows)
+        self._views.put([], looked=since)
         self._since = since
         return await self.write(read=len(tasks))
 

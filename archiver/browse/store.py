@@ -106,8 +106,11 @@ class ViewStore:
         """Store view rows (each with the updated_at of the task it was read at) and remove
         those of `drop`, in one transaction; `replace_all` removes every other row first.
         A row replaced or removed makes the next write a full one (see the module's doc).
-        `looked`: the time from which the next look for changed tasks may start."""
+        `looked`: the time from which the next look for changed tasks may start; `replace_all`
+        without it forgets the last look (the next one looks at every task)."""
         with self._state.transaction() as db:
+            if replace_all:
+                db.execute("DELETE FROM view_looked")
             if looked is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO view_looked (id, since) VALUES (1, ?)", (looked,)
