@@ -17,6 +17,7 @@ from test_cli import Cli, assert_one_line_error
 
 import archiver.storage.s3 as s3
 import archiver.storage.s3client as s3client
+import archiver.storage.s3objects as s3objects
 from archiver.backfill import backfill
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
 from archiver.errors import StorageAccessError
@@ -226,15 +227,15 @@ async def test_an_upload_that_cannot_be_confirmed_leaves_no_manifest(
     sandbox.add_music(task_id, title="Never Confirmed")
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text(task_id + "\n", encoding="utf-8")
-    real_head = s3.S3Storage._head
+    real_head = s3objects.S3Objects.head
 
-    def short_head(self: s3.S3Storage, full: str) -> dict[str, Any] | None:
+    def short_head(self: s3objects.S3Objects, full: str) -> dict[str, Any] | None:
         head = real_head(self, full)
         if head is not None and full.endswith(".mp3"):
             head = {**head, "ContentLength": head["ContentLength"] - 1}
         return head
 
-    monkeypatch.setattr(s3.S3Storage, "_head", short_head)
+    monkeypatch.setattr(s3objects.S3Objects, "head", short_head)
     config = make_config(tmp_path, sandbox, server.url, bucket.name, give_up_after_s=3.0)
     report = await backfill(config, ids_file, retry_base_s=0.2)
     assert not report.complete

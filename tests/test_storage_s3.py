@@ -20,9 +20,10 @@ from structlog.testing import capture_logs
 
 from archiver.config import StorageConfig
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
-from archiver.storage.s3 import MIB, S3Storage
+from archiver.storage.s3 import S3Storage
 from archiver.storage.s3checksums import checksum_matches, scan_file
 from archiver.storage.s3client import build_client
+from archiver.storage.s3objects import MIB
 from archiver.storage.tempdir import TEMP_NAME
 
 _bucket_numbers = itertools.count()
@@ -398,7 +399,7 @@ async def test_a_failed_delete_of_an_unconfirmed_upload_is_logged(
     tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = await open_quick(s3_config(tmp_path, server.url, bucket))
-    real_head = storage._head
+    real_head = storage._objects.head
 
     def short_after_upload(full: str) -> dict[str, Any] | None:
         head = real_head(full)
@@ -407,7 +408,7 @@ async def test_a_failed_delete_of_an_unconfirmed_upload_is_logged(
     def refuse(request: Any, **_: Any) -> None:
         raise bx.ConnectionClosedError(endpoint_url=request.url)
 
-    monkeypatch.setattr(storage, "_head", short_after_upload)
+    monkeypatch.setattr(storage._objects, "head", short_after_upload)
     storage._client.meta.events.register("before-send.s3.DeleteObject", refuse)
     try:
         path, sha = new_file(storage, b"z" * 100)
@@ -556,7 +557,7 @@ async def test_an_upload_that_cannot_be_confirmed_is_an_error_and_removed(
     storage = await S3Storage.open(
         s3_config(tmp_path, server.url, bucket), multipart_threshold=5 * MIB, part_size=5 * MIB
     )
-    real_head = storage._head
+    real_head = storage._objects.head
     heads = 0
 
     def lying_head(full: str) -> dict[str, Any] | None:
@@ -567,7 +568,7 @@ async def test_an_upload_that_cannot_be_confirmed_is_an_error_and_removed(
             head = {**head, "ContentLength": head["ContentLength"] - 1}
         return head
 
-    monkeypatch.setattr(storage, "_head", lying_head)
+    monkeypatch.setattr(storage._objects, "head", lying_head)
     try:
         path, sha = new_file(storage, b"x" * size)
         with pytest.raises(StorageError, match=f"upload not confirmed: {size - 1} bytes stored"):
@@ -582,7 +583,7 @@ async def test_a_stored_checksum_that_differs_fails_confirmation(
     tmp_path: Path, server: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage = await S3Storage.open(s3_config(tmp_path, server.url, bucket))
-    real_head = storage._head
+    real_head = storage._objects.head
 
     def other_checksum(full: str) -> dict[str, Any] | None:
         head = real_head(full)
@@ -590,7 +591,7 @@ async def test_a_stored_checksum_that_differs_fails_confirmation(
             head = {**head, "ChecksumSHA256": base64.b64encode(b"\0" * 32).decode()}
         return head
 
-    monkeypatch.setattr(storage, "_head", other_checksum)
+    monkeypatch.setattr(storage._objects, "head", other_checksum)
     try:
         path, sha = new_file(storage, b"y" * 5000)
         with pytest.raises(StorageError, match="stored checksum"):
@@ -827,7 +828,7 @@ async def test_uploads_at_once_are_bounded(
     )
     running = peak = 0
     lock = threading.Lock()
-    real = storage._put_file
+    real = storage._objects.put_file
 
     def counting(*args: Any) -> None:
         nonlocal running, peak
@@ -841,7 +842,7 @@ async def test_uploads_at_once_are_bounded(
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(storage, "_put_file", counting)
+    monkeypatch.setattr(storage._objects, "put_file", counting)
     try:
         files = [new_file(storage, f"file {i}".encode()) for i in range(8)]
         await asyncio.gather(
@@ -943,7 +944,7 @@ _CHECKSUM_REJECTIONS = [
 def test_failures_are_classified_in_one_place(tmp_path: Path, exc: Exception, access: bool) -> None:
     config = s3_config(tmp_path, "http://127.0.0.1:9", "b-1")
     storage = S3Storage(config, client=build_client(config))
-    error = storage._error(exc, "suno/archive/t/a.mp3", "upload")
+    error = storage._objects._error(exc, "suno/archive/t/a.mp3", "upload")
     assert isinstance(error, StorageError)
     assert isinstance(error, StorageAccessError) is access
     assert "s3://b-1/suno/archive/t/a.mp3" in str(error) and "\n" not in str(error)
@@ -952,7 +953,7 @@ def test_failures_are_classified_in_one_place(tmp_path: Path, exc: Exception, ac
 def test_access_denied_names_every_permission_the_archiver_uses(tmp_path: Path) -> None:
     config = s3_config(tmp_path, "http://127.0.0.1:9", "b-1")
     storage = S3Storage(config, client=build_client(config))
-    message = str(storage._error(_client_error("AccessDenied", 403), "k", "upload"))
+    message = str(storage._objects._error(_client_error("AccessDenied", 403), "k", "upload"))
     for action in ("GetObject", "PutObject", "DeleteObject", "ListBucket", "AbortMultipartUpload"):
         assert f"s3:{action}" in message, message
 
@@ -962,9 +963,9 @@ def test_a_store_that_rejects_checksum_headers_is_told_what_to_set(
     tmp_path: Path, exc: bx.ClientError
 ) -> None:
     config = s3_config(tmp_path, "http://127.0.0.1:9", "b-1")
-    error = S3Storage(config, client=build_client(config))._error(exc, "k", "upload")
+    error = S3Storage(config, client=build_client(config))._objects._error(exc, "k", "upload")
     assert "checksum_when_required = true" in str(error)
 
     relaxed = s3_config(tmp_path, "http://127.0.0.1:9", "b-1", checksum_when_required=True)
-    error = S3Storage(relaxed, client=build_client(relaxed))._error(exc, "k", "upload")
+    error = S3Storage(relaxed, client=build_client(relaxed))._objects._error(exc, "k", "upload")
     assert "checksum_when_required" not in str(error)  # already set: the hint would not help

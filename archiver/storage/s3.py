@@ -1,86 +1,41 @@
 """S3 (and S3-compatible) storage: files are downloaded and tagged in a local cache folder,
 then uploaded; every object is confirmed (size and SHA-256) before the manifest may name it.
 
-Safety: a PUT and a multipart-complete are atomic (a key shows the old object or every byte of
-the new, never a part); a failed multipart upload is aborted by the transfer manager (one an
-outage left behind is aborted before its key is uploaded again); file uploads are conditional
-(If-None-Match: *), so of two writers of one key (a daemon and a backfill, say) exactly one
-stores and the other settles against what it finds; and the manifest is written last. A key
-that already holds other content is never overwritten, and an object is only ever deleted by
-the writer that just wrote it (known by its upload's ETag and version), when it fails
-confirmation.
-
-Integrity: the local file is re-hashed before upload (its SHA-256, and for multipart the SHA-256
-of every part). A single PUT carries the full SHA-256, which S3 checks against the bytes it
-received; a multipart upload carries a SHA-256 per part, checked per part, and the object's
-checksum-of-checksums is compared with ours afterwards (the arithmetic: s3checksums.py). Stores
-that report no checksum (or `checksum_when_required` stores) are confirmed by size and our
-`x-amz-meta-sha256`.
-
 Every call of the one client (s3client.py) runs in the storage's own threads, never asyncio's
 default pool: uploads stalled on a slow store must not starve the downloads and tagging that
 share that pool. At most `max_concurrent_uploads` uploads run at once, with a few threads to
-spare for heads and reads.
+spare for heads and reads. That, the Storage interface, the prefix and the cache folder are this
+module's; what is done to the objects, and why it is safe, is s3objects.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import hashlib
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import botocore.exceptions as bx
 import structlog
-from boto3.s3.transfer import TransferConfig
-from s3transfer.manager import TransferManager
-from s3transfer.utils import ChunksizeAdjuster
 
 from archiver.config import StorageConfig
-from archiver.errors import StorageAccessError, StorageConflict, StorageError
+from archiver.errors import StorageAccessError
 from archiver.storage.base import check_key
-from archiver.storage.s3checksums import (
-    CHUNK,
-    Scan,
-    checksum_matches,
-    full_object_sha256,
-    same_object,
-    scan_bytes,
-    scan_file,
-)
-from archiver.storage.s3client import (
-    MISSING_CODES,
-    PRECONDITION_CODES,
-    check_bucket,
-    classify,
-    client_for,
-    error_code,
-    one_line,
-    refuses_conditional_writes,
+from archiver.storage.s3client import check_bucket, client_for
+from archiver.storage.s3objects import (
+    MIN_PART_SIZE,
+    MULTIPART_THRESHOLD,
+    PART_SIZE,
+    STALE_UPLOAD_AFTER_S,
+    S3Objects,
 )
 from archiver.storage.tempdir import TEMP_NAME, TempDir
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
-MIB = 1024 * 1024
-MULTIPART_THRESHOLD = 64 * MIB
-PART_SIZE = 16 * MIB
-MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
-# A multipart upload of a key this old is one a run could not abort (the store was unreachable
-# when it failed): S3 bills its parts until it is aborted. Younger ones may be another
-# archiver's upload in progress; aborting those would only make it retry.
-STALE_UPLOAD_AFTER_S = 3600.0
-META_SHA256 = "sha256"  # sent as x-amz-meta-sha256: the hex SHA-256 of the object
 _SPARE_THREADS = 4  # beyond the upload bound: heads and manifest reads never wait for uploads
-_READ_CAP = 64 * MIB  # read() is for manifests
-_COMPLETING = "suno_archiver_key"  # in a request's context: the key of our multipart upload
 
 
 class S3Storage:
@@ -104,37 +59,21 @@ class S3Storage:
         # Inside cache_dir: only this folder of it is ever cleaned.
         self._temp = TempDir(Path(config.cache_dir) / TEMP_NAME)
         self.temp_dir = self._temp.path
-        self._checksums = not config.checksum_when_required
         self._client = client if client is not None else client_for(config)
-        self.endpoint = str(self._client.meta.endpoint_url)
-        self._threshold = multipart_threshold
-        self._part_size = part_size
-        self._stale_after = timedelta(seconds=stale_upload_after_s)
-        self._transfer = TransferManager(
+        self._objects = S3Objects(
             self._client,
-            TransferConfig(
-                multipart_threshold=multipart_threshold,
-                multipart_chunksize=part_size,
-                max_concurrency=4,
-                preferred_transfer_client="classic",
-            ),
+            self.bucket,
+            checksums=not config.checksum_when_required,
+            multipart_threshold=multipart_threshold,
+            part_size=part_size,
+            stale_upload_after_s=stale_upload_after_s,
         )
+        self.endpoint = self._objects.endpoint
         self._uploads = asyncio.Semaphore(config.max_concurrent_uploads)
         self._executor = ThreadPoolExecutor(
             config.max_concurrent_uploads + _SPARE_THREADS, thread_name_prefix="s3"
         )
         self._in_flight: set[asyncio.Future[Any]] = set()
-        # Multipart uploads under way: key → the CompleteMultipartUpload answer once it came.
-        self._completing: dict[str, dict[str, Any]] = {}
-        self._replacing: set[str] = set()  # of those, the ones that replace the object
-        self._lock = threading.Lock()
-        # If-None-Match on writes, until the store answers that it has none (see _upload_new).
-        self._conditional = True
-        events = self._client.meta.events
-        events.register(
-            "before-parameter-build.s3.CompleteMultipartUpload", self._complete_if_absent
-        )
-        events.register("after-call.s3.CompleteMultipartUpload", self._completed)
 
     @classmethod
     async def open(cls, config: StorageConfig, **kwargs: Any) -> S3Storage:
@@ -156,25 +95,11 @@ class S3Storage:
         )
         return storage
 
-    # --- keys, errors ------------------------------------------------------------------------
+    # --- keys ------------------------------------------------------------------------------------
 
     def _key(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
-
-    def _where(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def _error(self, exc: Exception, key: str, doing: str) -> StorageError:
-        return classify(
-            exc, self._where(key), doing, endpoint=self.endpoint, checksums=self._checksums
-        )
-
-    def _call(self, key: str, doing: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        try:
-            return fn(**kwargs)
-        except Exception as exc:
-            raise self._error(exc, key, doing) from exc
 
     # --- opening, closing --------------------------------------------------------------------
 
@@ -206,30 +131,30 @@ class S3Storage:
         )
 
     def _shut_down_threads(self) -> None:
-        self._transfer.shutdown()
+        self._objects.shutdown()
         self._executor.shutdown()  # waits for heads and reads whose callers were cancelled
 
     # --- the Storage interface -----------------------------------------------------------------
 
     async def exists(self, key: str) -> bool:
         full = self._key(key)
-        return await self._in_thread(self._head, full) is not None
+        return await self._in_thread(self._objects.head, full) is not None
 
     async def read(self, key: str) -> bytes | None:
         full = self._key(key)
-        return await self._in_thread(self._read, full)
+        return await self._in_thread(self._objects.read, full)
 
     async def put_file(self, key: str, path: Path, *, sha256: str, content_type: str) -> None:
         full = self._key(key)
-        await self._bounded(self._put_file, full, Path(path), sha256.lower(), content_type)
+        await self._bounded(self._objects.put_file, full, Path(path), sha256.lower(), content_type)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
         full = self._key(key)
-        await self._bounded(self._put_bytes, full, bytes(data), content_type)
+        await self._bounded(self._objects.put_bytes, full, bytes(data), content_type)
 
     async def replace_file(self, key: str, path: Path, *, content_type: str) -> None:
         full = self._key(key)
-        await self._bounded(self._replace_file, full, Path(path), content_type)
+        await self._bounded(self._objects.replace_file, full, Path(path), content_type)
 
     def local_path(self, key: str) -> str | None:
         return None
@@ -252,291 +177,3 @@ class S3Storage:
         self._in_flight.discard(future)
         if not future.cancelled():
             future.exception()  # retrieved, so a cancelled caller's failure is not "unseen"
-
-    # --- in worker threads ----------------------------------------------------------------------
-
-    def _head(self, full: str) -> dict[str, Any] | None:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
-        if self._checksums:
-            kwargs["ChecksumMode"] = "ENABLED"
-        try:
-            return self._client.head_object(**kwargs)
-        except bx.ClientError as exc:
-            if error_code(exc) in MISSING_CODES:
-                return None
-            raise self._error(exc, full, "head") from exc
-        except Exception as exc:
-            raise self._error(exc, full, "head") from exc
-
-    def _read(self, full: str) -> bytes | None:
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=full)
-            if response.get("ContentLength", 0) > _READ_CAP:
-                raise StorageError(f"{self._where(full)}: too large to read into memory")
-            with contextlib.closing(response["Body"]) as body:
-                return body.read()
-        except bx.ClientError as exc:
-            if error_code(exc) in MISSING_CODES:
-                return None
-            raise self._error(exc, full, "read") from exc
-        except Exception as exc:
-            raise self._error(exc, full, "read") from exc
-
-    def _put_file(self, full: str, path: Path, sha256: str, content_type: str) -> None:
-        try:
-            self._put_file_checked(full, path, sha256, content_type)
-        except Exception as exc:
-            raise self._error(exc, full, "upload") from exc
-
-    def _put_file_checked(self, full: str, path: Path, sha256: str, content_type: str) -> None:
-        existing = self._head(full)
-        if existing is None:
-            existing = self._upload_new(full, path, sha256, content_type)
-        if existing is not None:
-            self._settle_existing(full, existing, path, sha256)
-        path.unlink(missing_ok=True)
-
-    def _upload_new(
-        self, full: str, path: Path, sha256: str, content_type: str
-    ) -> dict[str, Any] | None:
-        """Upload `path` to a key our head found free. Returns None once our object is
-        confirmed, or the head of the object another writer stored there first (or over ours)."""
-        where = self._where(full)
-        size = path.stat().st_size
-        multipart = size >= self._threshold
-        part_size = ChunksizeAdjuster().adjust_chunksize(self._part_size, size)
-        scan = scan_file(path, part_size if multipart else None)
-        if scan.sha256 != sha256:
-            raise StorageError(
-                f"{where}: local file {path.name} no longer has SHA-256 {sha256}; not uploaded"
-            )
-        try:
-            written = self._upload(full, path, scan, content_type, multipart=multipart)
-        except bx.ClientError as exc:
-            if error_code(exc) in PRECONDITION_CODES:
-                return self._lost_race(full, exc)
-            if not self._drop_conditions_if_unsupported(full, exc):
-                raise
-            written = self._upload(full, path, scan, content_type, multipart=multipart)
-        existing = self._verify(full, scan, sha256, written)
-        if existing is None:
-            log.info("s3_upload", key=full, bytes=size, parts=scan.parts if multipart else 1)
-        return existing
-
-    def _upload(
-        self, full: str, path: Path, scan: Scan, content_type: str, *, multipart: bool
-    ) -> dict[str, Any]:
-        if multipart:
-            return self._upload_multipart(full, path, scan.sha256, content_type)
-        with open(path, "rb") as body:
-            return self._put_object(full, body, scan, content_type, if_absent=self._conditional)
-
-    def _drop_conditions_if_unsupported(self, full: str, exc: bx.ClientError) -> bool:
-        """A store that refuses If-None-Match (see refuses_conditional_writes) gets plain writes
-        from then on: the head before each upload is the only guard against overwriting. True
-        when that is what `exc` says (and the upload should go again without it)."""
-        if not self._conditional or not refuses_conditional_writes(exc):
-            return False
-        self._conditional = False
-        log.warning("s3_conditional_writes_unsupported", key=full, error=one_line(exc))
-        return True
-
-    def _lost_race(self, full: str, exc: bx.ClientError) -> dict[str, Any]:
-        """The head of what another writer stored between our head and our conditional
-        upload: theirs stands."""
-        existing = self._head(full)
-        if existing is None:  # 409: their conditional write is still in progress
-            raise StorageError(
-                f"{self._where(full)}: another upload of this key is in progress; not uploaded"
-            ) from exc
-        log.info("s3_upload_lost_race", key=full)
-        return existing
-
-    def _put_object(
-        self, full: str, body: Any, scan: Scan, content_type: str, *, if_absent: bool
-    ) -> dict[str, Any]:
-        """One PUT. The full SHA-256 goes with it for the store to check against the body
-        (and with ChecksumAlgorithm, so the store keeps it and reports it on head)."""
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": full,
-            "Body": body,
-            "ContentType": content_type,
-            "Metadata": {META_SHA256: scan.sha256},
-        }
-        if if_absent:
-            kwargs["IfNoneMatch"] = "*"
-        if self._checksums:
-            kwargs["ChecksumAlgorithm"] = "SHA256"
-            kwargs["ChecksumSHA256"] = scan.full_b64
-        return self._client.put_object(**kwargs)
-
-    def _upload_multipart(
-        self, full: str, path: Path, sha256: str, content_type: str, *, replace: bool = False
-    ) -> dict[str, Any]:
-        """Upload through the transfer manager (parts in parallel, aborted on failure);
-        returns the CompleteMultipartUpload answer, which _complete_if_absent made
-        conditional (unless it is to `replace` the object) and _completed recorded."""
-        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": {META_SHA256: sha256}}
-        if self._checksums:
-            extra["ChecksumAlgorithm"] = "SHA256"  # per part, checked by the store
-        self._abort_stale_uploads(full)
-        with self._lock:
-            if full in self._completing:
-                raise StorageError(f"{self._where(full)}: already being uploaded; not uploaded")
-            self._completing[full] = {}
-            if replace:
-                self._replacing.add(full)
-        try:
-            self._transfer.upload(str(path), self.bucket, full, extra_args=extra).result()
-            with self._lock:
-                return self._completing[full]
-        finally:
-            with self._lock:
-                del self._completing[full]
-                self._replacing.discard(full)
-
-    def _abort_stale_uploads(self, full: str) -> None:
-        """Abort multipart uploads of exactly `full` begun longer ago than the stale age (see
-        STALE_UPLOAD_AFTER_S). Best effort: without s3:ListBucketMultipartUploads or
-        s3:AbortMultipartUpload it logs and goes on; a lifecycle rule is the backstop."""
-        cutoff = datetime.now(UTC) - self._stale_after
-        try:
-            pages = self._client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=full
-            )
-            stale = [
-                upload["UploadId"]
-                for page in pages
-                for upload in page.get("Uploads", [])
-                if upload["Key"] == full and upload["Initiated"] <= cutoff
-            ]
-            for upload_id in stale:
-                self._client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=full, UploadId=upload_id
-                )
-                log.info("s3_stale_upload_aborted", key=full, upload_id=upload_id)
-        except Exception as exc:
-            error = self._error(exc, full, "abort stale multipart uploads")
-            log.warning("s3_stale_uploads_not_aborted", key=full, error=str(error))
-
-    def _complete_if_absent(
-        self, params: dict[str, Any], context: dict[str, Any], **_: Any
-    ) -> None:
-        """before-parameter-build of CompleteMultipartUpload: our multipart uploads complete
-        only if the key is still free, as our PUTs do (s3transfer does not pass IfNoneMatch)."""
-        with self._lock:
-            key = params.get("Key")
-            ours = params.get("Bucket") == self.bucket and key in self._completing
-            ours = ours and key not in self._replacing
-        if ours and self._conditional:
-            params["IfNoneMatch"] = "*"
-            context[_COMPLETING] = params["Key"]
-
-    def _completed(
-        self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any
-    ) -> None:
-        """after-call of CompleteMultipartUpload: keep the answer (its ETag and VersionId name
-        the object we wrote); s3transfer returns nothing."""
-        key = context.get(_COMPLETING)
-        if key is not None and http_response.status_code < 300:
-            with self._lock:
-                if key in self._completing:
-                    self._completing[key] = parsed
-
-    def _settle_existing(self, full: str, head: dict[str, Any], path: Path, sha256: str) -> None:
-        """`full` exists: the same bytes make the upload a no-op; others are a conflict."""
-        size = path.stat().st_size
-        theirs = self._sha256_of_existing(full, head) if head["ContentLength"] == size else None
-        if theirs != sha256:
-            log.warning("s3_conflict", key=full, bytes=head["ContentLength"], sha256=theirs)
-            raise StorageConflict(
-                f"{self._where(full)}: already exists with other content "
-                f"({head['ContentLength']} bytes, sha256 {theirs or 'differs'}); left as is"
-            )
-        log.info("s3_skip_same", key=full, bytes=size)
-
-    def _sha256_of_existing(self, full: str, head: dict[str, Any]) -> str:
-        """An existing object's SHA-256: the store's full-object checksum or ours from the
-        metadata (when there are both, they must agree), else by reading it (an object some
-        other tool wrote)."""
-        ours = str(head.get("Metadata", {}).get(META_SHA256, "")).lower()
-        stores = full_object_sha256(head)
-        if ours and stores and ours != stores:
-            log.warning("s3_checksum_disagrees", key=full, metadata=ours, store=stores)
-            raise StorageConflict(
-                f"{self._where(full)}: already exists, but its sha256 metadata {ours} "
-                f"disagrees with the store's checksum {stores}; left as is"
-            )
-        if ours or stores:
-            return ours or str(stores)
-        digest = hashlib.sha256()
-        response = self._client.get_object(Bucket=self.bucket, Key=full)
-        with contextlib.closing(response["Body"]) as body:
-            for chunk in body.iter_chunks(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
-
-    def _verify(
-        self, full: str, scan: Scan, sha256: str, written: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Confirm the stored object is the one we wrote (`written` is the upload's answer)
-        and is the file: size, our metadata, and the store's own SHA-256 when it reports one.
-        Returns None when confirmed, or the head of another writer's object that now holds
-        the key (left alone: the caller settles). A mismatch removes our object, never one
-        someone else wrote."""
-        head = self._head(full)
-        if head is None:
-            problem = "not found after upload"
-        elif not same_object(head, written):
-            log.info("s3_replaced_by_another_writer", key=full)
-            return head
-        elif head.get("ContentLength") != scan.size:
-            problem = f"{head.get('ContentLength')} bytes stored, {scan.size} sent"
-        elif head.get("Metadata", {}).get(META_SHA256, "").lower() != sha256:
-            problem = "sha256 metadata differs"
-        elif (checksum := head.get("ChecksumSHA256")) and not checksum_matches(checksum, scan):
-            problem = f"stored checksum {checksum} does not match the file"
-        else:
-            return None
-        log.error("s3_verify_failed", key=full, problem=problem)
-        if head is not None:
-            try:
-                self._client.delete_object(Bucket=self.bucket, Key=full)
-            except Exception as exc:
-                log.error("s3_delete_failed", key=full, error=str(self._error(exc, full, "delete")))
-        raise StorageError(f"{self._where(full)}: upload not confirmed: {problem}")
-
-    def _put_bytes(self, full: str, data: bytes, content_type: str) -> None:
-        scan = scan_bytes(data)
-        written = self._call(
-            full, "upload", self._put_object, full=full, body=data, scan=scan,
-            content_type=content_type, if_absent=False,
-        )  # fmt: skip
-        if self._verify(full, scan, scan.sha256, written) is not None:
-            return  # a later write of the key replaced ours: the last writer's stands
-        log.info("s3_put_bytes", key=full, bytes=len(data))
-
-    def _replace_file(self, full: str, path: Path, content_type: str) -> None:
-        """Upload `path` over whatever `full` holds (a PUT, or multipart when large), confirm
-        it, remove `path`."""
-        try:
-            size = path.stat().st_size
-            multipart = size >= self._threshold
-            part_size = ChunksizeAdjuster().adjust_chunksize(self._part_size, size)
-            scan = scan_file(path, part_size if multipart else None)
-            if multipart:
-                written = self._upload_multipart(
-                    full, path, scan.sha256, content_type, replace=True
-                )
-            else:
-                with open(path, "rb") as body:
-                    written = self._put_object(full, body, scan, content_type, if_absent=False)
-            if self._verify(full, scan, scan.sha256, written) is None:
-                log.info("s3_replace_file", key=full, bytes=size)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise self._error(exc, full, "upload") from exc
-        finally:
-            path.unlink(missing_ok=True)

@@ -167,6 +167,20 @@ def classify(
     return StorageError(f"{where}: {doing}: {type(exc).__name__}: {one_line(exc)}")
 
 
+def head_or_none(client: Any, bucket: str, key: str, *, checksums: bool) -> dict[str, Any] | None:
+    """The head of `key`, with the store's checksums unless `checksums` is off; None when there
+    is no such object. Any other failure is raised as it came, for the caller to classify."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if checksums:
+        kwargs["ChecksumMode"] = "ENABLED"
+    try:
+        return client.head_object(**kwargs)
+    except bx.ClientError as exc:
+        if error_code(exc) in MISSING_CODES:
+            return None
+        raise
+
+
 def error_code(exc: bx.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 

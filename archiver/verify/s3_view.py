@@ -17,9 +17,16 @@ import botocore.exceptions as bx
 
 from archiver.config import StorageConfig
 from archiver.errors import StorageError
-from archiver.storage.s3 import META_SHA256
 from archiver.storage.s3checksums import CHUNK, full_object_sha256
-from archiver.storage.s3client import MISSING_CODES, check_bucket, classify, client_for, error_code
+from archiver.storage.s3client import (
+    MISSING_CODES,
+    check_bucket,
+    classify,
+    client_for,
+    error_code,
+    head_or_none,
+)
+from archiver.storage.s3objects import META_SHA256
 from archiver.verify.findings import QUARANTINE_NAME, Listed, Observed
 from archiver.verify.view import Folder
 
@@ -89,15 +96,10 @@ class S3View:
         return {listed.key: listed for listed in self._list(f"{name}/")}
 
     def _head(self, key: str) -> dict[str, Any] | None:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
-        if self._checksums:
-            kwargs["ChecksumMode"] = "ENABLED"
         try:
-            return self._client.head_object(**kwargs)
-        except bx.ClientError as exc:
-            if error_code(exc) in MISSING_CODES:
-                return None
-            raise self._error(exc, key, "head") from exc
+            return head_or_none(
+                self._client, self.bucket, self._full(key), checksums=self._checksums
+            )
         except Exception as exc:
             raise self._error(exc, key, "head") from exc
 
