@@ -21,6 +21,9 @@ def main(result: str, argv: list[str]) -> int:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - replaced by exec
         try:
+            # A job started in the background (`python -m bench &`) inherits SIGINT ignored,
+            # and exec keeps it so: the child would never stop at the SIGINT it is sent.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execvp(argv[0], argv)
         finally:
             os._exit(127)
