@@ -17,10 +17,11 @@ from archiver.config import Config
 from archiver.engine import Engine
 from archiver.errors import UsageError
 from archiver.fetch import Fetcher
-from archiver.state import StateStore, TaskState
+from archiver.state import StateStore
 from archiver.storage import Storage, open_storage
 from archiver.storage.space import Reserve
 from archiver.taskfetch import TaskFetcher
+from archiver.taskstate import TaskState
 
 
 def require_api_key(config: Config) -> None:

@@ -14,9 +14,9 @@ from archiver.browse.indexer import Indexer, refresh_logged
 from archiver.config import Config
 from archiver.errors import StorageFull
 from archiver.listfile import ListFile
-from archiver.state import Phase, TaskState
 from archiver.status import PHASE_LABELS
 from archiver.tasklist import BadLine, open_task_list, tasks_of
+from archiver.taskstate import Phase, TaskState
 
 log = structlog.get_logger()
 

@@ -33,8 +33,8 @@ from archiver.metrics import Metrics
 from archiver.notify import Alerter, DaemonAlerts
 from archiver.sdnotify import Notifier
 from archiver.spacewatch import SpaceWatch
-from archiver.state import Phase, TaskState
 from archiver.status import counts_text
+from archiver.taskstate import Phase, TaskState
 from archiver.verify.rolling import start_rolling_verify
 
 log = structlog.get_logger()

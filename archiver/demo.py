@@ -13,7 +13,7 @@ from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, Tasks
 from archiver.manifest import decode_manifest
 from archiver.sandbox import Sandbox
 from archiver.sandbox.scenarios import add_demo_tasks
-from archiver.state import Phase, TaskState
+from archiver.taskstate import Phase, TaskState
 
 DEMO_TIME_SCALE = 0.05  # 60 s between polls of a PENDING task become 3 s
 

@@ -31,10 +31,11 @@ from archiver.errors import (
 from archiver.expiry import RISK_PHASES, risk_window
 from archiver.given import Added, Conflict, GivenTasks
 from archiver.pending import PendingTasks
-from archiver.state import Phase, StateStore, TaskState
+from archiver.state import StateStore
 from archiver.storage import Storage
 from archiver.storage.space import state_full
 from archiver.tasklist import TaskRef
+from archiver.taskstate import Phase, TaskState
 from archiver.taskstep import TaskStepper
 
 log = structlog.get_logger()

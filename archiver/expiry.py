@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from archiver.state import Phase, TaskState
+from archiver.taskstate import Phase, TaskState
 
 DAY_S: Final = 86_400.0
 DEFAULT_RETENTION_DAYS: Final = 14.0  # tasks.retention_days

@@ -15,8 +15,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from archiver.records import Kind
-from archiver.state import _COLUMNS, BORN, UNKNOWN_KIND, Phase, StateStore, TaskState, _row_to_state
+from archiver.state import StateStore
+from archiver.stateschema import BORN, COLUMNS, row_to_state
 from archiver.tasklist import BadLine, TaskRef, bare_ids_json
+from archiver.taskstate import UNKNOWN_KIND, Phase, TaskState
 
 _STAGE_BATCH = 20_000  # mentions per executemany: bounded memory whatever the list's length
 
@@ -237,9 +239,9 @@ class GivenTasks:
     def _select(self, where: str, phase: Phase, *, join: str = "JOIN") -> list[TaskState]:
         """Tasks of the given set, in the order given (`join`: "CROSS JOIN" makes SQLite scan
         the state's tasks, not the given ones, when the state's side filters out most)."""
-        columns = ", ".join(f"tasks.{c.strip()}" for c in _COLUMNS.split(","))
+        columns = ", ".join(f"tasks.{c.strip()}" for c in COLUMNS.split(","))
         rows = self._db.execute(
             f"SELECT {columns} FROM tasks {join} given USING (task_id) {where} ORDER BY given.pos",
             (phase.value,),
         )
-        return [_row_to_state(row) for row in rows]
+        return [row_to_state(row) for row in rows]

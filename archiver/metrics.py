@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from archiver.expiry import DEFAULT_RETENTION_DAYS
 from archiver.listen import start_listener
 from archiver.records import Kind
-from archiver.state import UNKNOWN_KIND, Phase, TaskState
+from archiver.taskstate import UNKNOWN_KIND, Phase, TaskState
 
 log = structlog.get_logger()
 

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from archiver.state import Phase, TaskState
+from archiver.taskstate import Phase, TaskState
 from archiver.timestamps import utc_iso_of
 
 log = structlog.get_logger()

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from archiver.due import DueQueue, Urgency
 from archiver.given import Merged
-from archiver.state import UNKNOWN_KIND, Phase, TaskState
+from archiver.taskstate import UNKNOWN_KIND, Phase, TaskState
 
 
 class PendingTasks:

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from archiver.state import Phase, TaskState
 from archiver.status import counts_text
+from archiver.taskstate import Phase, TaskState
 
 REDRAW_S = 0.1  # a terminal line redrawn more often only flickers
 

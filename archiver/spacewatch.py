@@ -19,8 +19,8 @@ import structlog
 
 from archiver.engine import Engine
 from archiver.errors import StorageFull
-from archiver.state import Phase, TaskState
 from archiver.storage.space import free_bytes
+from archiver.taskstate import Phase, TaskState
 
 log = structlog.get_logger()
 

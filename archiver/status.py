@@ -21,7 +21,9 @@ from urllib.parse import quote
 
 from archiver.errors import UsageError
 from archiver.expiry import DEFAULT_RETENTION_DAYS, RISK_PHASES, expires_at, risk_window
-from archiver.state import SCHEMA_VERSION, Phase, StateStore, TaskState
+from archiver.state import StateStore
+from archiver.stateschema import SCHEMA_VERSION
+from archiver.taskstate import Phase, TaskState
 from archiver.timestamps import utc_iso_of
 
 # Each phase as people read it, in the order counts are given.

@@ -27,8 +27,8 @@ from archiver.errors import (
 )
 from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide, unknown_delay
 from archiver.records import Kind, Record
-from archiver.state import Phase, TaskState
 from archiver.storage import Storage
+from archiver.taskstate import Phase, TaskState
 
 log = structlog.get_logger()
 

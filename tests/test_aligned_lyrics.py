@@ -13,7 +13,7 @@ from test_backfill import Site
 
 from archiver.lrc import lrc_lines, lrc_text
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import Phase
+from archiver.taskstate import Phase
 
 # --- LRC from word timings (pure) ----------------------------------------------------------------
 

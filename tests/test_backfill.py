@@ -32,7 +32,8 @@ from archiver.config import (
 from archiver.errors import AuthError
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
+from archiver.taskstate import Phase
 from archiver.taskstep import ARCHIVE_ATTEMPTS
 
 FAST_POLLS = 0.01  # the polling schedule compressed 100 times: a 60 s wait becomes 0.6 s

@@ -22,7 +22,8 @@ from archiver.backfill import backfill
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
 from archiver.errors import StorageAccessError
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
+from archiver.taskstate import Phase
 
 PREFIX = "suno/archive"
 VIEW_TYPES = {"index.html": "text/html; charset=utf-8", "playlist.m3u8": "audio/x-mpegurl"}

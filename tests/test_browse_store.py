@@ -22,8 +22,9 @@ from archiver.browse.view import ViewRow
 from archiver.errors import StorageError, StorageFull
 from archiver.manifest import encode_manifest
 from archiver.records import Kind
-from archiver.state import Phase, StateStore, TaskState
+from archiver.state import StateStore
 from archiver.storage.local import LocalStorage
+from archiver.taskstate import Phase, TaskState
 
 NOW = 1_767_225_600.0  # the page's "listed" date: fixed, so that two writes can be compared
 

@@ -29,7 +29,7 @@ from s3server import MotoServer
 from archiver.metrics import Metrics
 from archiver.sandbox import Sandbox
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import Phase, TaskState
+from archiver.taskstate import Phase, TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 

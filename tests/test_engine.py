@@ -15,8 +15,8 @@ from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
 from archiver.sandbox import Sandbox
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import Phase
 from archiver.tasklist import TaskRef
+from archiver.taskstate import Phase
 
 
 def _config(tmp_path: Path, sandbox: Sandbox, *, api_key: str | None = None) -> Config:

@@ -13,8 +13,8 @@ from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
 from archiver.records import Kind
 from archiver.sandbox import Sandbox
-from archiver.state import Phase
 from archiver.tasklist import TaskRef
+from archiver.taskstate import Phase
 from archiver.taskstep import CALLBACK_NET_S
 
 

@@ -21,8 +21,9 @@ from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
 from archiver.errors import UsageError
 from archiver.sandbox import Sandbox
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
 from archiver.tasklist import TaskRef
+from archiver.taskstate import Phase
 
 
 def _config(tmp_path: Path, sandbox: Sandbox) -> Config:

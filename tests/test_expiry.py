@@ -27,8 +27,9 @@ from archiver.metrics import Metrics
 from archiver.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
 from archiver.tasklist import TaskRef
+from archiver.taskstate import Phase
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,8 +18,9 @@ from archiver.kinds import PROBE_ORDER
 from archiver.metrics import Metrics
 from archiver.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import UNKNOWN_KIND, Phase, StateStore
+from archiver.state import StateStore
 from archiver.status import format_status, read_status, status_json
+from archiver.taskstate import UNKNOWN_KIND, Phase
 
 OUTPUT_KINDS = ("wav", "stems", "mp4", "midi", "lyrics")
 # What each kind's stand-in task yields by default: file name in the task folder → role.

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from archiver.config import ConfigError, load_config
 from archiver.notify import Alerter, DaemonAlerts
-from archiver.state import Phase, TaskState
+from archiver.taskstate import Phase, TaskState
 
 SECRET = "sk-live-0123456789abcdef"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from archiver.progress import REDRAW_S, Progress
-from archiver.state import Phase, TaskState
+from archiver.taskstate import Phase, TaskState
 
 
 def test_the_bar_follows_the_counts_and_is_redrawn_at_most_every_redraw_s() -> None:

@@ -17,7 +17,8 @@ from test_intake import AUTH, IntakeSite, site  # noqa: F401 - the intake tests'
 
 from archiver.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
+from archiver.taskstate import Phase
 
 
 async def wait_archived_count(daemon: IntakeSite, count: int, timeout: float = 10.0) -> None:

@@ -17,7 +17,9 @@ import pytest
 from archiver.browse.store import ViewStore
 from archiver.errors import UsageError
 from archiver.records import Kind
-from archiver.state import SCHEMA_VERSION, Phase, StateStore, TaskState
+from archiver.state import StateStore
+from archiver.stateschema import SCHEMA_VERSION
+from archiver.taskstate import Phase, TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -194,7 +196,8 @@ def test_saved_row_survives_sigkill_right_after_save(db_path: Path) -> None:
         f"""
         import sys, time
         from archiver.records import Kind
-        from archiver.state import Phase, StateStore, TaskState
+        from archiver.state import StateStore
+        from archiver.taskstate import Phase, TaskState
         s = StateStore.open({str(db_path)!r})
         s.add([("a", Kind.MUSIC)], now=1.0)
         s.save(TaskState("a", Kind.MUSIC, Phase.ARCHIVED, 1.0, 2.0, 3, 0, "SUCCESS", None, 4.0))

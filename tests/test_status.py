@@ -18,8 +18,9 @@ from archiver.daemon import status_line
 from archiver.errors import UsageError
 from archiver.progress import Progress
 from archiver.records import Kind
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
 from archiver.status import format_status, read_status, status_json
+from archiver.taskstate import Phase
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -21,8 +21,9 @@ from archiver import partfile
 from archiver.errors import StorageFull
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import Phase, StateStore, TaskState
+from archiver.state import StateStore
 from archiver.storage import local
+from archiver.taskstate import Phase, TaskState
 
 TASKS = [fake_hex_id(f"full:{n}") for n in range(3)]
 

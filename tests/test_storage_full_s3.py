@@ -16,8 +16,8 @@ import archiver.storage.s3client as s3client
 from archiver.backfill import backfill
 from archiver.errors import StorageFull
 from archiver.sandbox import Sandbox
-from archiver.state import Phase
 from archiver.storage.tempdir import TEMP_NAME
+from archiver.taskstate import Phase
 
 __all__ = ["bucket"]  # the fixture, shared with test_backfill_s3
 

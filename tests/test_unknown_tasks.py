@@ -17,8 +17,9 @@ from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, Tasks
 from archiver.lifecycle import WINDOW_S
 from archiver.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
 from archiver.tasklist import TaskRef
+from archiver.taskstate import Phase
 
 SCALE = 0.01  # the polling schedule compressed 100 times: the first 10 s backoff is 0.1 s
 

@@ -34,9 +34,10 @@ from archiver.browse.render import (
 from archiver.browse.store import FileMark, ViewStore, read_snapshot
 from archiver.browse.view import ViewRow, view_row
 from archiver.errors import StorageError
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
 from archiver.storage import Storage
 from archiver.storage.space import os_fault
+from archiver.taskstate import Phase
 from archiver.timestamps import utc_iso_of
 
 log = structlog.get_logger()

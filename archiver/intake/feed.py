@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from archiver.backfill import RETRYABLE
 from archiver.engine import Engine
 from archiver.intake.callbacks import Callback
-from archiver.state import Phase
 from archiver.tasklist import TaskRef
+from archiver.taskstate import Phase
 
 # Callbacks remembered to spot repeats (kie calls twice, retries after 1, 5 and 15 minutes);
 # the oldest are forgotten past this many, which costs at most one poll each.

@@ -29,8 +29,8 @@ from archiver.listen import start_listener
 from archiver.manifest import manifest_key
 from archiver.metrics import Metrics
 from archiver.records import is_id
-from archiver.state import Phase
 from archiver.tasklist import BadLine, TaskList, parse_text
+from archiver.taskstate import Phase
 
 log = structlog.get_logger()
 

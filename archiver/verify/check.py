@@ -25,10 +25,11 @@ from typing import Any
 
 from archiver.manifest import decode_manifest, manifest_key, stored_entries
 from archiver.records import is_id
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
 from archiver.status import read_only_state
 from archiver.storage.base import check_key
 from archiver.storage.tempdir import TEMP_NAME
+from archiver.taskstate import Phase
 from archiver.verify.findings import (
     Category,
     Listed,

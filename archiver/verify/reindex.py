@@ -26,7 +26,8 @@ from pathlib import Path
 
 from archiver.config import Config
 from archiver.records import Kind, is_id
-from archiver.state import Phase, StateStore
+from archiver.state import StateStore
+from archiver.taskstate import Phase
 from archiver.verify.check import WITH_MANIFEST, read_manifest
 from archiver.verify.findings import Problem
 from archiver.verify.view import ArchiveView, open_view
