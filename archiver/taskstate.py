@@ -6,9 +6,12 @@ SQLite file that keeps them is archiver.state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
+from archiver import manifest
 from archiver.records import Kind
 
 
@@ -24,6 +27,14 @@ class Phase(StrEnum):
 PROBLEMS: frozenset[Phase] = frozenset(
     {Phase.PARTIAL, Phase.FAILED, Phase.NOT_FOUND, Phase.TIMED_OUT}
 )
+
+# The phase a task's manifest outcome puts it in: the engine's archive step, the manifest it
+# trusts, reindex and repair all read it here.
+PHASE_OF_OUTCOME: Final[Mapping[str, Phase]] = {
+    manifest.ARCHIVED: Phase.ARCHIVED,
+    manifest.PARTIAL: Phase.PARTIAL,
+    manifest.FAILED: Phase.FAILED,
+}
 
 UNKNOWN_KIND = "unknown"  # how status and metrics name the kind of a task not yet found
 

@@ -28,7 +28,7 @@ from archiver.errors import (
 from archiver.lifecycle import ArchiveNow, FileSpec, GiveUp, PollAgain, decide, unknown_delay
 from archiver.records import Kind, Record
 from archiver.storage import Storage
-from archiver.taskstate import Phase, TaskState
+from archiver.taskstate import PHASE_OF_OUTCOME, Phase, TaskState
 
 log = structlog.get_logger()
 
@@ -37,7 +37,6 @@ log = structlog.get_logger()
 # 15-120 s apart, so callbacks that come make every scheduled poll in between unneeded).
 CALLBACK_NET_S = 120.0
 ARCHIVE_ATTEMPTS = 5  # archive tries with a transient file failure before the manifest records it
-_PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "failed": Phase.FAILED}
 
 
 class TaskStepper:
@@ -166,7 +165,7 @@ class TaskStepper:
         problems = "; ".join(result.problems) or None
         return self.stamp(
             state,
-            phase=_PHASE_OF_OUTCOME[result.outcome],
+            phase=PHASE_OF_OUTCOME[result.outcome],
             attempts=0,
             archive_attempts=0,
             last_error=problems,
@@ -176,7 +175,7 @@ class TaskStepper:
         """A task the state does not know (new, or the state was deleted) may be archived
         already: a complete manifest is trusted instead of downloading again."""
         doc = await read_manifest(self._storage, state.task_id)
-        phase = _PHASE_OF_OUTCOME.get(doc["outcome"]) if doc is not None else None
+        phase = PHASE_OF_OUTCOME.get(doc["outcome"]) if doc is not None else None
         if doc is None or phase not in (Phase.ARCHIVED, Phase.FAILED):
             return None  # a partial archive is completed by polling again
         log.info("manifest_trusted", outcome=doc["outcome"])

@@ -29,7 +29,7 @@ from archiver.state import StateStore
 from archiver.status import read_only_state
 from archiver.storage.base import check_key
 from archiver.storage.tempdir import TEMP_NAME
-from archiver.taskstate import Phase
+from archiver.taskstate import PHASE_OF_OUTCOME, Phase
 from archiver.verify.findings import (
     Category,
     Listed,
@@ -45,7 +45,7 @@ from archiver.verify.findings import (
 from archiver.verify.view import ArchiveView, Folder
 
 # Phases whose task has a manifest (SPEC: written last, so it exists once the phase is set).
-WITH_MANIFEST = (Phase.ARCHIVED, Phase.PARTIAL, Phase.FAILED)
+WITH_MANIFEST = tuple(PHASE_OF_OUTCOME.values())
 
 # What the caller is told as folders are done: (folders done, folders listed so far, tally).
 OnProgress = Callable[[int, int, Tally], None]

@@ -27,12 +27,10 @@ from pathlib import Path
 from archiver.config import Config
 from archiver.records import Kind, is_id
 from archiver.state import StateStore
-from archiver.taskstate import Phase
+from archiver.taskstate import PHASE_OF_OUTCOME, Phase
 from archiver.verify.check import WITH_MANIFEST, read_manifest
 from archiver.verify.findings import Problem
 from archiver.verify.view import ArchiveView, open_view
-
-PHASE_OF_OUTCOME = {"archived": Phase.ARCHIVED, "partial": Phase.PARTIAL, "failed": Phase.FAILED}
 
 _BATCH = 1000  # manifests read at once from S3
 

@@ -35,9 +35,9 @@ from archiver.kinds import KINDS, decide, files_to_fetch, of
 from archiver.kinds.base import ArchiveNow
 from archiver.manifest import manifest_key, stored_entries
 from archiver.records import Kind, Record
+from archiver.taskstate import PHASE_OF_OUTCOME
 from archiver.verify.check import WITH_MANIFEST, OnProgress, read_manifest, verify
 from archiver.verify.findings import Category, Problem, VerifyReport, sort_problems
-from archiver.verify.reindex import PHASE_OF_OUTCOME
 from archiver.verify.view import ArchiveView, open_view
 
 log = structlog.get_logger()
