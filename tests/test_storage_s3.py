@@ -856,6 +856,44 @@ async def test_uploads_at_once_are_bounded(
     assert peak == 2
 
 
+@EACH_WAY_UP
+async def test_a_bug_in_a_storage_thread_is_raised_as_it_came_and_frees_the_upload_slot(
+    tmp_path: Path, server: MotoServer, bucket: str, size: int, last_step: str
+) -> None:
+    """A programming error under the storage (here a broken method of the boto3 client: the
+    head, or the request that stores the object, which multipart makes in s3transfer's
+    threads) is raised as it came, not classified as a transient StorageError that the engine
+    would retry for a day; and the failed upload gives its slot back (one slot here: a leaked
+    slot would hold the next upload forever)."""
+    storage = await S3Storage.open(
+        s3_config(tmp_path, server.url, bucket, max_concurrent_uploads=1),
+        multipart_threshold=5 * MIB,
+        part_size=5 * MIB,
+    )
+    client = storage._client
+    storing = {"PutObject": "put_object", "CompleteMultipartUpload": "complete_multipart_upload"}
+
+    def broken(**_: Any) -> None:
+        raise TypeError("broken client method")
+
+    async def bugs_then_upload() -> None:
+        path, sha = new_file(storage, os.urandom(size))
+        for method in ("head_object", storing[last_step]):
+            setattr(client, method, broken)  # this client instance only
+            with pytest.raises(TypeError, match="broken client method"):
+                if method == "head_object":
+                    await storage.exists("t/a.mp3")
+                await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+            delattr(client, method)
+        await storage.put_file("t/a.mp3", path, sha256=sha, content_type="audio/mpeg")
+
+    try:
+        await asyncio.wait_for(bugs_then_upload(), timeout=60)
+    finally:
+        await asyncio.wait_for(storage.close(), timeout=60)
+    assert stored(server.url, bucket, "suno/archive/t/a.mp3")[1]["ContentLength"] == size
+
+
 async def test_stalled_uploads_leave_the_default_thread_pool_free(
     tmp_path: Path, server: MotoServer, bucket: str
 ) -> None:

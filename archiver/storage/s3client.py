@@ -53,6 +53,10 @@ _CREDENTIAL_ERRORS = (
     bx.PartialCredentialsError,
     bx.CredentialRetrievalError,
 )
+# What a store, the network or the disk can do to a call: the failures classify() knows. Any
+# other exception is a bug, and is raised as it came: classified as a transient StorageError it
+# would be retried for as long as tasks.give_up_after_s.
+S3_FAILURES = (bx.BotoCoreError, bx.ClientError, OSError, StorageError)
 
 
 def build_client(
@@ -126,7 +130,8 @@ def check_bucket(client: Any, bucket: str, endpoint: str) -> None:
 def classify(
     exc: Exception, where: str, doing: str, *, endpoint: str, checksums: bool
 ) -> StorageError:
-    """What `exc`, raised `doing` something to `where`, means: unusable storage, or transient.
+    """What `exc` (one of S3_FAILURES), raised `doing` something to `where`, means: unusable
+    storage, or transient.
     `checksums`: whether the client sends boto3's checksum headers (the setting to change when
     the store refuses them)."""
     if isinstance(exc, StorageError):
@@ -162,9 +167,7 @@ def classify(
         return StorageAccessError(
             f"{where}: {doing}: {code or status} {message} (endpoint {endpoint})" + hint
         )
-    if isinstance(exc, bx.BotoCoreError | OSError):
-        return StorageError(f"{where}: {doing}: {one_line(exc)}")
-    return StorageError(f"{where}: {doing}: {type(exc).__name__}: {one_line(exc)}")
+    return StorageError(f"{where}: {doing}: {one_line(exc)}")  # BotoCoreError, OSError
 
 
 def head_or_none(client: Any, bucket: str, key: str, *, checksums: bool) -> dict[str, Any] | None:

@@ -48,6 +48,7 @@ from archiver.storage.s3checksums import (
 from archiver.storage.s3client import (
     MISSING_CODES,
     PRECONDITION_CODES,
+    S3_FAILURES,
     classify,
     error_code,
     head_or_none,
@@ -126,13 +127,13 @@ class S3Objects:
     def _call(self, key: str, doing: str, fn: Callable[..., T], **kwargs: Any) -> T:
         try:
             return fn(**kwargs)
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, key, doing) from exc
 
     def head(self, full: str) -> dict[str, Any] | None:
         try:
             return head_or_none(self._client, self.bucket, full, checksums=self._checksums)
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, full, "head") from exc
 
     def read(self, full: str) -> bytes | None:
@@ -146,13 +147,13 @@ class S3Objects:
             if error_code(exc) in MISSING_CODES:
                 return None
             raise self._error(exc, full, "read") from exc
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, full, "read") from exc
 
     def put_file(self, full: str, path: Path, sha256: str, content_type: str) -> None:
         try:
             self._put_file_checked(full, path, sha256, content_type)
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, full, "upload") from exc
 
     def _put_file_checked(self, full: str, path: Path, sha256: str, content_type: str) -> None:
@@ -283,7 +284,7 @@ class S3Objects:
                     Bucket=self.bucket, Key=full, UploadId=upload_id
                 )
                 log.info("s3_stale_upload_aborted", key=full, upload_id=upload_id)
-        except Exception as exc:
+        except S3_FAILURES as exc:
             error = self._error(exc, full, "abort stale multipart uploads")
             log.warning("s3_stale_uploads_not_aborted", key=full, error=str(error))
 
@@ -370,7 +371,7 @@ class S3Objects:
         if head is not None:
             try:
                 self._client.delete_object(Bucket=self.bucket, Key=full)
-            except Exception as exc:
+            except S3_FAILURES as exc:
                 log.error("s3_delete_failed", key=full, error=str(self._error(exc, full, "delete")))
         raise StorageError(f"{self._where(full)}: upload not confirmed: {problem}")
 
@@ -403,7 +404,7 @@ class S3Objects:
                 log.info("s3_replace_file", key=full, bytes=size)
         except StorageError:
             raise
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, full, "upload") from exc
         finally:
             path.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from archiver.errors import StorageError
 from archiver.storage.s3checksums import CHUNK, full_object_sha256
 from archiver.storage.s3client import (
     MISSING_CODES,
+    S3_FAILURES,
     check_bucket,
     classify,
     client_for,
@@ -67,7 +68,7 @@ class S3View:
                 for obj in page.get("Contents", []):
                     key = self._rel(obj["Key"])
                     yield Listed(key, obj["Size"], obj["LastModified"].timestamp())
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, rel_prefix, "list") from exc
 
     def folders(self, only: Collection[str] | None) -> Iterator[Folder]:
@@ -100,7 +101,7 @@ class S3View:
             return head_or_none(
                 self._client, self.bucket, self._full(key), checksums=self._checksums
             )
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, key, "head") from exc
 
     def stat(self, key: str) -> Listed | None:
@@ -118,7 +119,7 @@ class S3View:
             if error_code(exc) in MISSING_CODES:
                 return None
             raise self._error(exc, key, "read") from exc
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, key, "read") from exc
 
     def observe(self, entry: dict[str, Any], listed: Listed, *, read_data: bool) -> Observed | None:
@@ -156,7 +157,7 @@ class S3View:
             if error_code(exc) in MISSING_CODES:
                 return None
             raise self._error(exc, key, "read") from exc
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, key, "read") from exc
         return Observed(size, digest.hexdigest(), size)
 
@@ -174,14 +175,14 @@ class S3View:
             self._client.copy_object(
                 Bucket=self.bucket, Key=self._full(dest_key), CopySource=source
             )
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, dest_key, "copy to quarantine") from exc
         copied = self._head(dest_key)
         if copied is None or copied["ContentLength"] != head["ContentLength"]:
             raise StorageError(f"s3://{self.bucket}/{self._full(dest_key)}: copy not confirmed")
         try:
             self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
-        except Exception as exc:
+        except S3_FAILURES as exc:
             raise self._error(exc, key, "delete after quarantine") from exc
         return dest_key
 
