@@ -13,7 +13,7 @@ from pathlib import Path
 from archiver import __version__
 from archiver.backfill import BackfillReport, backfill, format_summary
 from archiver.config import Config, load_config
-from archiver.errors import ApiUnusable, UsageError
+from archiver.errors import ApiUnusable, InternalError, UsageError
 from archiver.logs import configure_logging
 from archiver.progress import Progress
 from archiver.status import format_status, read_status, status_json
@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"suno-archiver: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except InternalError as exc:  # a bug: one line here, the traceback in the log
+        print(f"suno-archiver: error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print("suno-archiver: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

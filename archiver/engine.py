@@ -22,6 +22,7 @@ from archiver.archiving import Archivist
 from archiver.errors import (
     ApiUnusable,
     AuthError,
+    InternalError,
     NoCredits,
     StorageAccessError,
     StorageFull,
@@ -323,8 +324,17 @@ class Engine:
                     self._wake.set()
                     return
                 new = self._pause(state, exc)
-            except Exception as exc:  # a bug must cost one task a retry, never the daemon
+            except Exception as exc:  # a bug: it ends backfill; it costs the daemon one retry
                 log.exception("task_step_crashed")
+                if self._fatal_errors:  # retried, it would hold backfill until give_up_after_s
+                    self._fatal = InternalError(
+                        f"task {state.task_id}: internal error: {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())} "
+                        "(a bug: the log has the traceback)"
+                    )
+                    self._fatal.__cause__ = exc
+                    self._wake.set()
+                    return
                 new = self._stepper.retry_later(state, exc)
             try:
                 self._record(new)

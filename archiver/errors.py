@@ -79,6 +79,11 @@ class TaggingError(ArchiverError):
     """mutagen could not read or tag the file as MP3."""
 
 
+class InternalError(ArchiverError):
+    """An exception no code path expects: a bug. Backfill ends with it at once rather than
+    retrying it as if it were transient; the log has the traceback."""
+
+
 class StorageError(ArchiverError):
     """The archive storage failed (disk full, S3 outage): transient unless a subclass says."""
 

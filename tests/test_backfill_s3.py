@@ -20,7 +20,7 @@ import archiver.storage.s3client as s3client
 import archiver.storage.s3objects as s3objects
 from archiver.backfill import backfill
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
-from archiver.errors import StorageAccessError
+from archiver.errors import InternalError, StorageAccessError
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.state import StateStore
 from archiver.taskstate import Phase
@@ -332,3 +332,38 @@ async def test_unusable_aws_settings_end_backfill_with_one_line(
     result = await cli.run("backfill", str(cli.ids(fake_hex_id("s3:cli"))))
     assert_one_line_error(result, *needles)
     assert sandbox.api.total_calls == 0
+
+
+async def test_a_bug_under_the_storage_ends_backfill_at_once(
+    tmp_path: Path,
+    sandbox: Sandbox,
+    server: MotoServer,
+    bucket: Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A programming error (here a broken head_object of the boto3 client) is not a transient
+    fault: backfill ends with it, in one line naming the task, instead of retrying every task
+    until tasks.give_up_after_s."""
+    real = s3client.build_client
+
+    def broken_client(*args: Any, **kwargs: Any) -> Any:
+        client = real(*args, **kwargs)
+
+        def broken_head(**_: Any) -> None:
+            raise TypeError("broken head_object")
+
+        client.head_object = broken_head  # this client instance only
+        return client
+
+    monkeypatch.setattr(s3client, "build_client", broken_client)
+    ids, ids_file = add_tasks(sandbox, tmp_path)
+    config = make_config(tmp_path, sandbox, server.url, bucket.name)
+
+    with capture_logs() as logs, pytest.raises(InternalError) as raised:
+        await asyncio.wait_for(backfill(config, ids_file, retry_base_s=0.1), timeout=60)
+    message = str(raised.value)
+    assert "TypeError: broken head_object" in message and "\n" not in message
+    assert any(task_id in message for task_id in ids)
+    assert "task_step_crashed" in [e["event"] for e in logs]
+    assert "task_retry_later" not in [e["event"] for e in logs]
+    assert [k for k in bucket.objects() if not is_view(k)] == []
