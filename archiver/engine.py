@@ -83,7 +83,7 @@ class Engine:
         )
         self._storage = storage
         self._state = state
-        self._fatal_errors = fatal_errors  # backfill: a bad key or unusable storage ends the run
+        self._fatal_errors = fatal_errors  # backfill: a bad key, bad storage, a bug end the run
         self._retry_base_s = retry_base_s
         self._max_in_flight = max_in_flight
         self._clock = clock
