@@ -367,3 +367,49 @@ async def test_a_bug_under_the_storage_ends_backfill_at_once(
     assert "task_step_crashed" in [e["event"] for e in logs]
     assert "task_retry_later" not in [e["event"] for e in logs]
     assert [k for k in bucket.objects() if not is_view(k)] == []
+
+
+BROKEN_HEAD = """
+import archiver.storage.s3client as s3client
+
+real = s3client.build_client
+
+
+def broken_client(*args, **kwargs):
+    client = real(*args, **kwargs)
+
+    def broken_head(**_):
+        raise TypeError("broken head_object")
+
+    client.head_object = broken_head
+    return client
+
+
+s3client.build_client = broken_client
+"""
+
+
+async def test_a_bug_under_the_storage_is_one_line_from_the_cli_exit_1(
+    tmp_path: Path, sandbox: Sandbox, server: MotoServer, bucket: Bucket
+) -> None:
+    """The CLI process's boto3 client is broken by a sitecustomize on its PYTHONPATH."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BROKEN_HEAD, encoding="utf-8")
+    cli = Cli(sandbox, tmp_path)
+    cli.env["PYTHONPATH"] = str(site)
+    cli.write_config(
+        f'[storage]\nbackend = "s3"\nendpoint_url = "{server.url}"\nbucket = "{bucket.name}"\n'
+        f'cache_dir = "{tmp_path / "cache"}"\n'
+    )
+    task_id = fake_hex_id("s3:bug")
+    sandbox.add_music(task_id)
+    result = await cli.run("backfill", str(cli.ids(task_id)))
+    assert result.code == 1, result
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert "task_step_crashed" in [e["event"] for e in logged]  # with its traceback
+    lines = [line for line in result.stderr.splitlines() if line and not line.startswith("{")]
+    assert lines == [  # and for the user, one line
+        f"suno-archiver: error: task {task_id}: internal error: TypeError: broken head_object "
+        "(a bug: the log has the traceback)"
+    ], result.stderr
