@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import boto3.exceptions as b3x
 import botocore.exceptions as bx
+import s3transfer.exceptions as tx
 from botocore.config import Config as BotoConfig
 
 from archiver.config import StorageConfig
@@ -55,8 +57,17 @@ _CREDENTIAL_ERRORS = (
 )
 # What a store, the network or the disk can do to a call: the failures classify() knows. Any
 # other exception is a bug, and is raised as it came: classified as a transient StorageError it
-# would be retried for as long as tasks.give_up_after_s.
-S3_FAILURES = (bx.BotoCoreError, bx.ClientError, OSError, StorageError)
+# would be retried for as long as tasks.give_up_after_s. boto3's and s3transfer's own failure
+# types are in: a transfer may report a failed part or a retry budget spent with them.
+S3_FAILURES = (
+    bx.BotoCoreError,
+    bx.ClientError,
+    b3x.Boto3Error,
+    tx.RetriesExceededError,
+    tx.S3UploadFailedError,
+    OSError,
+    StorageError,
+)
 
 
 def build_client(
@@ -167,7 +178,7 @@ def classify(
         return StorageAccessError(
             f"{where}: {doing}: {code or status} {message} (endpoint {endpoint})" + hint
         )
-    return StorageError(f"{where}: {doing}: {one_line(exc)}")  # BotoCoreError, OSError
+    return StorageError(f"{where}: {doing}: {one_line(exc)}")  # the rest of S3_FAILURES
 
 
 def head_or_none(client: Any, bucket: str, key: str, *, checksums: bool) -> dict[str, Any] | None:
