@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import boto3.exceptions
 import botocore.exceptions as bx
 import pytest
+import s3transfer.exceptions
 from botocore.awsrequest import AWSResponse
 from s3server import DUMMY_ENV, Gate, MotoServer, free_port
 from structlog.testing import capture_logs
@@ -892,6 +894,37 @@ async def test_a_bug_in_a_storage_thread_is_raised_as_it_came_and_frees_the_uplo
     finally:
         await asyncio.wait_for(storage.close(), timeout=60)
     assert stored(server.url, bucket, "suno/archive/t/a.mp3")[1]["ContentLength"] == size
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        boto3.exceptions.S3UploadFailedError("upload failed"),
+        s3transfer.exceptions.RetriesExceededError(OSError("reset")),
+    ],
+    ids=["boto3", "s3transfer"],
+)
+async def test_the_transfer_libraries_failures_stay_storage_failures(
+    tmp_path: Path, server: MotoServer, bucket: str, failure: Exception
+) -> None:
+    """boto3's and s3transfer's own failure types are what a store or the network did, not a
+    bug: they come out as a StorageError (retried like any), and the next upload succeeds."""
+    storage = await open_quick(s3_config(tmp_path, server.url, bucket))
+    client = storage._client
+
+    def failing(**_: Any) -> None:
+        raise failure
+
+    try:
+        path, sha = new_file(storage, b"x" * 5000)
+        client.put_object = failing  # this client instance only
+        with pytest.raises(StorageError, match="upload"):
+            await storage.put_file("t/b.mp3", path, sha256=sha, content_type="audio/mpeg")
+        del client.put_object
+        await storage.put_file("t/b.mp3", path, sha256=sha, content_type="audio/mpeg")
+    finally:
+        await storage.close()
+    assert stored(server.url, bucket, "suno/archive/t/b.mp3")[1]["ContentLength"] == 5000
 
 
 async def test_stalled_uploads_leave_the_default_thread_pool_free(
