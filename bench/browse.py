@@ -24,11 +24,11 @@ from typing import Any
 
 from archiver.browse.indexer import Indexer
 from archiver.config import StorageConfig
-from archiver.manifest import encode_manifest
-from archiver.records import Kind
-from archiver.state import StateStore
+from archiver.kinds.records import Kind
+from archiver.state.store import StateStore
 from archiver.storage import open_storage
-from archiver.taskstate import Phase
+from archiver.tasks.manifest import encode_manifest
+from archiver.tasks.taskstate import Phase
 from bench.options import Options
 from bench.report import Table, mb, verdict
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from archiver.state import StateStore
-from archiver.taskstate import Phase
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import Phase
 from bench import seedview
 from bench.options import Options
 from bench.procs import BenchServer, archiver_command, log_tail, write_config, write_ids

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
-from archiver.listen import parse_listen
+from archiver.config.listen import parse_listen
 from archiver.sandbox import Sandbox, fake_hex_id
 from bench.options import Options
 from bench.report import Table, median, percentile, verdict
@@ -39,9 +39,9 @@ CALLS_TARGET = 1.5
 TOKEN = "bench-intake-token-0123456789"
 # `run` with a compressed polling schedule (the same knob the daemon tests use).
 _SCALED_RUN = (
-    "import functools, sys, archiver.daemon as d; "
+    "import functools, sys, archiver.cli.daemon as d; "
     "d.run_daemon = functools.partial(d.run_daemon, poll_time_scale=float(sys.argv[1])); "
-    "from archiver.cli import main; sys.exit(main(sys.argv[2:]))"
+    "from archiver.cli.main import main; sys.exit(main(sys.argv[2:]))"
 )
 
 

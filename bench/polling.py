@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from archiver.api import RateLimiter, SunoApi
-from archiver.lifecycle import ArchiveNow, PollAgain, decide
-from archiver.records import Kind
+from archiver.api.client import RateLimiter, SunoApi
+from archiver.kinds.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
+from archiver.tasks.lifecycle import ArchiveNow, PollAgain, decide
 from bench.options import Options
 from bench.report import Table, median, percentile, verdict
 

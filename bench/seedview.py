@@ -19,7 +19,7 @@ from pathlib import Path
 
 from archiver.browse.indexer import Indexer
 from archiver.browse.view import view_row
-from archiver.state import StateStore
+from archiver.state.store import StateStore
 from archiver.storage.local import LocalStorage
 
 _ID = "feedface" * 4  # the template's task ID, replaced by each task's

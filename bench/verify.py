@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from archiver.config import load_config
-from archiver.manifest import stored_entries
 from archiver.storage import s3client
+from archiver.tasks.manifest import stored_entries
 from archiver.verify.check import verify
 from archiver.verify.s3_view import S3View
 from bench.options import Options

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from test_backfill import Site
 
-from archiver.lrc import lrc_lines, lrc_text
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.taskstate import Phase
+from archiver.tags.lrc import lrc_lines, lrc_text
+from archiver.tasks.taskstate import Phase
 
 # --- LRC from word timings (pure) ----------------------------------------------------------------
 

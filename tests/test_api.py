@@ -16,12 +16,11 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from archiver import media
-from archiver.api import PATHS, RateLimiter, SunoApi
-from archiver.apianswers import MAX_RETRY_AFTER_S, classify_answer
-from archiver.assemble import open_engine
-from archiver.backoff import parse_retry_after
+from archiver.api.answers import MAX_RETRY_AFTER_S, classify_answer
+from archiver.api.backoff import parse_retry_after
+from archiver.api.client import PATHS, RateLimiter, SunoApi
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
+from archiver.engine.assemble import open_engine
 from archiver.errors import (
     ApiRejected,
     AuthError,
@@ -32,11 +31,12 @@ from archiver.errors import (
     UnknownTask,
     WrongEndpoint,
 )
-from archiver.records import CoverRecord, Kind, MusicRecord
+from archiver.kinds import media
+from archiver.kinds.records import CoverRecord, Kind, MusicRecord
+from archiver.kinds.timestamps import utc_iso_of
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.scenarios import add_demo_tasks
-from archiver.tasklist import TaskRef
-from archiver.timestamps import utc_iso_of
+from archiver.tasks.tasklist import TaskRef
 
 TASK = "0123456789abcdef0123456789abcdef"
 COVER = "fedcba9876543210fedcba9876543210"

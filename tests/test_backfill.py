@@ -19,7 +19,7 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 from structlog.testing import capture_logs
 
-from archiver.backfill import BackfillReport, backfill, format_summary
+from archiver.cli.backfill import BackfillReport, backfill, format_summary
 from archiver.config import (
     ApiConfig,
     Config,
@@ -29,12 +29,12 @@ from archiver.config import (
     TaggingConfig,
     TasksConfig,
 )
+from archiver.engine.step import ARCHIVE_ATTEMPTS
 from archiver.errors import AuthError
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import StateStore
-from archiver.taskstate import Phase
-from archiver.taskstep import ARCHIVE_ATTEMPTS
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import Phase
 
 FAST_POLLS = 0.01  # the polling schedule compressed 100 times: a 60 s wait becomes 0.6 s
 

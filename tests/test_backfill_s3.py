@@ -18,12 +18,12 @@ from test_cli import Cli, assert_one_line_error
 import archiver.storage.s3 as s3
 import archiver.storage.s3client as s3client
 import archiver.storage.s3objects as s3objects
-from archiver.backfill import backfill
+from archiver.cli.backfill import backfill
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
 from archiver.errors import InternalError, StorageAccessError
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import StateStore
-from archiver.taskstate import Phase
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import Phase
 
 PREFIX = "suno/archive"
 VIEW_TYPES = {"index.html": "text/html; charset=utf-8", "playlist.m3u8": "audio/x-mpegurl"}

@@ -14,11 +14,11 @@ from test_backfill import FAST_POLLS, Site
 from test_cli import Cli
 from test_daemon import Site as DaemonSite
 
-from archiver.backfill import backfill
 from archiver.browse.indexer import Indexer
+from archiver.cli.backfill import backfill
 from archiver.config import IndexConfig, TaggingConfig
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import StateStore
+from archiver.state.store import StateStore
 from archiver.storage import open_storage
 
 

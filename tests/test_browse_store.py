@@ -20,11 +20,11 @@ from archiver.browse.render import render_index, render_playlist
 from archiver.browse.store import ViewStore, newest_first
 from archiver.browse.view import ViewRow
 from archiver.errors import StorageError, StorageFull
-from archiver.manifest import encode_manifest
-from archiver.records import Kind
-from archiver.state import StateStore
+from archiver.kinds.records import Kind
+from archiver.state.store import StateStore
 from archiver.storage.local import LocalStorage
-from archiver.taskstate import Phase, TaskState
+from archiver.tasks.manifest import encode_manifest
+from archiver.tasks.taskstate import Phase, TaskState
 
 NOW = 1_767_225_600.0  # the page's "listed" date: fixed, so that two writes can be compared
 

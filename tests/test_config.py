@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from archiver.config import Config, load_config
-from archiver.configschema import SCHEMA
+from archiver.config.schema import SCHEMA
 from archiver.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "archive.example.toml"

@@ -26,10 +26,10 @@ import pytest
 from archive_checks import LOCK_FILE, TEMP_DIR, verify_archive
 from s3server import MotoServer
 
-from archiver.metrics import Metrics
 from archiver.sandbox import Sandbox
 from archiver.sandbox.cdn import FileFaults
-from archiver.taskstate import Phase, TaskState
+from archiver.service.metrics import Metrics
+from archiver.tasks.taskstate import Phase, TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,11 +48,11 @@ def _free_port() -> int:
 # minutes, for the engine's own retries and polls.
 _TUNED = """
 import functools, json, sys
-import archiver.daemon
-archiver.daemon.run_daemon = functools.partial(
-    archiver.daemon.run_daemon, **json.loads(sys.argv[1])
+import archiver.cli.daemon
+archiver.cli.daemon.run_daemon = functools.partial(
+    archiver.cli.daemon.run_daemon, **json.loads(sys.argv[1])
 )
-from archiver.cli import main
+from archiver.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -42,11 +42,11 @@ RETRY_BASE_S = 0.3
 # The CLI, with `run_daemon`'s retry_base_s set from argv[1].
 _LAUNCH = """
 import functools, sys
-import archiver.daemon
-archiver.daemon.run_daemon = functools.partial(
-    archiver.daemon.run_daemon, retry_base_s=float(sys.argv[1])
+import archiver.cli.daemon
+archiver.cli.daemon.run_daemon = functools.partial(
+    archiver.cli.daemon.run_daemon, retry_base_s=float(sys.argv[1])
 )
-from archiver.cli import main
+from archiver.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -11,12 +11,12 @@ from archive_checks import LOCK_FILE, TEMP_DIR
 from structlog.testing import capture_logs
 from waiting import until
 
-from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
+from archiver.engine.assemble import open_engine
 from archiver.sandbox import Sandbox
 from archiver.sandbox.cdn import FileFaults
-from archiver.tasklist import TaskRef
-from archiver.taskstate import Phase
+from archiver.tasks.tasklist import TaskRef
+from archiver.tasks.taskstate import Phase
 
 
 def _config(tmp_path: Path, sandbox: Sandbox, *, api_key: str | None = None) -> Config:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from waiting import until
 
-from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
-from archiver.records import Kind
+from archiver.engine.assemble import open_engine
+from archiver.engine.step import CALLBACK_NET_S
+from archiver.kinds.records import Kind
 from archiver.sandbox import Sandbox
-from archiver.tasklist import TaskRef
-from archiver.taskstate import Phase
-from archiver.taskstep import CALLBACK_NET_S
+from archiver.tasks.tasklist import TaskRef
+from archiver.tasks.taskstate import Phase
 
 
 async def test_callbacks_during_a_poll_cost_one_poll_after_it_and_repeats_nothing(

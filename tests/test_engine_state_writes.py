@@ -17,13 +17,13 @@ import pytest
 from structlog.testing import capture_logs
 from waiting import until
 
-from archiver.assemble import open_engine
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig
+from archiver.engine.assemble import open_engine
 from archiver.errors import UsageError
 from archiver.sandbox import Sandbox
-from archiver.state import StateStore
-from archiver.tasklist import TaskRef
-from archiver.taskstate import Phase
+from archiver.state.store import StateStore
+from archiver.tasks.tasklist import TaskRef
+from archiver.tasks.taskstate import Phase
 
 
 def _config(tmp_path: Path, sandbox: Sandbox) -> Config:

@@ -17,19 +17,19 @@ import pytest
 from mutagen.id3 import ID3
 from structlog.testing import capture_logs
 
-from archiver.apianswers import classify_answer, vendor_of
-from archiver.assemble import open_engine
-from archiver.backfill import backfill
+from archiver.api.answers import classify_answer, vendor_of
+from archiver.cli.backfill import backfill
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
+from archiver.engine.assemble import open_engine
 from archiver.errors import AuthError, NoCredits, SlowDown
-from archiver.expiry import DAY_S
-from archiver.metrics import Metrics
-from archiver.records import Kind
+from archiver.kinds.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import StateStore
-from archiver.tasklist import TaskRef
-from archiver.taskstate import Phase
+from archiver.service.metrics import Metrics
+from archiver.state.store import StateStore
+from archiver.tasks.expiry import DAY_S
+from archiver.tasks.tasklist import TaskRef
+from archiver.tasks.taskstate import Phase
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,12 +16,12 @@ from aiohttp import web
 from archive_checks import strip_id3v2
 from mutagen.id3 import ID3
 
-from archiver import media
 from archiver.errors import FetchError, TaggingError
-from archiver.fetch import Fetched, Fetcher
-from archiver.records import Track
+from archiver.fetch.download import Fetched, Fetcher
+from archiver.kinds import media
+from archiver.kinds.records import Track
 from archiver.sandbox.cdn import Cdn, FileFaults
-from archiver.tagging import TagWriter, check_mp3
+from archiver.tags.tagging import TagWriter, check_mp3
 
 MP3 = frozenset({media.MP3})
 SONG = media.sample_mp3(seconds=8, seed=7)  # about 130 kB

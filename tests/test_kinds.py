@@ -10,9 +10,9 @@ import pytest
 
 from archiver.kinds import KINDS, PREFIXES, PROBE_ORDER, callback_kind, decide, files_to_fetch
 from archiver.kinds.base import ArchiveNow, GiveUp, Kind, PollAgain
+from archiver.kinds.media import JSON, MP3, MP4, TEXT, WAV
 from archiver.kinds.outputs import INCOMPLETE_AFTER_S
-from archiver.media import JSON, MP3, MP4, TEXT, WAV
-from archiver.records import parse_cover
+from archiver.kinds.records import parse_cover
 
 DAY = 86400.0
 TASK = "3e63b4cc88d52611159371f6af5571e7"

@@ -13,14 +13,14 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from test_backfill import Site as BackfillSite
 
+from archiver.cli.status import format_status, read_status, status_json
 from archiver.config import DownloadConfig
 from archiver.kinds import PROBE_ORDER
-from archiver.metrics import Metrics
-from archiver.records import Kind
+from archiver.kinds.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import StateStore
-from archiver.status import format_status, read_status, status_json
-from archiver.taskstate import UNKNOWN_KIND, Phase
+from archiver.service.metrics import Metrics
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import UNKNOWN_KIND, Phase
 
 OUTPUT_KINDS = ("wav", "stems", "mp4", "midi", "lyrics")
 # What each kind's stand-in task yields by default: file name in the task folder → role.

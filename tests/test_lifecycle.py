@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from archiver import lifecycle
-from archiver.lifecycle import (
+from archiver.kinds.media import JPEG, MP3, PNG
+from archiver.kinds.records import Track, parse_cover, parse_music
+from archiver.tasks import lifecycle
+from archiver.tasks.lifecycle import (
     ArchiveNow,
     FileSpec,
     GiveUp,
@@ -23,8 +25,6 @@ from archiver.lifecycle import (
     track_names,
     unknown_delay,
 )
-from archiver.media import JPEG, MP3, PNG
-from archiver.records import Track, parse_cover, parse_music
 
 TASK = "5c79a1b2c3d4be8e"
 DAY = 86400.0

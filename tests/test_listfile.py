@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from archiver.given import GivenTasks
-from archiver.listfile import CHUNK_BYTES, ListFile
-from archiver.records import Kind
-from archiver.state import StateStore
-from archiver.tasklist import BadLine, TaskRef, parse_lines, tasks_of
+from archiver.kinds.records import Kind
+from archiver.state.given import GivenTasks
+from archiver.state.store import StateStore
+from archiver.tasks.listfile import CHUNK_BYTES, ListFile
+from archiver.tasks.tasklist import BadLine, TaskRef, parse_lines, tasks_of
 
 ID = "{:032x}".format
 

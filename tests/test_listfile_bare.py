@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from archiver.given import GivenTasks
-from archiver.listfile import CHUNK_BYTES, ListFile
-from archiver.state import StateStore
-from archiver.tasklist import BadLine, bare_ids_json, tasks_of
+from archiver.state.given import GivenTasks
+from archiver.state.store import StateStore
+from archiver.tasks.listfile import CHUNK_BYTES, ListFile
+from archiver.tasks.tasklist import BadLine, bare_ids_json, tasks_of
 
 ID = "{:032x}".format
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from archiver.logs import REDACTED, configure_logging
+from archiver.service.logs import REDACTED, configure_logging
 
 SECRET = "sk-live-9f8e7d6c5b4a"
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from archiver.manifest import (
+from archiver.kinds.records import CoverRecord, MusicRecord, Track
+from archiver.tasks.manifest import (
     SCHEMA_VERSION,
     TrackFiles,
     audio_entry,
@@ -20,7 +21,6 @@ from archiver.manifest import (
     file_entry,
     stored_entries,
 )
-from archiver.records import CoverRecord, MusicRecord, Track
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
 FILE_KEYS = ["path", "bytes", "sha256", "content_type", "source_url"]

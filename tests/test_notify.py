@@ -13,8 +13,8 @@ from alert_receiver import Receiver
 from structlog.testing import capture_logs
 
 from archiver.config import ConfigError, load_config
-from archiver.notify import Alerter, DaemonAlerts
-from archiver.taskstate import Phase, TaskState
+from archiver.service.notify import Alerter, DaemonAlerts
+from archiver.tasks.taskstate import Phase, TaskState
 
 SECRET = "sk-live-0123456789abcdef"
 

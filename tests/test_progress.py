@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from archiver.progress import REDRAW_S, Progress
-from archiver.taskstate import Phase, TaskState
+from archiver.cli.progress import REDRAW_S, Progress
+from archiver.tasks.taskstate import Phase, TaskState
 
 
 def test_the_bar_follows_the_counts_and_is_redrawn_at_most_every_redraw_s() -> None:

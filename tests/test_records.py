@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from archiver.records import CoverRecord, MusicRecord, Track, parse_cover, parse_music
+from archiver.kinds.records import CoverRecord, MusicRecord, Track, parse_cover, parse_music
 
 TASK = "5c79a1b2c3d4be8e"
 COVER_TASK = "21aee3c3c2a01fa5e030b3799fa4dd56"

@@ -15,10 +15,10 @@ from pathlib import Path
 from test_daemon import _metric
 from test_intake import AUTH, IntakeSite, site  # noqa: F401 - the intake tests' fixture
 
-from archiver.records import Kind
+from archiver.kinds.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import StateStore
-from archiver.taskstate import Phase
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import Phase
 
 
 async def wait_archived_count(daemon: IntakeSite, count: int, timeout: float = 10.0) -> None:

@@ -13,7 +13,7 @@ import pytest
 from test_cli import Cli
 from test_verify import Archive, flip_byte, make_archive, problem_lines
 
-from archiver import media
+from archiver.kinds import media
 from archiver.sandbox import Sandbox
 from archiver.sandbox.cdn import FileFaults
 
@@ -147,7 +147,7 @@ async def test_a_manifest_of_another_task_is_quarantined_and_the_task_archived_a
 
 
 async def test_repair_beside_a_running_archiver_says_so(archive: Archive) -> None:
-    from archiver.state import StateStore
+    from archiver.state.store import StateStore
 
     archive.audio(archive.tasks[0]).unlink()
     with StateStore.open(archive.state):

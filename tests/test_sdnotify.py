@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.sdnotify import Notifier, watchdog_interval
+from archiver.service.sdnotify import Notifier, watchdog_interval
 
 
 @pytest.fixture

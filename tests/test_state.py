@@ -16,10 +16,10 @@ import pytest
 
 from archiver.browse.store import ViewStore
 from archiver.errors import UsageError
-from archiver.records import Kind
-from archiver.state import StateStore
-from archiver.stateschema import SCHEMA_VERSION
-from archiver.taskstate import Phase, TaskState
+from archiver.kinds.records import Kind
+from archiver.state.schema import SCHEMA_VERSION
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import Phase, TaskState
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -195,9 +195,9 @@ def test_saved_row_survives_sigkill_right_after_save(db_path: Path) -> None:
     proc = _child(
         f"""
         import sys, time
-        from archiver.records import Kind
-        from archiver.state import StateStore
-        from archiver.taskstate import Phase, TaskState
+        from archiver.kinds.records import Kind
+        from archiver.state.store import StateStore
+        from archiver.tasks.taskstate import Phase, TaskState
         s = StateStore.open({str(db_path)!r})
         s.add([("a", Kind.MUSIC)], now=1.0)
         s.save(TaskState("a", Kind.MUSIC, Phase.ARCHIVED, 1.0, 2.0, 3, 0, "SUCCESS", None, 4.0))
@@ -231,7 +231,7 @@ def test_state_locked_by_another_process_is_refused_then_free_after_sigkill(
     proc = _child(
         f"""
         import time
-        from archiver.state import StateStore
+        from archiver.state.store import StateStore
         s = StateStore.open({str(db_path)!r})
         print("locked", flush=True)
         time.sleep(60)

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from archiver.backfill import BackfillReport, format_summary
-from archiver.daemon import status_line
+from archiver.cli.backfill import BackfillReport, format_summary
+from archiver.cli.daemon import status_line
+from archiver.cli.progress import Progress
+from archiver.cli.status import format_status, read_status, status_json
 from archiver.errors import UsageError
-from archiver.progress import Progress
-from archiver.records import Kind
-from archiver.state import StateStore
-from archiver.status import format_status, read_status, status_json
-from archiver.taskstate import Phase
+from archiver.kinds.records import Kind
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import Phase
 
 REPO = Path(__file__).resolve().parent.parent
 

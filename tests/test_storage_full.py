@@ -17,13 +17,13 @@ from smallfs import fill, free_bytes, mounted_tmpfs
 from test_backfill import Site
 from test_cli import Cli
 
-from archiver import partfile
 from archiver.errors import StorageFull
+from archiver.fetch import partfile
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
-from archiver.state import StateStore
+from archiver.state.store import StateStore
 from archiver.storage import local
-from archiver.taskstate import Phase, TaskState
+from archiver.tasks.taskstate import Phase, TaskState
 
 TASKS = [fake_hex_id(f"full:{n}") for n in range(3)]
 

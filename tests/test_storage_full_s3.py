@@ -13,11 +13,11 @@ from s3server import MotoServer
 from test_backfill_s3 import Bucket, add_tasks, bucket, make_config, verify_bucket
 
 import archiver.storage.s3client as s3client
-from archiver.backfill import backfill
+from archiver.cli.backfill import backfill
 from archiver.errors import StorageFull
 from archiver.sandbox import Sandbox
 from archiver.storage.tempdir import TEMP_NAME
-from archiver.taskstate import Phase
+from archiver.tasks.taskstate import Phase
 
 __all__ = ["bucket"]  # the fixture, shared with test_backfill_s3
 

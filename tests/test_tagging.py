@@ -13,10 +13,10 @@ from archive_checks import strip_id3v2
 from mutagen.id3 import ID3, TALB, TCON, TIT2, TXXX
 from mutagen.mp3 import MP3
 
-from archiver import media
 from archiver.errors import TaggingError
-from archiver.records import Track
-from archiver.tagging import PADDING_BYTES, TagWriter, check_mp3, frames_for
+from archiver.kinds import media
+from archiver.kinds.records import Track
+from archiver.tags.tagging import PADDING_BYTES, TagWriter, check_mp3, frames_for
 
 TRACK = Track(
     audio_id="aud-123",

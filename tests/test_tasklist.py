@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import UsageError
-from archiver.given import GivenTasks
-from archiver.records import Kind
-from archiver.state import StateStore
-from archiver.tasklist import BadLine, TaskRef, open_task_list, parse_lines, tasks_of
+from archiver.kinds.records import Kind
+from archiver.state.given import GivenTasks
+from archiver.state.store import StateStore
+from archiver.tasks.tasklist import BadLine, TaskRef, open_task_list, parse_lines, tasks_of
 
 NOT_AN_ID = "not a task ID"
 

@@ -11,15 +11,15 @@ from pathlib import Path
 from archive_checks import verify_archive
 from waiting import until
 
-from archiver.assemble import open_engine
-from archiver.backfill import backfill
+from archiver.cli.backfill import backfill
 from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
-from archiver.lifecycle import WINDOW_S
-from archiver.records import Kind
+from archiver.engine.assemble import open_engine
+from archiver.kinds.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
-from archiver.state import StateStore
-from archiver.tasklist import TaskRef
-from archiver.taskstate import Phase
+from archiver.state.store import StateStore
+from archiver.tasks.lifecycle import WINDOW_S
+from archiver.tasks.tasklist import TaskRef
+from archiver.tasks.taskstate import Phase
 
 SCALE = 0.01  # the polling schedule compressed 100 times: the first 10 s backoff is 0.1 s
 

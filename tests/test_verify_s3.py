@@ -15,7 +15,7 @@ from test_cli import Cli
 from test_daemon_s3 import new_bucket
 
 import archiver.storage.s3client as s3client
-from archiver.backfill import backfill
+from archiver.cli.backfill import backfill
 from archiver.config import Config
 from archiver.sandbox import Sandbox
 from archiver.verify import VerifyReport, verify_archive

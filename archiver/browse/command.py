@@ -6,7 +6,7 @@ from archiver.browse.indexer import Indexer
 from archiver.browse.render import INDEX_KEY, PLAYLIST_KEY
 from archiver.config import Config
 from archiver.errors import StorageError, UsageError
-from archiver.state import StateStore
+from archiver.state.store import StateStore
 from archiver.storage import open_storage
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import structlog
 
 from archiver import __version__
-from archiver.archiving import read_manifest
 from archiver.browse.draft import Current, Draft, draft
 from archiver.browse.render import (
     INDEX_CONTENT_TYPE,
@@ -34,11 +33,12 @@ from archiver.browse.render import (
 from archiver.browse.store import FileMark, ViewStore, read_snapshot
 from archiver.browse.view import ViewRow, view_row
 from archiver.errors import StorageError
-from archiver.state import StateStore
+from archiver.fetch.archiving import read_manifest
+from archiver.kinds.timestamps import utc_iso_of
+from archiver.state.store import StateStore
 from archiver.storage import Storage
 from archiver.storage.space import os_fault
-from archiver.taskstate import Phase
-from archiver.timestamps import utc_iso_of
+from archiver.tasks.taskstate import Phase
 
 log = structlog.get_logger()
 

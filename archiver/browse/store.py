@@ -17,8 +17,8 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 from archiver.browse.view import ViewRow
-from archiver.state import StateStore
-from archiver.taskstate import Phase
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import Phase
 
 ROW_COLUMNS = "task_id, sort_key, data, lyrics, m3u, tracks"
 NEWEST_FIRST = "ORDER BY sort_key DESC, task_id DESC"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archiver.kinds import callback_kind
-from archiver.records import Kind, is_id
+from archiver.kinds.records import Kind, is_id
 
 _STAGES = {"text": "text", "first": "first", "complete": "complete", "error": "error"}
 _STAGES["failed"] = "error"  # api.box's copy of the music callback says "failed"

@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from archiver.backfill import RETRYABLE
-from archiver.engine import Engine
+from archiver.engine.loop import Engine
 from archiver.intake.callbacks import Callback
-from archiver.tasklist import TaskRef
-from archiver.taskstate import Phase
+from archiver.tasks.tasklist import TaskRef
+from archiver.tasks.taskstate import RETRYABLE, Phase
 
 # Callbacks remembered to spot repeats (kie calls twice, retries after 1, 5 and 15 minutes);
 # the oldest are forgotten past this many, which costs at most one poll each.

@@ -20,17 +20,17 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from archiver.config import IntakeConfig
-from archiver.engine import Engine
+from archiver.config.listen import start_listener
+from archiver.engine.loop import Engine
 from archiver.errors import UsageError
 from archiver.intake.callbacks import MalformedCallback, parse_callback
 from archiver.intake.feed import IntakeFeed
 from archiver.intake.signing import signature_problem
-from archiver.listen import start_listener
-from archiver.manifest import manifest_key
-from archiver.metrics import Metrics
-from archiver.records import is_id
-from archiver.tasklist import BadLine, TaskList, parse_text
-from archiver.taskstate import Phase
+from archiver.kinds.records import is_id
+from archiver.service.metrics import Metrics
+from archiver.tasks.manifest import manifest_key
+from archiver.tasks.tasklist import BadLine, TaskList, parse_text
+from archiver.tasks.taskstate import Phase
 
 log = structlog.get_logger()
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from archiver.timestamps import utc_iso
+from archiver.kinds.timestamps import utc_iso
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Below this an epoch number is read as seconds, not milliseconds: 1e11 ms is March 1973,

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from archiver.kinds import fields
 from archiver.kinds.base import FileSpec, Kind
+from archiver.kinds.media import JSON, TEXT
 from archiver.kinds.outputs import (
     OutputRecord,
     inline_file,
@@ -21,7 +22,6 @@ from archiver.kinds.outputs import (
     output_record,
     schedule,
 )
-from archiver.media import JSON, TEXT
 
 
 class LyricsRecord(OutputRecord):

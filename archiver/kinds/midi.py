@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from archiver.kinds import fields
 from archiver.kinds.base import Kind
+from archiver.kinds.media import JSON
 from archiver.kinds.outputs import (
     OutputRecord,
     inline_file,
@@ -20,7 +21,6 @@ from archiver.kinds.outputs import (
     output_record,
     schedule,
 )
-from archiver.media import JSON
 
 _STATUS: Final = {0: "PENDING", 1: "SUCCESS", 2: "CREATE_TASK_FAILED", 3: "GENERATE_MIDI_FAILED"}
 

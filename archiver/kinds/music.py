@@ -74,7 +74,7 @@ from archiver.kinds.base import (
     urls,
     wait_or_give_up,
 )
-from archiver.media import JPEG, MP3, PNG
+from archiver.kinds.media import JPEG, MP3, PNG
 
 PATH: Final = "/api/v1/generate/record-info"
 AUDIO_TYPES: Final = frozenset({MP3})

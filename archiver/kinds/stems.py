@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from archiver.kinds import fields
 from archiver.kinds.base import FileSpec, Kind
+from archiver.kinds.media import MP3
 from archiver.kinds.outputs import (
     OutputRecord,
     distinct,
@@ -24,7 +25,6 @@ from archiver.kinds.outputs import (
     slug,
     url_file,
 )
-from archiver.media import MP3
 
 _URL_FIELD: Final = re.compile(r"([a-z][A-Za-z0-9]*)Url")
 _ROLE_OF: Final = {"vocal": "vocals"}  # the SPEC's word for the stem the API calls `vocalUrl`

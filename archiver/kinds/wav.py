@@ -9,8 +9,8 @@ from typing import Any, Final
 
 from archiver.kinds import fields
 from archiver.kinds.base import Kind
+from archiver.kinds.media import WAV
 from archiver.kinds.outputs import OutputRecord, one_file_record, output_kind, schedule
-from archiver.media import WAV
 
 
 class WavRecord(OutputRecord):

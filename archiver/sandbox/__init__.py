@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from archiver.listen import is_loopback
+from archiver.config.listen import is_loopback
 from archiver.sandbox.cdn import Cdn
 from archiver.sandbox.fakeapi import FAULTS, FakeApi
 from archiver.sandbox.outputs import OutputKind

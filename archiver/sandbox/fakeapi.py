@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from archiver import media
+from archiver.kinds import media
 from archiver.sandbox.cdn import Cdn
 from archiver.sandbox.outputs import PATHS as OUTPUT_PATHS
 from archiver.sandbox.outputs import OutputKind, OutputTask, add_files, output_data

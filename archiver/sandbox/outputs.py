@@ -9,7 +9,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from archiver import media
+from archiver.kinds import media
 from archiver.sandbox.cdn import Cdn
 
 OutputKind = Literal["wav", "stems", "mp4", "midi", "lyrics"]

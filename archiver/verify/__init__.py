@@ -4,9 +4,9 @@ from them. The checks are pure (findings.py); views read a local folder or a buc
 from __future__ import annotations
 
 from archiver.config import Config
+from archiver.verify.backends import open_view
 from archiver.verify.check import OnProgress, verify
 from archiver.verify.findings import VerifyReport, format_report, report_json
-from archiver.verify.view import open_view
 
 
 def verify_archive(

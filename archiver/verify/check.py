@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archiver.manifest import decode_manifest, manifest_key, stored_entries
-from archiver.records import is_id
-from archiver.state import StateStore
-from archiver.status import read_only_state
+from archiver.kinds.records import is_id
+from archiver.state.readonly import read_only_state
+from archiver.state.store import StateStore
 from archiver.storage.base import check_key
 from archiver.storage.tempdir import TEMP_NAME
-from archiver.taskstate import PHASE_OF_OUTCOME, Phase
+from archiver.tasks.manifest import decode_manifest, manifest_key, stored_entries
+from archiver.tasks.taskstate import PHASE_OF_OUTCOME, Phase
 from archiver.verify.findings import (
     Category,
     Listed,

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from archiver.manifest import manifest_key
 from archiver.storage.tempdir import LOCK_NAME, TEMP_NAME
+from archiver.tasks.manifest import manifest_key
 
 QUARANTINE_NAME = ".suno-archiver-quarantine"
 ROOT_VIEWS = frozenset({"index.html", "playlist.m3u8"})  # written at the root by `index`

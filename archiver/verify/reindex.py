@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.config import Config
-from archiver.records import Kind, is_id
-from archiver.state import StateStore
-from archiver.taskstate import PHASE_OF_OUTCOME, Phase
+from archiver.kinds.records import Kind, is_id
+from archiver.state.store import StateStore
+from archiver.tasks.taskstate import PHASE_OF_OUTCOME, Phase
+from archiver.verify.backends import open_view
 from archiver.verify.check import WITH_MANIFEST, read_manifest
 from archiver.verify.findings import Problem
-from archiver.verify.view import ArchiveView, open_view
+from archiver.verify.view import ArchiveView
 
 _BATCH = 1000  # manifests read at once from S3
 

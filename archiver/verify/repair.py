@@ -27,18 +27,19 @@ from typing import Any
 
 import structlog
 
-from archiver.archiving import NotRestored
-from archiver.assemble import Pipeline, open_pipeline
 from archiver.config import Config
+from archiver.engine.assemble import Pipeline, open_pipeline
 from archiver.errors import ApiError, ApiUnusable, StorageError
+from archiver.fetch.archiving import NotRestored
 from archiver.kinds import KINDS, decide, files_to_fetch, of
 from archiver.kinds.base import ArchiveNow
-from archiver.manifest import manifest_key, stored_entries
-from archiver.records import Kind, Record
-from archiver.taskstate import PHASE_OF_OUTCOME
+from archiver.kinds.records import Kind, Record
+from archiver.tasks.manifest import manifest_key, stored_entries
+from archiver.tasks.taskstate import PHASE_OF_OUTCOME
+from archiver.verify.backends import open_view
 from archiver.verify.check import WITH_MANIFEST, OnProgress, read_manifest, verify
 from archiver.verify.findings import Category, Problem, VerifyReport, sort_problems
-from archiver.verify.view import ArchiveView, open_view
+from archiver.verify.view import ArchiveView
 
 log = structlog.get_logger()
 

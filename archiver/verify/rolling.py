@@ -21,11 +21,12 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from archiver.config import Config, StorageConfig
-from archiver.records import is_id
-from archiver.status import read_only_state
+from archiver.kinds.records import is_id
+from archiver.state.readonly import read_only_state
+from archiver.verify.backends import open_view
 from archiver.verify.check import WITH_MANIFEST, verify
 from archiver.verify.findings import VerifyReport
-from archiver.verify.view import ArchiveView, open_view
+from archiver.verify.view import ArchiveView
 
 log = structlog.get_logger()
 

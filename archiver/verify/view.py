@@ -1,6 +1,7 @@
 """How `verify` sees an archive: its folders and files as storage lists them, and a file's
 content as storage reports it. Read-only, blocking, safe to call from several threads at once;
-one implementation for a local folder (local_view.py), one for a bucket (s3_view.py).
+one implementation for a local folder (local_view.py), one for a bucket (s3_view.py);
+backends.py opens the one a config names.
 
 A view lists what is there, unlike `Storage`, which is for writing: it opens no temp folder
 (opening LocalStorage would clean the leftovers verify is to report) and takes no lock. Its
@@ -13,7 +14,6 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from archiver.config import StorageConfig
 from archiver.verify.findings import Listed, Observed
 
 
@@ -55,14 +55,3 @@ class ArchiveView(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_view(config: StorageConfig) -> ArchiveView:
-    """The view of the archive `config` names (StorageAccessError when it cannot be read)."""
-    if config.backend == "s3":
-        from archiver.verify.s3_view import S3View  # boto3 loads only when a bucket is used
-
-        return S3View(config)
-    from archiver.verify.local_view import LocalView
-
-    return LocalView(config.path)

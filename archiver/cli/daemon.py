@@ -1,0 +1,366 @@
+"""`run`: the engine fed from a watched task-list file, until SIGTERM or SIGINT.
+
+The same engine as `backfill` (`open_engine`), fed differently: the list is read at start,
+then what changes in it as soon as it changes (`TaskListWatcher`: an append costs the appended
+lines), whole again on SIGHUP, and `engine.run` never finishes on its own. A missing or
+unreadable list is logged and waited for; the daemon keeps the tasks it had. So is storage
+that cannot be opened at start (a missing bucket, denied access): logged, retried slowly,
+never an exit. A full storage pauses archiving until space returns (spacewatch.py). Around it
+sit the systemd protocol (READY, STATUS, WATCHDOG, STOPPING) and the optional metrics
+listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager, suppress
+
+import structlog
+
+from archiver import __version__
+from archiver.api.backoff import backoff_delay
+from archiver.browse.indexer import Indexer, keep_current, refresh_logged
+from archiver.config import Config
+from archiver.engine.assemble import open_engine
+from archiver.engine.loop import Engine
+from archiver.errors import StorageError, UsageError
+from archiver.intake import Intake
+from archiver.service.listwatch import TaskListWatcher
+from archiver.service.metrics import Metrics
+from archiver.service.notify import Alerter, DaemonAlerts
+from archiver.service.sdnotify import Notifier
+from archiver.service.spacewatch import SpaceWatch
+from archiver.tasks.taskstate import RETRYABLE, Phase, TaskState, counts_text
+from archiver.verify.rolling import start_rolling_verify
+
+log = structlog.get_logger()
+
+TICK_S = 1.0  # the loop's heartbeat for /healthz
+# Storage unusable at start is retried with backoff from `retry_base_s`, capped at this many
+# times it (30 s → at most 300 s between attempts): a missing bucket waits for a person.
+STORAGE_RETRY_CAP = 10.0
+
+
+def status_line(counts: Mapping[Phase, int] | None) -> str:
+    """'12 archived, 3 pending, 1 failed' (phases with no task left out)."""
+    if counts is None:
+        return "waiting for the task list"
+    return counts_text(counts) or "no tasks listed"
+
+
+@contextmanager
+def _counting_log_events(*processors: structlog.types.Processor) -> Iterator[None]:
+    """Put the metrics' and the alerts' processors in front of the configured structlog
+    chain, for this run."""
+    config = structlog.get_config()
+    previous = list(config["processors"])
+    structlog.configure(processors=[*processors, *previous])
+    try:
+        yield
+    finally:
+        structlog.configure(processors=previous)
+
+
+async def run_daemon(
+    config: Config,
+    *,
+    notifier: Notifier | None = None,
+    metrics: Metrics | None = None,
+    retry_base_s: float = 30.0,
+    poll_time_scale: float = 1.0,
+) -> None:
+    """Archive the tasks of `config.tasks.list` until SIGTERM/SIGINT, then stop cleanly.
+
+    `retry_base_s` (the engine's and the storage wait's first retry delay) and
+    `poll_time_scale` (< 1 compresses the polling schedule) are for tests.
+
+    Raises UsageError for what a person must fix before it can start (no key, no task-list
+    setting, the state in use by another archiver, a metrics address that cannot be bound);
+    storage that cannot be opened is not among them: it is waited for (see
+    `_open_engine_when_storage_opens`).
+    """
+    if config.tasks.list is None:
+        raise UsageError("run needs a task list: set [tasks] list in a config file (--config)")
+    notifier = notifier or Notifier.from_env()
+    metrics = metrics or Metrics(retention_days=config.tasks.retention_days)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reread = asyncio.Event()
+
+    def on_stop(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            log.info("daemon_stopping", signal=sig.name, grace_s=config.daemon.grace_period_s)
+            notifier.stopping(f"stopping ({sig.name})")
+            stop.set()
+
+    def on_hup() -> None:
+        log.info("task_list_reread_requested", signal="SIGHUP")
+        reread.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    alerter = Alerter(
+        config.notify.urls,
+        secrets=[config.api.api_key],
+        user_agent=f"{config.api.user_agent}/{__version__}",
+    )
+    alerts = DaemonAlerts(alerter, silence_after_s=config.notify.silence_after_s)
+    try:
+        async with alerter:
+            with _counting_log_events(metrics.log_processor, alerts.log_processor):
+                await _serve(
+                    config, notifier, metrics, alerts, stop, reread, retry_base_s, poll_time_scale
+                )
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        notifier.close()
+    log.info("daemon_stopped")
+
+
+async def _serve(
+    config: Config,
+    notifier: Notifier,
+    metrics: Metrics,
+    alerts: DaemonAlerts,
+    stop: asyncio.Event,
+    reread: asyncio.Event,
+    retry_base_s: float,
+    poll_time_scale: float,
+) -> None:
+    readiness = _Readiness(notifier)
+    status_stale = asyncio.Event()  # a task changed since STATUS= was last sent
+    # Who hears of every task change besides the metrics (more once the engine is open).
+    listeners: list[Callable[[TaskState], None]] = [alerts.task_changed]
+
+    def changed(state: TaskState) -> None:
+        metrics.task_changed(state)
+        for listener in listeners:
+            listener(state)
+        status_stale.set()
+
+    beat = asyncio.create_task(_heartbeat(notifier, metrics, readiness), name="heartbeat")
+    try:
+        async with AsyncExitStack() as stack:
+            engine = await _open_engine_when_storage_opens(
+                stack, config, changed, retry_base_s, poll_time_scale, stop, reread, readiness
+            )
+            if engine is not None and not stop.is_set():
+                await _archive(
+                    config,
+                    engine,
+                    readiness,
+                    metrics,
+                    alerts,
+                    stop,
+                    reread,
+                    status_stale,
+                    listeners,
+                )
+    finally:
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
+
+
+class _Readiness:
+    """READY=1 the first time the daemon has something to report, STATUS= after that."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.sent = False
+
+    def announce(self, status: str) -> None:
+        if self.sent:
+            self.notifier.status(status)
+        else:
+            self.notifier.ready(status)
+            self.sent = True
+
+
+async def _heartbeat(notifier: Notifier, metrics: Metrics, readiness: _Readiness) -> None:
+    """Tick /healthz's loop clock every second and, once READY=1 is sent, ping the systemd
+    watchdog every half of WATCHDOG_USEC: from start to stop, storage waits included."""
+    loop = asyncio.get_running_loop()
+    interval = min(TICK_S, notifier.watchdog_s or TICK_S)
+    next_ping = 0.0
+    while True:
+        metrics.tick()
+        if readiness.sent and notifier.watchdog_s is not None and loop.time() >= next_ping:
+            notifier.watchdog()
+            next_ping = loop.time() + notifier.watchdog_s
+        await asyncio.sleep(interval)
+
+
+async def _open_engine_when_storage_opens(
+    stack: AsyncExitStack,
+    config: Config,
+    on_change: Callable[[TaskState], None],
+    retry_base_s: float,
+    poll_time_scale: float,
+    stop: asyncio.Event,
+    reread: asyncio.Event,
+    readiness: _Readiness,
+) -> Engine | None:
+    """The engine, entered on `stack` once its storage opens; None if stopped before.
+
+    Storage that cannot be used (a missing bucket, denied access, an unreachable endpoint, an
+    archive folder not mounted yet) is waited out, not a reason to exit: systemd hears READY=1
+    with the reason in STATUS=, the log says it once per attempt, and the attempts slow down to
+    one every `STORAGE_RETRY_CAP` base delays (300 s by default). SIGHUP tries again at once.
+    Other errors at start (no API key, the state in use) still end the daemon.
+    """
+    attempt = 0
+    while True:
+        try:
+            engine = await stack.enter_async_context(
+                open_engine(
+                    config,
+                    fatal_errors=False,
+                    on_change=on_change,
+                    retry_base_s=retry_base_s,
+                    poll_time_scale=poll_time_scale,
+                )
+            )
+        except StorageError as exc:
+            attempt += 1
+            delay_s = backoff_delay(
+                attempt, base_s=retry_base_s, cap_s=STORAGE_RETRY_CAP * retry_base_s
+            )
+            log.error(
+                "storage_unavailable",
+                storage=config.storage.location,
+                error=str(exc),
+                attempt=attempt,
+                retry_in_s=round(delay_s, 1),
+            )
+            if stop.is_set():  # SIGTERM during the attempt: STOPPING=1 is already sent
+                return None
+            readiness.announce(f"waiting for storage: {exc}")
+            if await _sleep_unless_signalled(delay_s, stop, reread):
+                return None
+            continue
+        if attempt:
+            log.info("storage_available", storage=config.storage.location, attempts=attempt + 1)
+        return engine
+
+
+async def _sleep_unless_signalled(
+    delay_s: float, stop: asyncio.Event, reread: asyncio.Event
+) -> bool:
+    """Wait `delay_s`, cut short by SIGHUP; True when SIGTERM/SIGINT came instead."""
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(reread.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    reread.clear()  # the task list is read anyway once the engine opens
+    return stop.is_set()
+
+
+async def _archive(
+    config: Config,
+    engine: Engine,
+    readiness: _Readiness,
+    metrics: Metrics,
+    alerts: DaemonAlerts,
+    stop: asyncio.Event,
+    reread: asyncio.Event,
+    status_stale: asyncio.Event,
+    listeners: list[Callable[[TaskState], None]],
+) -> None:
+    """Serve with an open engine until `stop`: the task-list watcher, the metrics listener,
+    STATUS= updates, the free-space watch (`listeners` get every task change)."""
+    assert config.tasks.list is not None
+    watcher = TaskListWatcher(config.tasks.list, engine, metrics)
+    metrics.bind(
+        lambda: engine.counts,
+        lambda: engine.kind_counts,
+        lambda: engine.in_flight,
+        engine.at_risk,
+    )
+    space = SpaceWatch(engine, min_free_bytes=config.storage.min_free_bytes)
+    metrics.watch_pauses(space.health)
+    listeners.append(space.task_changed)
+
+    def status() -> str:
+        line = status_line(engine.counts if watcher.loaded else None)
+        return f"archiving paused: {space.paused}; {line}" if space.paused else line
+
+    noticing = asyncio.create_task(watcher.notice_changes(), name="task-list-notify")
+    if not await watcher.check():
+        # No list yet: the tasks the HTTP intake was given are archived meanwhile. (A state
+        # that cannot be written was just reported by the watcher, which tries again.)
+        with suppress(UsageError):
+            engine.set_tasks(retry=RETRYABLE, keep_http=True)
+    listen = config.daemon.metrics_listen
+    runner = await metrics.serve(listen) if listen else None
+    intake = None
+    if config.intake.listen:
+        intake_app = Intake(config.intake, engine, metrics, config.storage.location)
+        try:
+            intake = await intake_app.serve(config.intake.listen)
+        except UsageError:
+            if runner is not None:
+                await runner.cleanup()
+            raise
+    work = asyncio.create_task(
+        engine.run(stop, grace_s=config.daemon.grace_period_s), name="engine"
+    )
+
+    async def watch() -> None:
+        while True:
+            force = await watcher.wait(reread)
+            paused = space.paused
+            space.check(now=force)
+            alerts.tick(
+                last_answer_at=metrics.last_api_success,
+                quiet_s=metrics.seconds_since_api_success(),
+                pending=lambda: len(engine.pending),
+            )
+            if await watcher.check(force=force) or space.paused is not paused:
+                status_stale.set()
+            if status_stale.is_set() and not stop.is_set():
+                status_stale.clear()
+                readiness.notifier.status(status())
+
+    watching = asyncio.create_task(watch(), name="task-list-watch")
+    verifying = start_rolling_verify(config, metrics.registry)
+    indexer = Indexer(engine.state, engine.storage) if config.index.enabled else None
+    indexing = (
+        asyncio.create_task(keep_current(indexer, config.index.min_interval_s, stop), name="index")
+        if indexer
+        else None
+    )
+    if not stop.is_set():  # SIGTERM while starting: STOPPING=1 is sent, READY=1 must not follow
+        log.info(
+            "daemon_ready",
+            task_list=str(config.tasks.list),
+            archive=config.storage.location,
+            state=str(config.state.path),
+            tasks=sum(engine.counts.values()),
+            metrics=config.daemon.metrics_listen or None,
+            intake=config.intake.listen or None,
+        )
+        status_stale.clear()
+        readiness.announce(status())
+    try:
+        await work  # returns once `stop` is set and in-flight tasks are done or cancelled
+    finally:
+        watcher.stop()
+        side_tasks = [t for t in (watching, verifying, indexing) if t is not None]
+        for task in side_tasks:
+            task.cancel()
+        await asyncio.gather(*side_tasks, noticing, return_exceptions=True)
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+        if indexer is not None:
+            await refresh_logged(indexer)  # what was archived since the last write
+        for listener in (intake, runner):
+            if listener is not None:
+                await listener.cleanup()

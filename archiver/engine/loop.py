@@ -1,0 +1,392 @@
+"""The loop `backfill` and `run` share: due tasks → poll → decide → archive → state.
+
+The engine owns the loop: which task runs when, how many at once, and the faults that hold
+every task back (a pause, a full storage, a state that cannot be written). The pending tasks and
+their due queue are `pending`; one task's step (manifest, poll, decision, archive) is `taskstep`,
+where what a record means is decided by `lifecycle` (pure) and how a finished task becomes files
+is `archiving`. Every change of a task is saved to the state at once, so a kill -9 at any point
+loses at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+
+import structlog
+
+from archiver.api.client import AUTH_RETRY_S, SunoApi
+from archiver.engine.pending import PendingTasks
+from archiver.engine.step import TaskStepper
+from archiver.errors import (
+    ApiUnusable,
+    AuthError,
+    InternalError,
+    NoCredits,
+    StorageAccessError,
+    StorageFull,
+    UsageError,
+    WrongEndpoint,
+)
+from archiver.fetch.archiving import Archivist
+from archiver.state.given import Added, Conflict, GivenTasks
+from archiver.state.store import StateStore
+from archiver.storage import Storage
+from archiver.storage.space import state_full
+from archiver.tasks.expiry import RISK_PHASES, risk_window
+from archiver.tasks.tasklist import TaskRef
+from archiver.tasks.taskstate import Phase, TaskState
+
+log = structlog.get_logger()
+
+# A state write that failed (full disk) pauses the daemon this many base retry delays (60 s),
+# at most AUTH_RETRY_S.
+STATE_RETRY_FACTOR = 2.0
+# else StorageAccessError
+_PAUSE_CAUSES = {AuthError: "api_key", NoCredits: "credits", WrongEndpoint: "api_url"}
+
+
+class Engine:
+    """Archives the tasks it is given. `set_tasks` (a whole list) and `add_tasks` (more
+    tasks: appended lines, intake) feed it; `run` drives it until stopped or, with
+    `until_done`, until every task has ended."""
+
+    def __init__(
+        self,
+        *,
+        api: SunoApi,
+        archivist: Archivist,
+        storage: Storage,
+        state: StateStore,
+        give_up_after_s: float,
+        fatal_errors: bool,
+        not_found_after_s: float = 900.0,
+        retry_base_s: float = 30.0,
+        poll_time_scale: float = 1.0,
+        max_in_flight: int = 16,
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[TaskState], None] | None = None,
+    ) -> None:
+        self._called_back: set[str] = set()  # pending tasks polled on callbacks (CALLBACK_NET_S)
+        self._stepper = TaskStepper(
+            api=api,
+            archivist=archivist,
+            storage=storage,
+            give_up_after_s=give_up_after_s,
+            not_found_after_s=not_found_after_s,
+            retry_base_s=retry_base_s,
+            poll_time_scale=poll_time_scale,
+            clock=clock,
+            called_back=self._called_back,
+        )
+        self._storage = storage
+        self._state = state
+        self._fatal_errors = fatal_errors  # backfill: a bad key, bad storage, a bug end the run
+        self._retry_base_s = retry_base_s
+        self._max_in_flight = max_in_flight
+        self._clock = clock
+        self._on_change = on_change
+        self._given = GivenTasks(state)
+        self._pending = PendingTasks()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._repoll: set[str] = set()  # running tasks to poll again as soon as their step ends
+        self._wake = asyncio.Event()
+        self._paused_until = 0.0
+        self._held: StorageFull | None = None  # archiving waits for space (see `resume`)
+        self._fatal: BaseException | None = None
+
+    @property
+    def pending(self) -> Mapping[str, TaskState]:
+        """The given tasks still pending, as the engine last knew them: the engine holds
+        nothing else (ended tasks live in the state only)."""
+        return self._pending.states
+
+    @property
+    def counts(self) -> Mapping[Phase, int]:
+        """The given tasks by phase, kept as tasks change: one mapping, updated in place."""
+        return self._pending.counts
+
+    @property
+    def kind_counts(self) -> Mapping[tuple[str, Phase], int]:
+        """The given tasks by kind (UNKNOWN_KIND until found) and phase, kept likewise."""
+        return self._pending.kind_counts
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    @property
+    def held(self) -> StorageFull | None:
+        """The storage-full fault no new task starts for, until `resume`."""
+        return self._held
+
+    def resume(self) -> None:
+        """Start tasks again after a storage-full hold (the daemon calls it once space
+        returned); those that find the storage still full hold it again."""
+        self._held = None
+        self._wake.set()
+
+    @property
+    def state(self) -> StateStore:
+        return self._state
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
+    def stage(self, refs: Iterable[TaskRef], *, first: bool = False) -> None:
+        """Hold `refs` for the next `set_tasks` or `add_tasks` (`first`: forget what an
+        unfinished batch left): a long list is fed in pieces, read between awaits."""
+        try:
+            self._given.stage(refs, first=first)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
+
+    def stage_bare(self, data: bytes, first_line: int) -> bool:
+        """`stage` for a piece of a list whose lines are each a bare ID (`GivenTasks.stage_bare`):
+        False when it is not, and nothing was staged."""
+        try:
+            return self._given.stage_bare(data, first_line)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
+
+    def set_tasks(
+        self,
+        refs: Iterable[TaskRef] = (),
+        *,
+        retry: Collection[Phase] = (),
+        keep_http: bool = False,
+    ) -> list[Conflict]:
+        """Make `refs` (and those staged) the whole task list: new IDs are due at once, IDs no
+        longer listed stop being polled. Tasks ended in a `retry` phase are tried again. With
+        `keep_http` (`run`), the tasks the HTTP intake was given stay whether the list names
+        them or not. Returns the mentions whose prefix contradicts an earlier one."""
+        return self._give(refs, whole=True, retry=retry, http=keep_http).conflicts
+
+    def add_tasks(
+        self,
+        refs: Iterable[TaskRef] = (),
+        *,
+        via_http: bool = False,
+        retry: Collection[Phase] = (),
+    ) -> Added:
+        """Add `refs` (and those staged) to the tasks given so far (an appended line, the
+        HTTP intake, saved to the state before this returns) and wake the engine: new tasks
+        are due at once; known ones keep their schedule, except those ended in a `retry`
+        phase, which are due again at once. `via_http` marks them as the HTTP intake's, kept
+        by `set_tasks(keep_http=True)`. Costs the refs' own work, whatever the number of tasks
+        given before."""
+        return self._give(refs, whole=False, retry=retry, http=via_http)
+
+    def _give(
+        self, refs: Iterable[TaskRef], *, whole: bool, retry: Collection[Phase], http: bool
+    ) -> Added:
+        try:
+            self._given.stage(refs)
+            merged = self._given.merge(whole=whole, now=self._clock(), retry=retry, http=http)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
+        self._pending.merge(merged, whole=whole, running=self._running)
+        self._wake.set()
+        return Added(merged.new, merged.conflicts)
+
+    def not_archived(self) -> list[TaskState]:
+        """The given tasks that did not end archived, in the order given (read from the
+        state: for the summary of a run)."""
+        return self._given.not_archived()
+
+    def at_risk(self, now: float, retention_days: float) -> int:
+        """How many given tasks are at risk of losing their files (`archiver.expiry`), counted
+        in the state: partial and timed-out tasks are not held here."""
+        try:
+            return self._given.count_born(*risk_window(now, retention_days), RISK_PHASES)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
+
+    def poll_now(self, task_id: str) -> bool:
+        """Poll a pending task at once (a callback said it moved on), or right after the step
+        in flight; False when the engine has no such pending task. Asking again while that
+        poll is still due costs nothing more. From then on its scheduled polls are at least
+        CALLBACK_NET_S apart: the vendor's next callback is expected to say when to look."""
+        state = self._pending.states.get(task_id)
+        if state is None or state.phase is not Phase.PENDING:
+            return False
+        self._called_back.add(task_id)
+        if task_id in self._running:
+            self._repoll.add(task_id)
+            return True
+        now = self._clock()
+        if state.next_poll_at > now:
+            self._pending.due_at(task_id, now)
+            self._wake.set()
+        return True
+
+    def task(self, task_id: str) -> TaskState | None:
+        """One task as the engine or, for a task it does not hold, the state knows it."""
+        state = self._pending.states.get(task_id)
+        if state is not None:
+            return state
+        try:
+            return self._state.get_many([task_id]).get(task_id)
+        except sqlite3.Error as exc:
+            raise _state_error(self._state, exc) from exc
+
+    async def run(
+        self, stop: asyncio.Event, *, until_done: bool = False, grace_s: float = 0.0
+    ) -> None:
+        """Work until `stop` is set (or, with `until_done`, nothing is left to do). In-flight
+        tasks then get `grace_s` to finish before they are cancelled (cancelled downloads
+        remove their temp files). Raises the first fatal error (see `fatal_errors`); with
+        `until_done`, a storage-full hold ends the run once the tasks in flight are done, and
+        raises it."""
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set() and self._fatal is None:
+                self._wake.clear()
+                self._start_due()
+                if until_done and not self._running and (not self._pending.queued or self._held):
+                    break
+                waking = asyncio.create_task(self._wake.wait())
+                await asyncio.wait(
+                    {waking, stopping}, timeout=self._idle_timeout(), return_when="FIRST_COMPLETED"
+                )
+                waking.cancel()
+        finally:
+            stopping.cancel()
+            await self._drain(grace_s)
+        if self._fatal is not None:
+            raise self._fatal
+        if until_done and self._held is not None:
+            raise self._held
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def _start_due(self) -> None:
+        now = self._clock()
+        if now < self._paused_until or self._held is not None:
+            return
+        while len(self._running) < self._max_in_flight:
+            state = self._pending.pop_due(now, self._running)
+            if state is None:
+                break
+            task_id = state.task_id
+            task = asyncio.create_task(self._process(state), name=f"task-{task_id}")
+            self._running[task_id] = task
+            task.add_done_callback(lambda _t, task_id=task_id: self._finished(task_id))
+
+    def _finished(self, task_id: str) -> None:
+        self._running.pop(task_id, None)
+        if task_id in self._repoll:
+            self._repoll.discard(task_id)
+            self.poll_now(task_id)
+        self._wake.set()
+
+    def _idle_timeout(self) -> float | None:
+        if len(self._running) >= self._max_in_flight or not self._pending.queued or self._held:
+            return None  # a finishing task, a new list or `resume` wakes us
+        wake_at = max(self._pending.next_due_at(), self._paused_until)
+        return max(0.0, wake_at - self._clock())
+
+    async def _drain(self, grace_s: float) -> None:
+        running = list(self._running.values())
+        if not running:
+            return
+        if grace_s > 0:
+            log.info("waiting_for_in_flight", tasks=len(running), grace_s=grace_s)
+            _, running = await asyncio.wait(running, timeout=grace_s)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if running:
+            log.info("abandoned_in_flight", tasks=len(running))
+
+    def _record(self, state: TaskState) -> None:
+        self._state.save(state)
+        if state.phase is not Phase.PENDING:
+            self._called_back.discard(state.task_id)
+        self._pending.record(state)
+        if self._on_change is not None:
+            self._on_change(state)
+
+    # --- one task's step, and the faults that hold every task back ----------------------------
+
+    async def _process(self, state: TaskState) -> None:
+        with structlog.contextvars.bound_contextvars(task_id=state.task_id):
+            try:
+                new = await self._stepper.step(state)
+            except StorageFull as exc:
+                new = self._hold(state, exc)
+            except (ApiUnusable, StorageAccessError) as exc:
+                if self._fatal_errors:
+                    self._fatal = exc
+                    self._wake.set()
+                    return
+                new = self._pause(state, exc)
+            except Exception as exc:  # a bug: it ends backfill; it costs the daemon one retry
+                log.exception("task_step_crashed")
+                if self._fatal_errors:  # retried, it would hold backfill until give_up_after_s
+                    self._fatal = InternalError(
+                        f"task {state.task_id}: internal error: {type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())} "
+                        "(a bug: the log has the traceback)"
+                    )
+                    self._fatal.__cause__ = exc
+                    self._wake.set()
+                    return
+                new = self._stepper.retry_later(state, exc)
+            try:
+                self._record(new)
+            except sqlite3.Error as exc:  # a full disk, a read-only or locked database
+                self._state_write_failed(state, exc)
+
+    def _pause(self, state: TaskState, exc: ApiUnusable | StorageAccessError) -> TaskState:
+        """Hold every task back until a person fixed the key, the credits, the base_url or the
+        storage (for the API's Retry-After when it gave one). The tasks in flight meet the same
+        error: only the first one says so."""
+        now = self._clock()
+        pause_s = getattr(exc, "retry_after", None) or AUTH_RETRY_S
+        if now >= self._paused_until:
+            cause = _PAUSE_CAUSES.get(type(exc), "storage")
+            log.error("archiving_paused", cause=cause, error=str(exc), retry_in_s=pause_s)
+        self._paused_until = now + pause_s
+        return self._stepper.stamp(state, next_poll_at=self._paused_until, last_error=str(exc))
+
+    def _hold(self, state: TaskState, exc: StorageFull) -> TaskState:
+        """Start no task until space returns. Full is never the task's fault: no attempt is
+        counted and no error recorded; the task is due again as soon as archiving resumes."""
+        if self._held is None:
+            log.error("storage_full", where=exc.where, free_bytes=exc.free_bytes, error=str(exc))
+        self._held = exc
+        return self._stepper.stamp(state, next_poll_at=self._clock())
+
+    def _state_write_failed(self, state: TaskState, exc: sqlite3.Error) -> None:
+        """The step's outcome could not be saved. A full disk holds archiving as any full
+        storage does. Otherwise backfill ends with the error, and the daemon pauses. Either
+        way the task is done again from the state it had (which is what the state still says;
+        storing is idempotent, so files already stored are not stored twice)."""
+        full = state_full(self._state.path, exc)
+        if full is not None:
+            self._hold(state, full)
+            self._pending.due_at(state.task_id, self._clock())
+            return
+        if self._fatal_errors:
+            log.error("state_write_failed", error=str(exc), path=str(self._state.path))
+            self._fatal = _state_error(self._state, exc)
+            self._wake.set()
+            return
+        pause_s = min(AUTH_RETRY_S, STATE_RETRY_FACTOR * self._retry_base_s)
+        self._paused_until = max(self._paused_until, self._clock() + pause_s)
+        log.error(
+            "state_write_failed",
+            error=str(exc),
+            path=str(self._state.path),
+            retry_in_s=round(self._paused_until - self._clock(), 1),
+        )
+        self._pending.due_at(state.task_id, self._paused_until)
+
+
+def _state_error(state: StateStore, exc: sqlite3.Error) -> UsageError:
+    """A state that cannot be written is for a person to fix (a full disk, a locked file)."""
+    return UsageError(f"{state.path}: cannot save the task state: {exc}")

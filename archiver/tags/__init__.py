@@ -1,0 +1,1 @@
+"""What players read: ID3 frames, names from templates, timestamped lyrics and LRC."""
