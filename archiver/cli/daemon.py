@@ -5,7 +5,7 @@ then what changes in it as soon as it changes (`TaskListWatcher`: an append cost
 lines), whole again on SIGHUP, and `engine.run` never finishes on its own. A missing or
 unreadable list is logged and waited for; the daemon keeps the tasks it had. So is storage
 that cannot be opened at start (a missing bucket, denied access): logged, retried slowly,
-never an exit. A full storage pauses archiving until space returns (spacewatch.py). Around it
+never an exit. A full storage pauses archiving until space returns (spacewatch). Around it
 sit the systemd protocol (READY, STATUS, WATCHDOG, STOPPING) and the optional metrics
 listener.
 """

@@ -110,7 +110,7 @@ class IntakeConfig:
 
 @dataclass(frozen=True)
 class NotifyConfig:
-    urls: tuple[str, ...] = ()  # webhooks alerts are POSTed to (see notify.py); () = none
+    urls: tuple[str, ...] = ()  # webhooks alerts are POSTed to (see service/notify.py); () = none
     silence_after_s: float = 3600.0  # alert when pending tasks saw no progress this long
 
 

@@ -45,7 +45,7 @@ class Fetched:
     url: str  # the URL that worked
     bytes: int  # of the file
     sha256: str  # hex, of exactly the bytes in `path`
-    media: str  # archiver.media type sniffed from the magic bytes (MP3/PNG/JPEG)
+    media: str  # archiver.kinds.media type sniffed from the magic bytes (MP3/PNG/JPEG)
     source_bytes: int  # of the body as downloaded: the file's, unless a Reshape changed its head
     source_sha256: str
 
@@ -276,5 +276,5 @@ class Fetcher:
 
 @dataclass(frozen=True)
 class _Want:
-    accept: frozenset[str]  # archiver.media types the body must sniff as
+    accept: frozenset[str]  # archiver.kinds.media types the body must sniff as
     reshape: Reshape | None

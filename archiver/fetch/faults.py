@@ -1,7 +1,7 @@
 """What a file host's answer means for one fetch: keep the body, retry the URL, or give it up.
 
 Pure judgements of an HTTP status, of a body's first bytes (magic bytes, never `Content-Type`)
-and of a whole fetch's failures; the downloader (archiver.fetch) acts on them. `Retry`: another
+and of a whole fetch's failures; download.py acts on them. `Retry`: another
 try of the same URL may work (5xx, 408/425/429, an HTML page a loaded CDN serves); `Dead`: this
 URL will not give the file, try the next one.
 """

@@ -59,7 +59,7 @@ class FileSpec:
 
     key_stem: str  # "<task_id>/<name>"; the extension is added from the media type
     urls: tuple[str, ...]  # first choice first, fallbacks after; http(s) only, deduplicated
-    accept: frozenset[str]  # archiver.media types the body must sniff as (inline: its type)
+    accept: frozenset[str]  # archiver.kinds.media types the body must sniff as (inline: its type)
     role: str  # music: "audio" | "image"; cover: "cover"; other kinds: SPEC's roles
     track: int | None  # index into record.tracks for audio/image; None otherwise
     inline: bytes | None = None  # the file's bytes, taken from the record (no URL)

@@ -8,7 +8,7 @@ process crash, though not against a power cut).
 A state file belongs to one archiver process at a time: `open` takes an exclusive `flock` on
 `<path>.lock`, which the OS drops when the process dies, however it dies.
 
-The tables and their migrations are archiver.stateschema; the records, archiver.taskstate.
+The tables and their migrations are archiver.state.schema; the records, archiver.tasks.taskstate.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ _YEAR = re.compile(r"\s*(\d{4})(?!\d)")
 
 class TagWriter:
     """The new tag of one track's MP3, put in place of the download's own as it streams in
-    (see archiver.fetch.Reshape). Errors call the file `name`: its archive key."""
+    (see archiver.fetch.download.Reshape). Errors call the file `name`: its archive key."""
 
     def __init__(
         self,

@@ -1,7 +1,7 @@
 """What the archiver knows about one task: its phase and its row's fields, as plain records.
 
 Pure (no I/O): the engine's steps, status, metrics and notifications reason about these; the
-SQLite file that keeps them is archiver.state.
+SQLite file that keeps them is archiver.state.store.
 """
 
 from __future__ import annotations
