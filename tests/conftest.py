@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import signal
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from backfills import Site as BackfillSite
+from clirun import Cli
+from daemons import Site as DaemonSite
+from s3daemons import Site as S3Site
 from s3server import DUMMY_ENV, MotoServer
+from verifying import Archive, make_archive
 
 from archiver.sandbox import Sandbox
 
@@ -49,3 +55,41 @@ def server() -> Iterator[MotoServer]:
         yield srv
     finally:
         srv.kill()
+
+
+@pytest.fixture
+def site(sandbox: Sandbox, tmp_path: Path) -> BackfillSite:
+    """One user's `backfill` setup (in process): the sandbox, an archive folder, a state file
+    and a task-list file."""
+    return BackfillSite(sandbox, tmp_path)
+
+
+@pytest.fixture
+async def daemon_site(tmp_path: Path, sandbox: Sandbox) -> AsyncIterator[DaemonSite]:
+    """A configured work folder for `suno-archiver run` children; they are killed at the end."""
+    s = DaemonSite(tmp_path, sandbox)
+    s.configure()
+    try:
+        yield s
+    finally:
+        for d in s.daemons:
+            await d.kill()
+
+
+@pytest.fixture
+async def sites() -> AsyncIterator[list[S3Site]]:
+    """The work folders a test archives into buckets from (s3daemons.add_site); their daemons
+    are killed at the end."""
+    made: list[S3Site] = []
+    try:
+        yield made
+    finally:
+        for site in made:
+            for d in site.daemons:
+                await d.kill()
+
+
+@pytest.fixture
+async def archive(sandbox: Sandbox, tmp_path: Path) -> Archive:
+    """A local archive made by a real `backfill` (verifying.make_archive)."""
+    return await make_archive(Cli(sandbox, tmp_path))

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from pathlib import Path
 
-import pytest
-from test_backfill import Site
+from backfills import Site
 
-from archiver.sandbox import Sandbox, fake_hex_id
+from archiver.sandbox import fake_hex_id
 from archiver.tags.lrc import lrc_lines, lrc_text
 from archiver.tasks.taskstate import Phase
 
@@ -50,11 +48,6 @@ def test_stamps_past_ten_minutes() -> None:
 
 
 # --- end to end ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def site(sandbox: Sandbox, tmp_path: Path) -> Site:
-    return Site(sandbox, tmp_path)
 
 
 STAMP = re.compile(r"^\[(\d\d):(\d\d)\.(\d\d)\](.*)$")

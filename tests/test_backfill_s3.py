@@ -11,22 +11,20 @@ from typing import Any
 
 import boto3
 import pytest
+from archive_checks import file_entries
+from buckets import PREFIX, VIEW_TYPES, Bucket, add_tasks, make_config, verify_bucket
+from clirun import Cli, assert_one_line_error
 from s3server import Gate, MotoServer
 from structlog.testing import capture_logs
-from test_cli import Cli, assert_one_line_error
 
-import archiver.storage.s3 as s3
 import archiver.storage.s3client as s3client
 import archiver.storage.s3objects as s3objects
 from archiver.cli.backfill import backfill
-from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, TasksConfig
+from archiver.config import StorageConfig
 from archiver.errors import InternalError, StorageAccessError
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.state.store import StateStore
 from archiver.tasks.taskstate import Phase
-
-PREFIX = "suno/archive"
-VIEW_TYPES = {"index.html": "text/html; charset=utf-8", "playlist.m3u8": "audio/x-mpegurl"}
 
 
 def is_view(key: str) -> bool:
@@ -46,27 +44,6 @@ def bucket(server: MotoServer, request: pytest.FixtureRequest) -> Any:
     client = boto3.session.Session().client("s3", endpoint_url=server.url)
     client.create_bucket(Bucket=name)
     return Bucket(client, name)
-
-
-class Bucket:
-    def __init__(self, client: Any, name: str) -> None:
-        self.client = client
-        self.name = name
-
-    def objects(self) -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
-
-    def get(self, key: str) -> tuple[bytes, dict[str, Any]]:
-        response = self.client.get_object(Bucket=self.name, Key=key)
-        return response["Body"].read(), response
-
-    def versions(self) -> dict[str, tuple[str, Any]]:
-        return {
-            k: (h["ETag"], h["LastModified"])
-            for k in self.objects()
-            for h in [self.client.head_object(Bucket=self.name, Key=k)]
-        }
 
 
 @pytest.fixture
@@ -89,73 +66,6 @@ def uploads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(s3client, "build_client", counting_client)
     return seen
-
-
-def make_config(tmp_path: Path, sandbox: Sandbox, url: str, bucket: str, **tasks: Any) -> Config:
-    return Config(
-        api=ApiConfig(base_url=sandbox.base_url, api_key=sandbox.api_key),
-        tasks=TasksConfig(**tasks),
-        storage=StorageConfig(
-            backend="s3",
-            bucket=bucket,
-            prefix=PREFIX,
-            endpoint_url=url,
-            region="us-east-1",
-            cache_dir=tmp_path / "cache",
-        ),
-        state=StateConfig(path=tmp_path / "state" / "suno-archiver.sqlite3"),
-    )
-
-
-def add_tasks(sandbox: Sandbox, tmp_path: Path) -> tuple[list[str], Path]:
-    rock, callback, cover = (fake_hex_id(f"s3:{n}") for n in range(3))
-    sandbox.add_music(rock, title="Neon Highway", create_time="ms", tags="synthwave")
-    sandbox.add_music(callback, title="Callback Blues", callback_exception=True)
-    sandbox.add_cover(cover, parent_task_id=rock)
-    ids_file = tmp_path / "ids.txt"
-    ids_file.write_text(f"music:{rock}\n{callback}\ncover:{cover}\n", encoding="utf-8")
-    return [rock, callback, cover], ids_file
-
-
-def file_entries(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = [e for e in doc.get("images", []) if e]
-    for track in doc.get("tracks", []):
-        entries += [track[role] for role in ("audio", "image") if track.get(role)]
-    return entries
-
-
-def verify_bucket(bucket: Bucket, tmp_path: Path) -> dict[str, dict[str, Any]]:
-    """Every object a manifest names is in the bucket with the manifest's size, SHA-256 and
-    content type; every object under the prefix is named; no temp file is left."""
-    manifests: dict[str, dict[str, Any]] = {}
-    named: set[str] = set()
-    keys = bucket.objects()
-    assert all(k.startswith(PREFIX + "/") for k in keys), keys
-    for key in keys:
-        if not key.endswith("/manifest.json"):
-            continue
-        data, response = bucket.get(key)
-        assert response["ContentType"] == "application/json"
-        doc = json.loads(data)
-        assert f"{PREFIX}/{doc['task_id']}/manifest.json" == key
-        manifests[doc["task_id"]] = doc
-        named.add(key)
-        for entry in file_entries(doc):
-            assert "path" in entry, entry
-            body, response = bucket.get(f"{PREFIX}/{entry['path']}")
-            assert len(body) == entry["bytes"] == response["ContentLength"]
-            assert hashlib.sha256(body).hexdigest() == entry["sha256"]
-            assert response["Metadata"]["sha256"] == entry["sha256"]
-            assert response["ContentType"] == entry["content_type"]
-            named.add(f"{PREFIX}/{entry['path']}")
-    for name, content_type in VIEW_TYPES.items():  # derived from the manifests
-        if f"{PREFIX}/{name}" in keys:
-            assert bucket.get(f"{PREFIX}/{name}")[1]["ContentType"] == content_type
-            named.add(f"{PREFIX}/{name}")
-    assert set(keys) == named, f"objects no manifest names: {sorted(set(keys) - named)}"
-    temp = tmp_path / "cache" / s3.TEMP_NAME
-    assert sorted(p.name for p in temp.iterdir()) == [".suno-archiver.lock"]
-    return manifests
 
 
 async def test_backfill_into_a_bucket_then_a_rerun_uploads_nothing(

@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from test_backfill import Site, audio_id
+from backfills import Site, audio_id
 
-from archiver.sandbox import Sandbox, fake_hex_id
+from archiver.sandbox import fake_hex_id
 from archiver.sandbox.cdn import FileFaults
 
 HOSTILE = "<script>alert(1)</script>"
@@ -46,11 +46,6 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-@pytest.fixture
-def site(sandbox: Sandbox, tmp_path: Path) -> Site:
-    return Site(sandbox, tmp_path)
 
 
 def items(browser: Any, selector: str = "li.item") -> list[Any]:

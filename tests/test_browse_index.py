@@ -8,11 +8,10 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
+from backfills import FAST_POLLS, Site
+from clirun import Cli
+from daemons import Site as DaemonSite
 from mutagen.id3 import ID3
-from test_backfill import FAST_POLLS, Site
-from test_cli import Cli
-from test_daemon import Site as DaemonSite
 
 from archiver.browse.indexer import Indexer
 from archiver.cli.backfill import backfill
@@ -20,11 +19,6 @@ from archiver.config import IndexConfig, TaggingConfig
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.state.store import StateStore
 from archiver.storage import open_storage
-
-
-@pytest.fixture
-def site(sandbox: Sandbox, tmp_path: Path) -> Site:
-    return Site(sandbox, tmp_path)
 
 
 def page_tasks(archive: Path) -> list[dict]:

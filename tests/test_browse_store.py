@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from manifestdocs import music, track
 from smallfs import mounted_tmpfs
-from test_browse_view import music, track
 
 from archiver.browse import draft
 from archiver.browse import indexer as indexer_module

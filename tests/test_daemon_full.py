@@ -8,41 +8,41 @@ import json
 import signal
 
 from alert_receiver import Receiver
+from daemons import Site, metric
 from smallfs import fill, mounted_tmpfs
-from test_daemon import Site, _metric, site
-
-__all__ = ["site"]  # the fixture, shared with test_daemon
 
 
-async def test_a_full_disk_pauses_archiving_and_it_resumes_when_space_returns(site: Site) -> None:
+async def test_a_full_disk_pauses_archiving_and_it_resumes_when_space_returns(
+    daemon_site: Site,
+) -> None:
     receiver = await Receiver().start()
     try:
-        site.configure(extra=f'[notify]\nurls = ["{receiver.url}"]\n')
-        with mounted_tmpfs(site.archive, 4 << 20) as archive:
+        daemon_site.configure(extra=f'[notify]\nurls = ["{receiver.url}"]\n')
+        with mounted_tmpfs(daemon_site.archive, 4 << 20) as archive:
             ballast = fill(archive)
-            site.sandbox.add_music("song_a")
-            site.sandbox.add_music("song_b")
-            site.sandbox.add_music("song_x", fail_status="SENSITIVE_WORD_ERROR")
-            site.list_tasks("song_a", "song_b", "song_x")
-            daemon = await site.daemon()
+            daemon_site.sandbox.add_music("song_a")
+            daemon_site.sandbox.add_music("song_b")
+            daemon_site.sandbox.add_music("song_x", fail_status="SENSITIVE_WORD_ERROR")
+            daemon_site.list_tasks("song_a", "song_b", "song_x")
+            daemon = await daemon_site.daemon()
 
             paused = await daemon.wait_for("archiving_paused")
             assert paused["cause"] == "storage_full" and paused["where"] == str(archive)
             assert paused["free_bytes"] < 64 << 10
-            status, body = await site.get("/healthz")
+            status, body = await daemon_site.get("/healthz")
             assert status == 503 and json.loads(body)["archiving_paused"]["cause"] == "storage_full"
-            _, metrics = await site.get("/metrics")
-            assert _metric(metrics, "suno_archiver_storage_full") == 1
-            assert site.manifest("song_a") is None and site.temp_leftovers() == []
+            _, metrics = await daemon_site.get("/metrics")
+            assert metric(metrics, "suno_archiver_storage_full") == 1
+            assert daemon_site.manifest("song_a") is None and daemon_site.temp_leftovers() == []
             assert not daemon.named("file_unobtainable") and not daemon.named("task_retry_later")
 
             ballast.unlink()
             await daemon.send(signal.SIGHUP)  # checks at once (else within WATCH_INTERVAL_S)
             resumed = await daemon.wait_for("archiving_resumed")
             assert resumed["free_bytes"] > 1 << 20
-            await site.wait_archived("song_a", "song_b", "song_x")
-            site.check_archive()
-            status, _ = await site.get("/healthz")
+            await daemon_site.wait_archived("song_a", "song_b", "song_x")
+            daemon_site.check_archive()
+            status, _ = await daemon_site.get("/healthz")
             assert status == 200
             assert len(daemon.named("archiving_paused")) == 1
             await receiver.wait_for(3)

@@ -12,14 +12,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from buckets import FULL_ANSWER, new_bucket
+from s3daemons import Site, add_site
 from s3server import MotoServer
-from test_daemon_s3 import Site, _site, new_bucket, sites
-from test_storage_full_s3 import FULL_ANSWER
 from yarl import URL
 
 from archiver.sandbox import Sandbox
-
-__all__ = ["sites"]  # the fixture, shared with test_daemon_s3
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 
@@ -96,7 +94,7 @@ async def test_a_full_bucket_pauses_archiving_and_a_sighup_resumes_it_once_there
     request: pytest.FixtureRequest,
 ) -> None:
     bucket = new_bucket(server.url, request)
-    site = _site(sites, tmp_path, sandbox, proxy.url, bucket)
+    site = add_site(sites, tmp_path, sandbox, proxy.url, bucket)
     sandbox.add_music("song_a")
     sandbox.add_music("song_b")
     site.list_tasks("song_a", "song_b")

@@ -10,160 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
-import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.exceptions as bx
 import pytest
-from botocore.config import Config as BotoConfig
+from archive_checks import file_entries
+from buckets import PREFIX, Bucket, new_bucket, verify_bucket
+from daemons import Daemon
+from s3daemons import Site, add_site
 from s3server import Gate, MotoServer
-from test_backfill_s3 import (
-    PREFIX,
-    Bucket,
-    file_entries,
-    verify_bucket,
-)
-from test_daemon import REPO, Daemon
 
 from archiver.sandbox import Sandbox
-from archiver.storage.s3 import TEMP_NAME
-
-RETRY_BASE_S = 0.3
-
-# The CLI, with `run_daemon`'s retry_base_s set from argv[1].
-_LAUNCH = """
-import functools, sys
-import archiver.cli.daemon
-archiver.cli.daemon.run_daemon = functools.partial(
-    archiver.cli.daemon.run_daemon, retry_base_s=float(sys.argv[1])
-)
-from archiver.cli.main import main
-sys.exit(main(sys.argv[2:]))
-"""
 
 pytestmark = pytest.mark.usefixtures("aws_env")
-
-
-class S3Daemon(Daemon):
-    """A `run` child with a chosen retry base; `start` returns at the `started` event."""
-
-    def __init__(
-        self, workdir: Path, env: dict[str, str] | None, *, retry_base_s: float, started: str
-    ) -> None:
-        super().__init__(workdir, env)
-        self.retry_base_s = retry_base_s
-        self.started = started
-
-    async def start(self) -> S3Daemon:
-        env = {**os.environ, "PYTHONPATH": str(REPO), **self.extra_env}
-        env.pop("SUNO_API_KEY", None)
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _LAUNCH, str(self.retry_base_s),
-            "run", "--config", "archive.toml",
-            cwd=self.workdir, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        self._reader = asyncio.create_task(self._read())
-        await self.wait_for(self.started)
-        return self
-
-
-def quick_client(url: str) -> Any:
-    """A test-side client that gives up at once while the store is down."""
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=url,
-        config=BotoConfig(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
-    )
-
-
-class Site:
-    """A work folder (archive.toml, tasks.txt, state, cache) archiving into `bucket`."""
-
-    def __init__(self, root: Path, sandbox: Sandbox, endpoint: str, bucket: Bucket) -> None:
-        self.root = root
-        self.sandbox = sandbox
-        self.bucket = bucket
-        self.daemons: list[S3Daemon] = []
-        (root / "archive.toml").write_text(
-            f"""
-[api]
-base_url = "{sandbox.base_url}"
-api_key = "sandbox-key"
-requests_per_second = 50
-
-[tasks]
-list = "tasks.txt"
-give_up_after_s = 600
-
-[storage]
-backend = "s3"
-bucket = "{bucket.name}"
-prefix = "{PREFIX}"
-endpoint_url = "{endpoint}"
-region = "us-east-1"
-cache_dir = "cache"
-
-[state]
-path = "state/suno-archiver.sqlite3"
-
-[download]
-attempts = 2
-
-[daemon]
-grace_period_s = 10
-""",
-            encoding="utf-8",
-        )
-
-    def list_tasks(self, *lines: str) -> None:
-        tmp = self.root / "tasks.new"
-        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        tmp.replace(self.root / "tasks.txt")
-
-    async def daemon(
-        self,
-        env: dict[str, str] | None = None,
-        *,
-        retry_base_s: float = RETRY_BASE_S,
-        started: str = "daemon_ready",
-    ) -> S3Daemon:
-        d = S3Daemon(self.root, env, retry_base_s=retry_base_s, started=started)
-        self.daemons.append(d)
-        return await d.start()
-
-    def archived(self) -> set[str]:
-        """Task IDs whose manifest is in the bucket (none while the store is down)."""
-        try:
-            keys = self.bucket.objects()
-        except (bx.BotoCoreError, bx.ClientError):
-            return set()
-        return {k.split("/")[-2] for k in keys if k.endswith("/manifest.json")}
-
-    async def wait_archived(self, *task_ids: str, timeout: float = 40.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if set(task_ids) <= await asyncio.to_thread(self.archived):
-                return
-            assert self.daemons[-1].running, "\n".join(self.daemons[-1].raw)
-            await asyncio.sleep(0.1)
-        raise AssertionError(
-            f"not archived within {timeout} s: {set(task_ids) - self.archived()}; log:\n"
-            + "\n".join(self.daemons[-1].raw)
-        )
-
-    def downloading(self) -> bool:
-        temp = self.root / "cache" / TEMP_NAME
-        return temp.exists() and any(p.name != ".suno-archiver.lock" for p in temp.iterdir())
 
 
 class ManifestWatch:
@@ -204,33 +69,6 @@ async def watching(bucket: Bucket) -> AsyncIterator[ManifestWatch]:
     assert watch.violations == []
 
 
-def new_bucket(url: str, request: pytest.FixtureRequest, *, create: bool = True) -> Bucket:
-    name = "run-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
-    bucket = Bucket(quick_client(url), name)
-    if create:
-        bucket.client.create_bucket(Bucket=name)
-    return bucket
-
-
-@pytest.fixture
-async def sites() -> AsyncIterator[list[Site]]:
-    made: list[Site] = []
-    try:
-        yield made
-    finally:
-        for site in made:
-            for d in site.daemons:
-                await d.kill()
-
-
-def _site(
-    sites: list[Site], tmp_path: Path, sandbox: Sandbox, endpoint: str, bucket: Bucket
-) -> Site:
-    site = Site(tmp_path, sandbox, endpoint, bucket)
-    sites.append(site)
-    return site
-
-
 def _events_of(daemon: Daemon, event: str, task_id: str) -> list[dict[str, Any]]:
     return [e for e in daemon.named(event) if e.get("task_id") == task_id]
 
@@ -246,7 +84,7 @@ async def test_archives_the_list_into_a_bucket_manifest_last(
     sites: list[Site],
 ) -> None:
     bucket = new_bucket(server.url, request)
-    site = _site(sites, tmp_path, sandbox, server.url, bucket)
+    site = add_site(sites, tmp_path, sandbox, server.url, bucket)
     sandbox.add_music("song_a")
     sandbox.add_music("song_b", tracks=1)
     sandbox.add_cover("cover_c")
@@ -271,7 +109,7 @@ async def test_a_missing_bucket_is_waited_for_then_archived_into(
     sites: list[Site],
 ) -> None:
     bucket = new_bucket(server.url, request, create=False)
-    site = _site(sites, tmp_path, sandbox, server.url, bucket)
+    site = add_site(sites, tmp_path, sandbox, server.url, bucket)
     sandbox.add_music("song_a")
     site.list_tasks("song_a")
     received, stop_listening = _notify_socket(tmp_path / "notify.sock")
@@ -323,7 +161,7 @@ async def test_sigterm_while_waiting_for_storage_exits_0_and_sighup_retries_at_o
     sites: list[Site],
 ) -> None:
     bucket = new_bucket(server.url, request, create=False)
-    site = _site(sites, tmp_path, sandbox, server.url, bucket)
+    site = add_site(sites, tmp_path, sandbox, server.url, bucket)
     site.list_tasks("song_a")
     daemon = await site.daemon(retry_base_s=30.0, started="storage_unavailable")  # production
     assert daemon.named("storage_unavailable")[0]["retry_in_s"] >= 15
@@ -348,7 +186,7 @@ async def test_the_s3_server_killed_mid_run_and_restarted(
     await gate.open()
     try:
         bucket = new_bucket(srv.url, request)
-        site = _site(sites, tmp_path, sandbox, gate.url, bucket)
+        site = add_site(sites, tmp_path, sandbox, gate.url, bucket)
         sandbox.add_music("song_a")
         site.list_tasks("song_a")
         daemon = await site.daemon()

@@ -17,59 +17,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_daemon import Site, _calls, _free_port, _metric
+from daemons import metric, task_calls
+from intakes import AUTH, KIE_KEY, TOKEN, IntakeSite
 
 from archiver.intake.signing import signature
 from archiver.sandbox import Sandbox, fake_hex_id
-
-TOKEN = "intake-token-0123456789abcdef"
-KIE_KEY = "kie-hmac-key"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class IntakeSite(Site):
-    def __init__(self, root: Path, sandbox: Sandbox) -> None:
-        super().__init__(root, sandbox)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        (root / "intake-token").write_text(TOKEN + "\n", encoding="utf-8")
-        (root / "kie-key").write_text(KIE_KEY, encoding="utf-8")
-
-    def configure_intake(self, *, signed: bool = False) -> None:
-        self.configure()
-        with (self.root / "archive.toml").open("a", encoding="utf-8") as f:
-            f.write(f'\n[intake]\nlisten = "127.0.0.1:{self.port}"\ntoken_file = "intake-token"\n')
-            if signed:
-                f.write('kie_webhook_key_file = "kie-key"\n')
-
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | str | dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"headers": headers or {}}
-        if isinstance(body, dict):
-            kwargs["json"] = body
-        elif body is not None:
-            kwargs["data"] = body
-        async with (
-            aiohttp.ClientSession() as http,
-            http.request(method, self.url + path, **kwargs) as resp,
-        ):
-            text = await resp.text()
-            try:
-                return resp.status, json.loads(text)
-            except ValueError:
-                return resp.status, text
-
-    async def callback(self, body: Any, **kwargs: Any) -> tuple[int, Any]:
-        return await self.call("POST", f"/callback/{TOKEN}", body=body, **kwargs)
-
-    async def task(self, task_id: str) -> tuple[int, Any]:
-        return await self.call("GET", f"/tasks/{task_id}", headers=AUTH)
 
 
 @pytest.fixture
@@ -119,11 +71,11 @@ async def test_a_complete_callback_archives_the_task_at_once(
     sandbox.api.add_music(listed, ready_after_s=1.0)
     site.list_tasks(listed)
     daemon = await site.daemon()
-    await until(lambda: _calls(sandbox, listed) == 1)  # pending: its next poll is ~a minute off
+    await until(lambda: task_calls(sandbox, listed) == 1)  # pending: its next poll is ~a minute off
     await asyncio.sleep(1.0)
     assert await site.callback(music_callback(listed)) == (200, {"ok": True, "task_id": listed})
     await site.wait_archived(listed, timeout=10)
-    assert _calls(sandbox, listed) == 2
+    assert task_calls(sandbox, listed) == 2
     # A task nobody listed: added by its callback, then archived.
     new = fake_hex_id("unlisted")
     sandbox.api.add_music(new)
@@ -137,10 +89,10 @@ async def test_a_complete_callback_archives_the_task_at_once(
     for stage in ("complete", "first"):
         assert (await site.callback(music_callback(new, stage)))[0] == 200
     _, metrics = await site.get("/metrics")
-    assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="accepted"}') == 2
-    assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="duplicate"}') == 2
-    assert _metric(metrics, "suno_archiver_intake_tasks_added_total") == 1
-    assert _calls(sandbox, new) == 1
+    assert metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="accepted"}') == 2
+    assert metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="duplicate"}') == 2
+    assert metric(metrics, "suno_archiver_intake_tasks_added_total") == 1
+    assert task_calls(sandbox, new) == 1
     assert await daemon.stop() == 0
     site.check_archive()
 
@@ -152,16 +104,16 @@ async def test_text_and_first_callbacks_poll_at_once_but_archive_only_a_finished
     sandbox.api.add_music(task_id, ready_after_s=4.0)  # its clock starts at the first poll
     await site.daemon()
     assert (await site.callback(music_callback(task_id, "text")))[0] == 200
-    await until(lambda: _calls(sandbox, task_id) == 1)
+    await until(lambda: task_calls(sandbox, task_id) == 1)
     assert (await site.callback(music_callback(task_id, "first")))[0] == 200
-    await until(lambda: _calls(sandbox, task_id) == 2)
+    await until(lambda: task_calls(sandbox, task_id) == 2)
     await asyncio.sleep(0.5)
     assert site.manifest(task_id) is None
     assert (await site.task(task_id))[1]["phase"] == "pending"
     await until(finished(sandbox, task_id, 4.0))
     assert (await site.callback(music_callback(task_id, "complete")))[0] == 200
     await site.wait_archived(task_id, timeout=10)
-    assert _calls(sandbox, task_id) == 3
+    assert task_calls(sandbox, task_id) == 3
     manifest = site.manifest(task_id)
     assert manifest is not None and manifest["outcome"] == "archived"
     # The callback's URLs are never fetched: the manifest has the API's, not the callback's.
@@ -200,7 +152,7 @@ async def test_each_kinds_callback_archives_its_task(site: IntakeSite, sandbox: 
     await site.wait_archived(*ids.values(), timeout=20)
     for kind, task_id in ids.items():
         assert site.manifest(task_id)["kind"] == kind  # type: ignore[index]
-        assert _calls(sandbox, task_id) == 1  # the shape named the endpoint: no probing
+        assert task_calls(sandbox, task_id) == 1  # the shape named the endpoint: no probing
     # A complete callback without any task ID: logged, answered, nothing else.
     no_id = {"code": 200, "data": {"callbackType": "complete", "data": []}}
     assert await site.callback(no_id) == (200, {"ok": True, "task_id": None})
@@ -228,11 +180,11 @@ async def test_refused_callbacks_change_nothing(site: IntakeSite, sandbox: Sandb
     assert (await site.call("GET", "/", headers=AUTH))[0] == 404
     assert (await site.call("GET", "/metrics"))[0] == 404
     await asyncio.sleep(0.5)
-    assert _calls(sandbox, task_id) == 0
+    assert task_calls(sandbox, task_id) == 0
     assert (await site.task(task_id))[0] == 404
     _, metrics = await site.get("/metrics")
-    assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="bad_token"}') == 1
-    assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="malformed"}') == 4
+    assert metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="bad_token"}') == 1
+    assert metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="malformed"}') == 4
 
 
 async def test_with_a_kie_key_only_signed_callbacks_are_taken(
@@ -258,11 +210,11 @@ async def test_with_a_kie_key_only_signed_callbacks_are_taken(
         status, body = await site.callback(music_callback(task_id), headers=headers)
         assert status == 401, body
     await asyncio.sleep(0.3)
-    assert _calls(sandbox, task_id) == 0
+    assert task_calls(sandbox, task_id) == 0
     assert (await site.callback(music_callback(task_id), headers=signed(now)))[0] == 200
     await site.wait_archived(task_id, timeout=10)
     _, metrics = await site.get("/metrics")
-    assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="bad_signature"}') == 4
+    assert metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="bad_signature"}') == 4
 
 
 async def test_a_flood_of_duplicate_callbacks_costs_one_poll_per_task(
@@ -289,9 +241,9 @@ async def test_a_flood_of_duplicate_callbacks_costs_one_poll_per_task(
         # Still responsive while the flood is digested.
         assert (await site.task(ids[0]))[1]["phase"] == "pending"
     await asyncio.sleep(1.0)
-    assert [_calls(sandbox, task_id) for task_id in ids] == [1, 1, 1, 1]
+    assert [task_calls(sandbox, task_id) for task_id in ids] == [1, 1, 1, 1]
     _, metrics = await site.get("/metrics")
-    assert _metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="duplicate"}') == 996
+    assert metric(metrics, 'suno_archiver_intake_callbacks_total{outcome="duplicate"}') == 996
 
 
 # --- POST /tasks and GET /tasks/<id> ------------------------------------------------------
@@ -334,7 +286,7 @@ async def test_posted_tasks_are_added_polled_and_reported(
     huge = "\n".join(fake_hex_id(str(i)) for i in range(40_000))
     assert (await site.call("POST", "/tasks", body=huge, headers=AUTH))[0] == 413
     _, metrics = await site.get("/metrics")
-    assert _metric(metrics, "suno_archiver_intake_tasks_added_total") == 2
+    assert metric(metrics, "suno_archiver_intake_tasks_added_total") == 2
 
 
 async def test_intake_tasks_survive_kill_9_and_list_edits(

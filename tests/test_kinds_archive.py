@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backfills import Site as BackfillSite
 from prometheus_client.exposition import generate_latest
-from test_backfill import Site as BackfillSite
 
 from archiver.cli.status import format_status, read_status, status_json
 from archiver.config import DownloadConfig
 from archiver.kinds import PROBE_ORDER
 from archiver.kinds.records import Kind
-from archiver.sandbox import Sandbox, fake_hex_id
+from archiver.sandbox import fake_hex_id
 from archiver.service.metrics import Metrics
 from archiver.state.store import StateStore
 from archiver.tasks.taskstate import UNKNOWN_KIND, Phase
@@ -46,11 +46,6 @@ FAILURES = [
     ("lyrics", "GENERATE_LYRICS_FAILED"),
     ("lyrics", "SENSITIVE_WORD_ERROR"),
 ]
-
-
-@pytest.fixture
-def site(sandbox: Sandbox, tmp_path: Path) -> BackfillSite:
-    return BackfillSite(sandbox, tmp_path)
 
 
 def files_of(doc: dict[str, Any]) -> dict[str, str]:

@@ -12,8 +12,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from test_daemon import _metric
-from test_intake import AUTH, IntakeSite, site  # noqa: F401 - the intake tests' fixture
+from daemons import metric
+from intakes import AUTH, IntakeSite
+from test_intake import site  # noqa: F401 - the intake tests' fixture (to tests/intake/conftest.py next)
 
 from archiver.kinds.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
@@ -26,7 +27,7 @@ async def wait_archived_count(daemon: IntakeSite, count: int, timeout: float = 1
     deadline = time.monotonic() + timeout
     while True:
         _, body = await daemon.get("/metrics")
-        found = _metric(body, 'suno_archiver_tasks{phase="archived"}')
+        found = metric(body, 'suno_archiver_tasks{phase="archived"}')
         if found == count:
             return
         assert time.monotonic() < deadline, f"{found} archived, not {count}, after {timeout} s"

@@ -7,22 +7,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from pathlib import Path
 
-import pytest
-from test_cli import Cli
-from test_verify import Archive, flip_byte, make_archive, problem_lines
+from verifying import Archive, flip_byte, problem_lines
 
 from archiver.kinds import media
-from archiver.sandbox import Sandbox
 from archiver.sandbox.cdn import FileFaults
 
 QUARANTINE = ".suno-archiver-quarantine"
-
-
-@pytest.fixture
-async def archive(sandbox: Sandbox, tmp_path: Path) -> Archive:
-    return await make_archive(Cli(sandbox, tmp_path))
 
 
 def cdn_name(entry: dict) -> str:

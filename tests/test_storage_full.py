@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from archive_checks import LOCK_FILE, TEMP_DIR, verify_archive
+from backfills import Site
+from clirun import Cli
 from smallfs import fill, free_bytes, mounted_tmpfs
-from test_backfill import Site
-from test_cli import Cli
 
 from archiver.errors import StorageFull
 from archiver.fetch import partfile
@@ -29,10 +29,11 @@ TASKS = [fake_hex_id(f"full:{n}") for n in range(3)]
 
 
 @pytest.fixture
-def site(sandbox: Sandbox, tmp_path: Path) -> Site:
+def site(site: Site) -> Site:
+    """The shared backfill site, its stand-in API serving TASKS."""
     for task in TASKS:
-        sandbox.add_music(task)
-    return Site(sandbox, tmp_path)
+        site.sb.add_music(task)
+    return site
 
 
 def leftovers(archive: Path) -> list[str]:

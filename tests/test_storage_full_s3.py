@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from buckets import FULL_ANSWER, add_tasks, make_config, new_bucket, verify_bucket
 from s3server import MotoServer
-from test_backfill_s3 import Bucket, add_tasks, bucket, make_config, verify_bucket
 
 import archiver.storage.s3client as s3client
 from archiver.cli.backfill import backfill
@@ -19,14 +19,7 @@ from archiver.sandbox import Sandbox
 from archiver.storage.tempdir import TEMP_NAME
 from archiver.tasks.taskstate import Phase
 
-__all__ = ["bucket"]  # the fixture, shared with test_backfill_s3
-
 pytestmark = pytest.mark.usefixtures("aws_env")
-
-FULL_ANSWER = (
-    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>XMinioStorageFull</Code>'
-    b"<Message>Storage backend has reached its minimum free drive threshold.</Message></Error>"
-)
 
 
 class _Body:
@@ -59,10 +52,11 @@ class FullStore:
 async def test_a_full_bucket_stops_backfill_with_nothing_recorded_and_a_rerun_completes(
     server: MotoServer,
     sandbox: Sandbox,
-    bucket: Bucket,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
+    bucket = new_bucket(server.url, request)
     store = FullStore(monkeypatch)
     tasks, ids_file = add_tasks(sandbox, tmp_path)
     config = make_config(tmp_path, sandbox, server.url, bucket.name)

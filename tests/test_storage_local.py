@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import Cli
+from clirun import Cli
 
 from archiver.errors import StorageAccessError, StorageConflict, StorageError, StorageFull
 from archiver.sandbox import Sandbox, fake_hex_id

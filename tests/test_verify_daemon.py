@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_daemon import Site, _metric
+from daemons import Site, metric
 
 from archiver.sandbox import Sandbox, fake_hex_id
 
@@ -33,7 +33,7 @@ async def _problems_metric(site: Site, timeout: float = 20.0) -> float:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         _status, body = await site.get("/metrics")
-        found = _metric(body, "suno_archiver_verify_problems")
+        found = metric(body, "suno_archiver_verify_problems")
         if found or asyncio.get_running_loop().time() > deadline:
             return found
         await asyncio.sleep(0.1)
@@ -61,8 +61,8 @@ async def test_verify_beside_a_daemon_that_is_archiving_finds_no_false_problem(
     await daemon.wait_for("verify_slice", where=lambda e: e["slice"] == 23)
     assert not daemon.named("verify_problem"), daemon.named("verify_problem")
     _status, body = await site.get("/metrics")
-    assert _metric(body, "suno_archiver_verify_last_full_timestamp_seconds") > 0
-    assert _metric(body, "suno_archiver_verify_problems") == 0
+    assert metric(body, "suno_archiver_verify_last_full_timestamp_seconds") > 0
+    assert metric(body, "suno_archiver_verify_problems") == 0
     assert await daemon.stop() == 0
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_backfill_s3 import PREFIX, Bucket, add_tasks, make_config
-from test_cli import Cli
-from test_daemon_s3 import new_bucket
+from buckets import PREFIX, Bucket, add_tasks, make_config, new_bucket
+from clirun import Cli
 
 import archiver.storage.s3client as s3client
 from archiver.cli.backfill import backfill
