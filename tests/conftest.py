@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 from backfills import Site as BackfillSite
-from clirun import Cli
 from daemons import Site as DaemonSite
 from s3daemons import Site as S3Site
 from s3server import DUMMY_ENV, MotoServer
-from verifying import Archive, make_archive
 
 from archiver.sandbox import Sandbox
 
@@ -87,9 +85,3 @@ async def sites() -> AsyncIterator[list[S3Site]]:
         for site in made:
             for d in site.daemons:
                 await d.kill()
-
-
-@pytest.fixture
-async def archive(sandbox: Sandbox, tmp_path: Path) -> Archive:
-    """A local archive made by a real `backfill` (verifying.make_archive)."""
-    return await make_archive(Cli(sandbox, tmp_path))

@@ -42,7 +42,7 @@ to 60 s before SUCCESS (the stand-in API's model, `python -m bench`), 5 s after 
 the calls, right at the budget; 8 s makes 0.28, with a median wait of 4 s.
 
 Simulated over tasks finishing every 1 s from 60 to 240 s after first sight, with TEXT_SUCCESS
-10, 20 or 30 s in and FIRST_SUCCESS 20, 30 or 40 s before SUCCESS (tests/test_lifecycle.py),
+10, 20 or 30 s in and FIRST_SUCCESS 20, 30 or 40 s before SUCCESS (tests/tasks/test_lifecycle.py),
 this makes 0.26 of the API calls of fixed 5 s polling (about 8 calls a task instead of 31);
 the median wait is 4 s, the longest 9 s; and if the API never showed FIRST_SUCCESS at all,
 0.22 of the calls with a median wait of 9 s.

@@ -31,7 +31,7 @@ from archiver.tasks.expiry import DAY_S
 from archiver.tasks.tasklist import TaskRef
 from archiver.tasks.taskstate import Phase
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, sandbox: Sandbox) -> Config:

@@ -16,7 +16,7 @@ ROUND_S = 2.4  # verify_every_s: a slice every 0.1 s, the whole archive every 2.
 
 @pytest.fixture
 async def site(tmp_path: Path, sandbox: Sandbox) -> AsyncIterator[Site]:
-    """test_daemon's site, its daemon verifying the archive as it goes."""
+    """The daemon site (daemons.Site), its daemon verifying the archive as it goes."""
     rolling = Site(tmp_path, sandbox)
     rolling.configure()
     config = rolling.root / "archive.toml"

@@ -11,7 +11,7 @@ import pytest
 
 from archiver.config import load_config
 
-SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
+SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 UNIT_NAME = "suno-archiver.service"
 
 

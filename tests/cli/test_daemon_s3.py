@@ -3,7 +3,7 @@ HTTP endpoint (another subprocess), the stand-in API in the test process.
 
 The daemon is the real CLI with one change: its base retry delay (30 s in production) is short,
 so that waiting out a missing bucket or an S3 outage takes seconds. The AWS environment is
-the dummy one of test_backfill_s3 (`aws_env`), inherited by the daemon.
+the dummy one of conftest.py (`aws_env`), inherited by the daemon.
 """
 
 from __future__ import annotations

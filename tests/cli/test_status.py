@@ -22,7 +22,7 @@ from archiver.kinds.records import Kind
 from archiver.state.store import StateStore
 from archiver.tasks.taskstate import Phase
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _fill(store: StateStore) -> None:

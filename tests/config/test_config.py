@@ -13,7 +13,7 @@ from archiver.config import Config, load_config
 from archiver.config.schema import SCHEMA
 from archiver.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "archive.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "archive.example.toml"
 SECRET = "sk-SECRET-0123456789abcdef"
 
 

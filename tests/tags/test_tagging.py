@@ -1,7 +1,7 @@
 """TagWriter and check_mp3: the SPEC's frames, existing tags kept, audio bytes untouched.
 
-`tag` below puts a download through a TagWriter as the fetcher does (tests/test_fetch.py checks
-the fetcher's side: streaming, resuming, hashes)."""
+`tag` below puts a download through a TagWriter as the fetcher does (tests/fetch/ checks the
+fetcher's side: streaming, resuming, hashes)."""
 
 from __future__ import annotations
 

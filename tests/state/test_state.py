@@ -21,7 +21,7 @@ from archiver.state.schema import SCHEMA_VERSION
 from archiver.state.store import StateStore
 from archiver.tasks.taskstate import Phase, TaskState
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

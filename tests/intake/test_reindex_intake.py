@@ -14,7 +14,6 @@ from pathlib import Path
 
 from daemons import metric
 from intakes import AUTH, IntakeSite
-from test_intake import site  # noqa: F401 - the intake tests' fixture (to tests/intake/conftest.py next)
 
 from archiver.kinds.records import Kind
 from archiver.sandbox import Sandbox, fake_hex_id
@@ -35,7 +34,7 @@ async def wait_archived_count(daemon: IntakeSite, count: int, timeout: float = 1
 
 
 async def test_reindex_keeps_intake_tasks_through_list_reloads(
-    site: IntakeSite,  # noqa: F811 - the fixture imported above
+    site: IntakeSite,
     sandbox: Sandbox,
 ) -> None:
     listed, adopted, reopened, later = (

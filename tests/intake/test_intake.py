@@ -11,31 +11,15 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import pytest
 from daemons import metric, task_calls
 from intakes import AUTH, KIE_KEY, TOKEN, IntakeSite
 
 from archiver.intake.signing import signature
 from archiver.sandbox import Sandbox, fake_hex_id
-
-
-@pytest.fixture
-async def site(tmp_path: Path, sandbox: Sandbox) -> AsyncIterator[IntakeSite]:
-    s = IntakeSite(tmp_path, sandbox)
-    s.configure_intake()
-    s.list_tasks()
-    try:
-        yield s
-    finally:
-        for d in s.daemons:
-            await d.kill()
-        for d in s.daemons:  # whatever happened, the token was never logged
-            assert not [line for line in d.raw if TOKEN in line]
 
 
 def music_callback(task_id: str, stage: str = "complete", **extra: Any) -> dict[str, Any]:
