@@ -16,14 +16,7 @@ import botocore.exceptions as bx
 import pytest
 import s3transfer.exceptions
 from s3server import Gate, MotoServer, free_port
-from s3stores import (
-    EACH_WAY_UP,
-    new_file,
-    open_quick,
-    raw_client,
-    s3_config,
-    stored,
-)
+from s3stores import EACH_WAY_UP, new_file, open_quick, raw_client, s3_config, stored
 
 from archiver.errors import StorageAccessError, StorageError
 from archiver.storage.s3 import S3Storage
