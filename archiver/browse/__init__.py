@@ -1,5 +1,7 @@
-"""The archive as people browse it: `index.html` and `playlist.m3u8` at its root.
+"""The archive as people browse it: `index.html` at its root, its shard files (`browse/`) and
+the playlists (`playlists/`, `playlist.m3u8`).
 
-`view` turns a manifest into a row (kept in the state), `render` turns rows into the two
-files, `indexer` keeps them current in storage.
+`view` turns a manifest into a row, `store` keeps the rows in the state (each in a shard for
+good, and which shards changed), `render` turns a shard's rows into its files, `indexer`
+keeps the files current in storage, writing only the shards that changed.
 """

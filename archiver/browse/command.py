@@ -1,9 +1,9 @@
-"""`suno-archiver index`: both files written anew from the manifests of every known task."""
+"""`suno-archiver index`: the browse files written anew from the manifests of every known task."""
 
 from __future__ import annotations
 
 from archiver.browse.indexer import Indexer
-from archiver.browse.render import INDEX_KEY, PLAYLIST_KEY
+from archiver.browse.render import INDEX_KEY, PLAYLIST_FOLDER, SHARD_FOLDER
 from archiver.config import Config
 from archiver.errors import StorageError, UsageError
 from archiver.state.store import StateStore
@@ -11,7 +11,7 @@ from archiver.storage import open_storage
 
 
 async def write_index(config: Config) -> str:
-    """Rebuild the view from the manifests and write both files; returns the line to print.
+    """Rebuild the view from the manifests and write every file; returns the line to print.
     Raises UsageError (one line) when the state or the storage cannot be used."""
     with StateStore.open(config.state.path) as state:
         storage = await open_storage(config.storage)
@@ -24,5 +24,6 @@ async def write_index(config: Config) -> str:
     where = config.storage.location.rstrip("/")
     return (
         f"{where}/{INDEX_KEY}: {written.tracks} tracks in {written.tasks} tasks "
-        f"({written.read} manifests read); {where}/{PLAYLIST_KEY}: {written.tracks} entries"
+        f"({written.read} manifests read), in {written.shards} shards under {SHARD_FOLDER}/ "
+        f"and {PLAYLIST_FOLDER}/"
     )

@@ -1,43 +1,60 @@
-"""Keeps `index.html` and `playlist.m3u8` current in storage, from view rows kept in the state.
+"""Keeps the browse files current in storage, from view rows kept in the state.
 
 `refresh` reads only the manifests of tasks that changed since their row was made (the state's
-`updated_at` says which), then rewrites both files if anything changed since it last did:
-that is what `backfill` does at its end and `run` at most once a minute and at shutdown.
-`rebuild` (the `index` command) reads the manifest of every task the state knows.
-Both files are drafted in the storage's temp folder, streamed from the state's rows (see
-draft.py: after a few new tasks, the new rows and a kernel copy of the old ones), then stored
-like any file: atomically (rename; S3: upload, then confirm), the playlist first, so a page
-never names a playlist older than itself.
+`updated_at` says which), then writes what changed since it last wrote: that is what `backfill`
+does at its end and `run` at most once a minute and at shutdown. `rebuild` (the `index`
+command) reads the manifest of every task the state knows and writes every file anew.
+
+A write renders only the shards whose rows changed (after new tasks, the newest one; after a
+task archived again, its own), each from one snapshot of the state, and stores each file like
+any small file (temp name, then rename; S3: put, then confirm). Then the table of shards, then
+`playlist.m3u8`, then `index.html` (when missing, or first written by this process): a reader
+never finds a page, or a table, naming a shard file that is not there yet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from archiver import __version__
-from archiver.browse.draft import Current, Draft, draft
 from archiver.browse.render import (
     INDEX_CONTENT_TYPE,
     INDEX_KEY,
     PLAYLIST_CONTENT_TYPE,
     PLAYLIST_KEY,
+    SCRIPT_CONTENT_TYPE,
+    TABLE_KEY,
+    ShardFiles,
+    render_page,
+    render_recent,
+    render_shard,
+    render_table,
+    shard_playlist_key,
+    tasks_key,
+    words_key,
 )
-from archiver.browse.store import FileMark, ViewStore, read_snapshot
+from archiver.browse.store import (
+    ViewStore,
+    changed_shards,
+    newest_m3u,
+    read_snapshot,
+    shard_rows,
+    shard_table,
+    tasks_in_order,
+)
 from archiver.browse.view import ViewRow, view_row
 from archiver.errors import StorageError
 from archiver.fetch.archiving import read_manifest
 from archiver.kinds.timestamps import utc_iso_of
 from archiver.state.store import StateStore
 from archiver.storage import Storage
-from archiver.storage.space import os_fault
 from archiver.tasks.taskstate import Phase
 
 log = structlog.get_logger()
@@ -46,16 +63,21 @@ SHOWN = (Phase.ARCHIVED, Phase.PARTIAL, Phase.FAILED)  # the phases that leave a
 # After its first look at every task, a refresh looks only at tasks updated since its last look
 # began, less this margin: the engine stamps them with the same wall clock, which may step back.
 CLOCK_MARGIN_S = 3600.0
+# Tasks a shard holds: the files a rewrite after new tasks makes are about this many tasks'
+# rows (1-3 KB each with lyrics), a search reads one small file per shard.
+SHARD_TASKS = 500
 _READ_CHUNK = 64  # manifests read at once (S3: concurrent GETs; local: no difference)
 _REBUILD_CHUNK = 5000  # rows stored at once by `rebuild`
+_SHARDS_AT_ONCE = 4  # shards rendered and stored at once (S3: concurrent PUTs)
 
 
 @dataclass(frozen=True)
 class Written:
     tasks: int  # tasks on the page
-    tracks: int  # archived MP3s: playlist entries
+    tracks: int  # archived MP3s
     read: int  # manifests read to get there
-    spliced: bool  # the rows already written were copied, not written again
+    shards: int  # shards whose files were written
+    bytes: int  # bytes stored
 
 
 class Indexer:
@@ -66,36 +88,41 @@ class Indexer:
         *,
         clock: Callable[[], float] = time.time,
         version: str = __version__,
+        shard_tasks: int = SHARD_TASKS,
     ) -> None:
         self._state = state
         self._views = ViewStore(state)
         self._storage = storage
         self._clock = clock
         self._version = version
+        self._shard_tasks = shard_tasks
         # Whether the files lag behind the rows: a row changed since the last write. None at
-        # start: then only a missing file says so (a process killed between storing rows and
-        # writing the files leaves them behind until the next change, or `index`).
+        # start: then only a missing page or table says so (a process killed between storing
+        # rows and writing the files leaves them behind until the next change, or `index`).
         self._behind: bool | None = None
+        self._page_written = False  # this process wrote index.html (its bytes follow the version)
         # See CLOCK_MARGIN_S; kept in the state, so that a restart looks only at the tasks
         # updated since the last look (a million tasks take 0.6 s to look at). None: look
         # at every task (a new state).
         self._since: float | None = self._views.looked()
 
     async def refresh(self) -> Written | None:
-        """Bring the rows of changed tasks up to date; rewrite both files when a row changed
-        or a file is missing. Returns what was written (None: nothing to do).
-        Raises StorageError when the storage fails (nothing is kept: the next call reads the
-        same manifests again)."""
+        """Bring the rows of changed tasks up to date; write the files of what changed, or of
+        everything when the page or its table is missing. Returns what was written (None:
+        nothing to do). Raises StorageError when the storage fails (what was not written stays
+        due: the next call writes it)."""
         read = await self.update_rows()
         if self._behind is None:
             self._behind = not await self.files_present()
+            if self._behind:
+                self._views.forget_written()  # the shard files may be gone with them
         if not self._behind:
             return None
         return await self.write(read=read)
 
     async def files_present(self) -> bool:
-        """Whether both files are in the storage."""
-        return await self._storage.exists(INDEX_KEY) and await self._storage.exists(PLAYLIST_KEY)
+        """Whether the page and its table are in the storage."""
+        return await self._storage.exists(INDEX_KEY) and await self._storage.exists(TABLE_KEY)
 
     async def update_rows(self) -> int:
         """Store the rows of the tasks changed since their row was made (each one manifest
@@ -103,26 +130,33 @@ class Indexer:
         since = self._clock() - CLOCK_MARGIN_S
         stale = self._views.stale(SHOWN, changed_since=self._since)
         rows, gone = await self._read(stale)
-        self._views.put(rows, drop=gone, looked=since)
+        self._views.put(rows, drop=gone, looked=since, shard_tasks=self._shard_tasks)
         if stale:
             self._behind = True
         self._since = since
         return len(stale)
 
     async def rebuild(self) -> Written:
-        """Read the manifest of every task the state knows and write both files anew. The rows
+        """Read the manifest of every task the state knows and write every file anew. The rows
         are stored a chunk at a time (a million never sit in memory); until the last one is,
         the state says no look was made, so that a rebuild cut short is finished by the next
         refresh's look at every task."""
         since = self._clock() - CLOCK_MARGIN_S
-        tasks = self._state.task_times()
-        self._views.put([], replace_all=True)
-        for start in range(0, len(tasks), _REBUILD_CHUNK):
-            rows, _gone = await self._read(tasks[start : start + _REBUILD_CHUNK])
-            self._views.put(rows)
-        self._views.put([], looked=since)
+        self._views.put([], replace_all=True, shard_tasks=self._shard_tasks)
+        read = 0
+        db = await asyncio.to_thread(read_snapshot, self._state)
+        try:
+            chunks = tasks_in_order(db, _REBUILD_CHUNK)
+            while tasks := await asyncio.to_thread(next, chunks, None):
+                rows, _gone = await self._read(tasks)
+                self._views.put(rows, shard_tasks=self._shard_tasks)
+                read += len(tasks)
+        finally:
+            await asyncio.to_thread(db.close)
+        self._views.put([], looked=since, shard_tasks=self._shard_tasks)
         self._since = since
-        return await self.write(read=len(tasks))
+        self._page_written = False
+        return await self.write(read=read)
 
     async def _read(
         self, tasks: Sequence[tuple[str, float]]
@@ -142,61 +176,88 @@ class Indexer:
         return rows, gone
 
     async def write(self, *, read: int = 0) -> Written:
-        """Both files from the stored rows; `read`: the manifests read for them, for the log."""
-        current = self._current()
+        """The files of every changed shard, then the table, the playlist and the page, from
+        one snapshot of the stored rows; `read`: the manifests read for them, for the log."""
+        db = await asyncio.to_thread(read_snapshot, self._state)
         try:
-            made = await asyncio.to_thread(self._draft, current)
-        except OSError as e:  # the temp folder is full, say: a StorageError like any write's
-            raise os_fault(self._storage.temp_dir / INDEX_KEY, e) from e
-        try:
-            await self._storage.replace_file(
-                PLAYLIST_KEY, made.playlist, content_type=PLAYLIST_CONTENT_TYPE
-            )
-            await self._storage.replace_file(INDEX_KEY, made.page, content_type=INDEX_CONTENT_TYPE)
+            await asyncio.to_thread(db.execute, "BEGIN")  # one snapshot for every file
+            written = await self._write(db, read)
         finally:
-            made.page.unlink(missing_ok=True)  # not stored: the storage consumes what it stores
-            made.playlist.unlink(missing_ok=True)
-        layout = made.layout
-        # Recorded only while the stored files are the drafts (a rename keeps size, mtime and
-        # inode): a splice copies from them.
-        stored = current and (_mark_of(current.page), _mark_of(current.playlist))
-        self._views.set_layout(layout if stored == (layout.page, layout.playlist) else None)
-        written = Written(tasks=layout.rows, tracks=layout.tracks, read=read, spliced=made.spliced)
+            await asyncio.to_thread(db.close)  # ends the snapshot
+        self._behind = False
         log.info(
             "index_written",
             tasks=written.tasks,
             tracks=written.tracks,
             manifests_read=read,
-            bytes=layout.page.size,
-            spliced=made.spliced,
+            shards=written.shards,
+            bytes=written.bytes,
         )
-        self._behind = False
         return written
 
-    def _current(self) -> Current | None:
-        """The files' local names and the last layout (None: S3, no splice is possible)."""
-        page, playlist = self._storage.local_path(INDEX_KEY), self._storage.local_path(PLAYLIST_KEY)
-        if page is None or playlist is None:
-            return None  # S3: each write is a full one
-        return Current(page=page, playlist=playlist, layout=self._views.layout())
-
-    def _draft(self, current: Current | None) -> Draft:
+    async def _write(self, db: sqlite3.Connection, read: int) -> Written:
+        changed = await asyncio.to_thread(changed_shards, db)
+        stored = 0
+        for start in range(0, len(changed), _SHARDS_AT_ONCE):
+            chunk = changed[start : start + _SHARDS_AT_ONCE]
+            made = await asyncio.to_thread(_render_shards, db, chunk)
+            sizes = await _every(*(self._store_shard(files) for files in made))
+            stored += sum(sizes)
+            self._views.mark_written(files.info for files in made)
+        # The table from the main connection: it names only shards whose files are stored.
+        table = shard_table(self._state.connection)
         generated = utc_iso_of(self._clock()).replace("T", " ").replace("Z", " UTC")
-        db = read_snapshot(self._state)
-        try:
-            return draft(
-                db, self._storage.temp_dir, current, generated_at=generated, version=self._version
-            )
-        finally:
-            db.close()
+        stored += await self._store(
+            TABLE_KEY,
+            render_table(
+                table,
+                shard_tasks=self._shard_tasks,
+                generated_at=generated,
+                version=self._version,
+            ),
+            SCRIPT_CONTENT_TYPE,
+        )
+        playlist, _ = await asyncio.to_thread(lambda: render_recent(newest_m3u(db)))
+        stored += await self._store(PLAYLIST_KEY, playlist, PLAYLIST_CONTENT_TYPE)
+        if not self._page_written or not await self._storage.exists(INDEX_KEY):
+            page = render_page(version=self._version)
+            stored += await self._store(INDEX_KEY, page, INDEX_CONTENT_TYPE)
+            self._page_written = True
+        return Written(
+            tasks=sum(s.tasks for s in table),
+            tracks=sum(s.tracks for s in table),
+            read=read,
+            shards=len(changed),
+            bytes=stored,
+        )
+
+    async def _store_shard(self, files: ShardFiles) -> int:
+        shard = files.info.shard
+        sizes = await _every(
+            self._store(tasks_key(shard), files.tasks, SCRIPT_CONTENT_TYPE),
+            self._store(words_key(shard), files.words, SCRIPT_CONTENT_TYPE),
+            self._store(shard_playlist_key(shard), files.playlist, PLAYLIST_CONTENT_TYPE),
+        )
+        return sum(sizes)
+
+    async def _store(self, key: str, data: bytes, content_type: str) -> int:
+        await self._storage.put_bytes(key, data, content_type=content_type)
+        return len(data)
 
 
-def _mark_of(path: str) -> FileMark | None:
-    """The file's mark as it is now: the layout holds only for the files it describes."""
-    try:
-        return FileMark.of(os.stat(path))
-    except OSError:
-        return None
+async def _every(*stores: Awaitable[int]) -> list[int]:
+    """Await every one of `stores`, then raise the first failure: a failed file leaves none of
+    the others still being written when the write ends (the next one may write them again)."""
+    done = await asyncio.gather(*stores, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in done if not isinstance(r, BaseException)]
+
+
+def _render_shards(db: sqlite3.Connection, shards: Sequence[tuple[int, int]]) -> list[ShardFiles]:
+    """Blocking: the files of `shards` ((shard, changes) each) from the snapshot `db`."""
+    return [render_shard(shard, changes, shard_rows(db, shard)) for shard, changes in shards]
 
 
 async def refresh_logged(indexer: Indexer, *, changed: bool = True) -> Written | None:

@@ -1,76 +1,38 @@
-"""The browse view's rows in the state, and the layout of the files last written from them.
+"""The browse view in the state: every SQL statement of archiver.browse, in one place.
 
-A view row is what index.html and playlist.m3u8 show of one task (archiver.browse.view), kept
-so that the daemon rewrites both files without reading every manifest again. The layout says
-where the last write put the rows in each file; `put` forgets it whenever a row already
-written is replaced or removed, so that while it stands, the rows added since that write are
-exactly those with a larger rowid (SQLite gives a new row max(rowid) + 1, and nothing was
-deleted since the maximum was taken).
+A view row is what the page and the playlists show of one task (archiver.browse.view), kept so
+that the daemon rewrites them without reading every manifest again. Each row belongs to a
+shard for good: a new row goes to the newest shard until it holds `shard_tasks` rows, then
+to a new one (archival order), and a row stored again keeps its shard. `view_shards` counts
+the changes to each shard, so that a write renders only the shards changed since their files
+were last written.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from archiver.browse.view import ViewRow
 from archiver.state.store import StateStore
 from archiver.tasks.taskstate import Phase
 
-ROW_COLUMNS = "task_id, sort_key, data, lyrics, m3u, tracks"
-NEWEST_FIRST = "ORDER BY sort_key DESC, task_id DESC"
-OLDEST_FIRST = "ORDER BY sort_key, task_id"
-_BATCH = 1000  # rows fetched, and written, at once: about 1 MB of page
+ROW_COLUMNS = "task_id, sort_key, data, lyrics, m3u, hay, tracks"
+_IN_SHARD_ORDER = "ORDER BY sort_key DESC, task_id DESC"  # newest first, as the page lists them
+_LOOKUP = 500  # task IDs looked up in one statement (SQLite allows 32,766 parameters)
 
 
 @dataclass(frozen=True, slots=True)
-class FileMark:
-    """A written file as the OS shows it: another writer changes one of these."""
+class ShardInfo:
+    """What the table of shards says of one shard (and when its files were made)."""
 
-    size: int
-    mtime_ns: int
-    inode: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> FileMark:
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the last write put the rows: byte ranges [start, end) of the page's task rows and
-    lyrics (between the JSON brackets), the playlist's rows from `m3u_at` to its end."""
-
-    page: FileMark
-    playlist: FileMark
-    tasks_at: tuple[int, int]
-    lyrics_at: tuple[int, int]
-    m3u_at: int
-    rows: int  # view rows written
-    tracks: int  # their tracks with an archived MP3
-    max_rowid: int  # the largest rowid among them (0: none)
-    newest: tuple[str, str] | None  # (sort_key, task_id) of the first row written
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> Layout:
-        raw = json.loads(text)
-        return cls(
-            page=FileMark(*raw["page"].values()),
-            playlist=FileMark(*raw["playlist"].values()),
-            tasks_at=tuple(raw["tasks_at"]),  # type: ignore[arg-type]
-            lyrics_at=tuple(raw["lyrics_at"]),  # type: ignore[arg-type]
-            m3u_at=raw["m3u_at"],
-            rows=raw["rows"],
-            tracks=raw["tracks"],
-            max_rowid=raw["max_rowid"],
-            newest=tuple(raw["newest"]) if raw["newest"] else None,  # type: ignore[arg-type]
-        )
+    shard: int
+    changes: int  # bumped by every row stored or removed in it: the files' version
+    tasks: int
+    tracks: int
+    first: str | None  # its oldest and newest row's date (ISO 8601)
+    last: str | None
 
 
 class ViewStore:
@@ -100,62 +62,110 @@ class ViewStore:
         self,
         rows: Iterable[tuple[ViewRow, float]],
         *,
+        shard_tasks: int,
         drop: Iterable[str] = (),
         replace_all: bool = False,
         looked: float | None = None,
     ) -> None:
         """Store view rows (each with the updated_at of the task it was read at) and remove
-        those of `drop`, in one transaction; `replace_all` removes every other row first.
-        A row replaced or removed makes the next write a full one (see the module's doc).
-        `looked`: the time from which the next look for changed tasks may start; `replace_all`
-        without it forgets the last look (the next one looks at every task)."""
+        those of `drop`, in one transaction; `replace_all` removes every other row (and shard)
+        first. A row already stored keeps its shard; new ones fill the newest shard up to
+        `shard_tasks` rows, oldest first, then open the next. `looked`: the time from which
+        the next look for changed tasks may start; `replace_all` without it forgets the last
+        look (the next one looks at every task)."""
         with self._state.transaction() as db:
             if replace_all:
                 db.execute("DELETE FROM view_looked")
+                db.execute("DELETE FROM view")
+                db.execute("DELETE FROM view_shards")
             if looked is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO view_looked (id, since) VALUES (1, ?)", (looked,)
                 )
-            removed = db.execute("DELETE FROM view").rowcount if replace_all else 0
-            removed += db.executemany(
-                "DELETE FROM view WHERE task_id = ?", ((t,) for t in drop)
-            ).rowcount
-            values = [
-                (r.task_id, seen, r.sort_key, r.data, r.lyrics, r.m3u, r.tracks) for r, seen in rows
-            ]
-            removed += db.executemany(
-                "DELETE FROM view WHERE task_id = ?", ((v[0],) for v in values)
-            ).rowcount
+            touched: set[int] = set()
+            for task_id in drop:
+                found = db.execute(
+                    "DELETE FROM view WHERE task_id = ? RETURNING shard", (task_id,)
+                ).fetchone()
+                if found is not None:
+                    touched.add(found[0])
+            rows = list(rows)
+            shards = _shards_of(db, [row.task_id for row, _ in rows])
+            fresh = [(row, seen) for row, seen in rows if row.task_id not in shards]
             db.executemany(
-                "INSERT INTO view (task_id, seen_at, sort_key, data, lyrics, m3u, tracks) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                values,
+                "UPDATE view SET seen_at = ?, sort_key = ?, data = ?, lyrics = ?, m3u = ?, "
+                "hay = ?, tracks = ? WHERE task_id = ?",
+                (
+                    (seen, *_values(row)[1:], row.task_id)
+                    for row, seen in rows
+                    if row.task_id in shards
+                ),
             )
-            if removed:
-                db.execute("DELETE FROM view_written")
+            touched.update(shards.values())
+            fresh.sort(key=lambda r: (r[0].sort_key, r[0].task_id))
+            db.executemany(
+                "INSERT INTO view (shard, seen_at, task_id, sort_key, data, lyrics, m3u, hay, "
+                "tracks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._placed(db, fresh, shard_tasks, touched),
+            )
+            db.executemany(
+                "INSERT INTO view_shards (shard, changes) VALUES (?, 1) "
+                "ON CONFLICT (shard) DO UPDATE SET changes = changes + 1",
+                ((s,) for s in sorted(touched)),
+            )
+
+    @staticmethod
+    def _placed(
+        db: sqlite3.Connection,
+        fresh: list[tuple[ViewRow, float]],
+        shard_tasks: int,
+        touched: set[int],
+    ) -> Iterator[tuple[object, ...]]:
+        """The insert values of new rows, each given its shard (added to `touched`)."""
+        shard = db.execute("SELECT coalesce(max(shard), 0) FROM view_shards").fetchone()[0]
+        held = db.execute("SELECT count(*) FROM view WHERE shard = ?", (shard,)).fetchone()[0]
+        for row, seen in fresh:
+            if held >= shard_tasks:
+                shard, held = shard + 1, 0
+            held += 1
+            touched.add(shard)
+            yield (shard, seen, *_values(row))
 
     def looked(self) -> float | None:
         """What the last `put` gave as `looked` (None: never, look at every task)."""
         found = self._state.connection.execute("SELECT since FROM view_looked").fetchone()
         return None if found is None else found[0]
 
-    def layout(self) -> Layout | None:
-        """What the last write left, if no written row changed since."""
-        found = self._state.connection.execute("SELECT layout FROM view_written").fetchone()
-        if found is None:
-            return None
-        try:
-            return Layout.from_json(found[0])
-        except (ValueError, KeyError, TypeError):
-            return None  # unreadable: a full write records a new one
-
-    def set_layout(self, layout: Layout | None) -> None:
+    def mark_written(self, shards: Iterable[ShardInfo]) -> None:
+        """Record what was written of each shard: its counts, and `changes` as of the
+        snapshot it was written from (a row stored since leaves it changed)."""
         with self._state.transaction() as db:
-            db.execute("DELETE FROM view_written")
-            if layout is not None:
-                db.execute(
-                    "INSERT INTO view_written (id, layout) VALUES (1, ?)", (layout.to_json(),)
-                )
+            db.executemany(
+                "UPDATE view_shards SET written = ?, tasks = ?, tracks = ?, first = ?, last = ? "
+                "WHERE shard = ?",
+                ((s.changes, s.tasks, s.tracks, s.first, s.last, s.shard) for s in shards),
+            )
+
+    def forget_written(self) -> None:
+        """Make every shard's files due again (they are missing, or the page is new)."""
+        with self._state.transaction() as db:
+            db.execute("UPDATE view_shards SET written = NULL")
+
+
+def _shards_of(db: sqlite3.Connection, task_ids: list[str]) -> dict[str, int]:
+    """The shard of each of `task_ids` that has a row (a few hundred looked up at once)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(task_ids), _LOOKUP):
+        chunk = task_ids[start : start + _LOOKUP]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            db.execute(f"SELECT task_id, shard FROM view WHERE task_id IN ({marks})", chunk)
+        )
+    return found
+
+
+def _values(row: ViewRow) -> tuple[object, ...]:
+    return (row.task_id, row.sort_key, row.data, row.lyrics, row.m3u, row.hay, row.tracks)
 
 
 def read_snapshot(state: StateStore) -> sqlite3.Connection:
@@ -167,25 +177,51 @@ def read_snapshot(state: StateStore) -> sqlite3.Connection:
     return db
 
 
-def newest_first(
-    db: sqlite3.Connection, *, after_rowid: int | None = None
-) -> Iterator[list[ViewRow]]:
-    """The view rows, newest first, in batches (a million rows never sit in memory at once);
-    with `after_rowid`, only those added after it (a range of rowids, sorted by SQLite, not a
-    walk of the whole order index)."""
-    if after_rowid is None:
-        cursor = db.execute(f"SELECT {ROW_COLUMNS} FROM view {NEWEST_FIRST}")
-    else:
-        cursor = db.execute(
-            f"SELECT {ROW_COLUMNS} FROM view NOT INDEXED WHERE rowid > ? {NEWEST_FIRST}",
-            (after_rowid,),
-        )
-    while batch := cursor.fetchmany(_BATCH):
-        yield [ViewRow(*row) for row in batch]
+def tasks_in_order(db: sqlite3.Connection, batch: int) -> Iterator[list[tuple[str, float]]]:
+    """(task ID, updated_at) of every task, `batch` at a time, in the order they were archived
+    (as near as the state knows: finished, else created), for a rebuild: from a snapshot of
+    its own, so that a million never sit in memory while the rows are stored."""
+    cursor = db.execute(
+        "SELECT task_id, updated_at FROM tasks ORDER BY COALESCE(completed_at, created_at), task_id"
+    )
+    while chunk := cursor.fetchmany(batch):
+        yield chunk
 
 
-def totals(db: sqlite3.Connection) -> tuple[int, int, int]:
-    """(rows, tracks, max rowid) of the view (its `view_tracks` index: no large row read)."""
-    rows, tracks = db.execute("SELECT count(*), total(tracks) FROM view").fetchone()
-    max_rowid = db.execute("SELECT coalesce(max(rowid), 0) FROM view").fetchone()[0]
-    return rows, int(tracks), max_rowid
+def changed_shards(db: sqlite3.Connection) -> list[tuple[int, int]]:
+    """(shard, changes) of every shard changed since its files were last written."""
+    return db.execute(
+        "SELECT shard, changes FROM view_shards WHERE written IS NULL OR written < changes "
+        "ORDER BY shard"
+    ).fetchall()
+
+
+def shard_rows(db: sqlite3.Connection, shard: int) -> list[ViewRow]:
+    """The rows of one shard, newest first (a few hundred: one shard's files at a time)."""
+    cursor = db.execute(
+        f"SELECT {ROW_COLUMNS} FROM view WHERE shard = ? {_IN_SHARD_ORDER}", (shard,)
+    )
+    return [ViewRow(*row) for row in cursor]
+
+
+def shard_table(db: sqlite3.Connection) -> list[ShardInfo]:
+    """Every shard whose files were written, as they were, oldest first (a small row each;
+    `changes`: the version written)."""
+    cursor = db.execute(
+        "SELECT shard, written, tasks, tracks, first, last FROM view_shards "
+        "WHERE written IS NOT NULL ORDER BY shard"
+    )
+    return [ShardInfo(*row) for row in cursor]
+
+
+def newest_m3u(db: sqlite3.Connection) -> Iterator[list[str]]:
+    """The rows' playlist lines, newest first: a shard at a time, from the newest (the
+    caller stops when it has enough)."""
+    shards = db.execute("SELECT shard FROM view_shards ORDER BY shard DESC").fetchall()
+    for (shard,) in shards:
+        yield [
+            m3u
+            for (m3u,) in db.execute(
+                f"SELECT m3u FROM view WHERE shard = ? AND tracks > 0 {_IN_SHARD_ORDER}", (shard,)
+            )
+        ]

@@ -1,8 +1,8 @@
-"""One decoded manifest → what the browse page and the playlist need of it. Pure.
+"""One decoded manifest → what the browse page and the playlists need of it. Pure.
 
 A task becomes one `ViewRow`: a compact JSON object for the page (short keys, empty values
-left out), its lyrics apart (the page parses those only when someone asks for lyrics), and
-its playlist lines. The JSON is already made safe to sit inside a `<script>` element: every
+left out), its lyrics apart, its playlist lines, and the words a search may match. The JSON
+is already made safe to sit inside a `<script>` element: every
 `<`, `>` and `&` is written as a `\\u` escape, so no title can close the element or open a
 comment, whatever the API put in it. Rows are kept in the state, so that the daemon rewrites
 the page without reading every manifest again.
@@ -45,6 +45,7 @@ class ViewRow:
     data: str  # one JSON object, safe inside <script>
     lyrics: str  # one JSON array of the task's distinct lyrics, safe inside <script>
     m3u: str  # "#EXTINF:<s>,<title>\n<path>\n" per archived MP3; "" when none
+    hay: str  # the distinct lowercase words a search may match (see `search_words`)
     tracks: int  # tracks with an archived MP3
 
 
@@ -93,8 +94,20 @@ def view_row(doc: Mapping[str, Any]) -> ViewRow:
         data=script_json(task),
         lyrics=script_json(lyrics),
         m3u="".join(_m3u(track) for track in tracks),
+        hay=" ".join(search_words(task)),
         tracks=sum("p" in t for t in tracks),
     )
+
+
+def search_words(task: Mapping[str, Any]) -> dict[str, None]:
+    """The distinct lowercase words of what the page's search looks at in a task (its ID,
+    kind and outcome; its tracks' titles, styles, models and audio IDs: `hay` in
+    templates/index.js), in order. A search word is a part of one of them: a shard whose
+    words hold no part for every search word has no match, and is never loaded."""
+    texts = [task.get("i"), task.get("k"), task.get("o")]
+    for track in task.get("t", ()):
+        texts.extend(track.get(key) for key in ("n", "g", "m", "a"))
+    return dict.fromkeys(" ".join(t for t in texts if t).lower().split())
 
 
 def _track(track: Mapping[str, Any], lyrics: list[str]) -> dict[str, Any]:

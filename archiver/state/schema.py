@@ -14,15 +14,15 @@ from archiver.errors import UsageError
 from archiver.kinds.records import Kind
 from archiver.tasks.taskstate import Phase, TaskState
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # What index.html and playlist.m3u8 show of each archived task (archiver.browse), so that the
 # daemon rewrites them without reading every manifest again. `seen_at` is the task's updated_at
 # when its manifest was read: a task changed since is read again. The rows are large (a task's
 # lyrics): a rowid table, with `view_seen` covering the which-changed join, so that it never
 # reads them (with a WITHOUT ROWID table, an incremental update took 204 ms at 50,000 tasks,
-# 49 ms without).
-_VIEW_SCHEMA = """
+# 49 ms without). Schema 4 to 8 had it without `shard` and `hay`.
+_OLD_VIEW_SCHEMA = """
 CREATE TABLE view (
     task_id   TEXT PRIMARY KEY,
     seen_at   REAL NOT NULL,
@@ -35,9 +35,7 @@ CREATE TABLE view (
 CREATE INDEX view_seen ON view (task_id, seen_at);
 CREATE INDEX view_order ON view (sort_key DESC, task_id DESC);
 """
-# What the last write of index.html and playlist.m3u8 left, so that the next one copies the rows
-# it wrote instead of rendering them again (archiver.browse.store); `view_tracks` answers the
-# page's counts without reading the large rows.
+# Until schema 9: what the last write of the one big index.html left, to splice onto it.
 _VIEW_WRITTEN = """
 CREATE TABLE view_written (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
@@ -51,6 +49,35 @@ _VIEW_LOOKED = """
 CREATE TABLE view_looked (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     since   REAL NOT NULL
+);
+"""
+# Schema 9: the page's data lives in shard files (archiver/browse/shards.py), a row's `shard`
+# for good once given (archival order: a new row goes to the newest shard), `hay` its compact
+# search text. `view_shards` says which shards changed since their files were written
+# (`changes` is bumped by every row stored or removed in it; `written` is `changes` as of the
+# last write) and what the table of shards shows of each.
+_VIEW_SHARDED = """
+CREATE TABLE view (
+    task_id   TEXT PRIMARY KEY,
+    seen_at   REAL NOT NULL,
+    shard     INTEGER NOT NULL,
+    sort_key  TEXT NOT NULL,
+    data      TEXT NOT NULL,
+    lyrics    TEXT NOT NULL,
+    m3u       TEXT NOT NULL,
+    hay       TEXT NOT NULL,
+    tracks    INTEGER NOT NULL
+);
+CREATE INDEX view_seen ON view (task_id, seen_at);
+CREATE INDEX view_shard ON view (shard, sort_key DESC, task_id DESC);
+CREATE TABLE view_shards (
+    shard     INTEGER PRIMARY KEY,
+    changes   INTEGER NOT NULL,
+    written   INTEGER,
+    tasks     INTEGER NOT NULL DEFAULT 0,
+    tracks    INTEGER NOT NULL DEFAULT 0,
+    first     TEXT,
+    last      TEXT
 );
 """
 
@@ -80,8 +107,7 @@ CREATE TABLE tasks (
 ) WITHOUT ROWID;
 """
     + _BORN_INDEX
-    + _VIEW_SCHEMA
-    + _VIEW_WRITTEN
+    + _VIEW_SHARDED
     + _VIEW_LOOKED
 )
 
@@ -100,7 +126,7 @@ _MIGRATIONS = {
     2: """
     ALTER TABLE tasks ADD COLUMN via_http INTEGER NOT NULL DEFAULT 0;
     """,
-    3: _VIEW_SCHEMA,  # → 4: the browse view
+    3: _OLD_VIEW_SCHEMA,  # → 4: the browse view
     # → 5: the task's own times (its age for the schedule, its expiry) and the answers "no such
     # task" it got in a row (a just-created task is unknown for a while: not found is provisional).
     4: """
@@ -111,9 +137,12 @@ _MIGRATIONS = {
     + _BORN_INDEX,
     # → 6: the view remade as a rowid table with a covering index; its rows are derived, so
     # they are dropped and read again from the manifests
-    5: "DROP TABLE view;" + _VIEW_SCHEMA,
+    5: "DROP TABLE view;" + _OLD_VIEW_SCHEMA,
     6: _VIEW_WRITTEN,  # → 7: the index's files rewritten by copying the rows they hold
     7: _VIEW_LOOKED,  # → 8: a restart looks only at the tasks changed since the last look
+    # → 9: the page's data in shards; the rows are derived: dropped, and read again from the
+    # manifests (so the last look is forgotten too)
+    8: "DROP TABLE view_written; DROP TABLE view; DELETE FROM view_looked;" + _VIEW_SHARDED,
 }
 
 COLUMNS = (
