@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archiver.kinds.records import is_id
 from archiver.state.readonly import read_only_state
 from archiver.state.store import StateStore
 from archiver.storage.base import check_key
@@ -38,6 +37,7 @@ from archiver.verify.findings import (
     VerifyReport,
     check_entry,
     is_ours,
+    is_task_folder,
     leftover,
     sort_problems,
     stray,
@@ -139,7 +139,7 @@ class _Checker:
         result = _FolderResult(folder.name)
         if folder.name == TEMP_NAME:
             result.problems = [p for f in files.values() if (p := leftover(f, self._now))]
-        elif not folder.name or not is_id(folder.name):
+        elif not is_task_folder(folder.name):
             result.problems = [stray(f, None) for f in files.values() if not is_ours(f.key)]
         else:
             self._task_folder(folder.name, files, result)
@@ -221,7 +221,7 @@ def _against_state(
 ) -> list[Problem]:
     """What the walk found, against the state read now (after the walk)."""
     problems: list[Problem] = []
-    task_folders = {r.name: r for r in results if r.name and is_id(r.name)}
+    task_folders = {r.name: r for r in results if is_task_folder(r.name)}
     phases = {tid: s.phase for tid, s in state.get_many(task_folders).items()} if state else {}
     for name, result in task_folders.items():
         phase = phases.get(name)

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from archiver.kinds.records import is_id
 from archiver.storage.tempdir import LOCK_NAME, TEMP_NAME
 from archiver.tasks.manifest import manifest_key
 
 QUARANTINE_NAME = ".suno-archiver-quarantine"
 ROOT_VIEWS = frozenset({"index.html", "playlist.m3u8"})  # written at the root by `index`
+VIEW_FOLDERS = frozenset({"browse", "playlists"})  # its shard files and playlists, likewise
 # A state kept inside the archive folder (when the archive is a filesystem root): its files.
 _STATE_PREFIX = ".suno-archiver.state.sqlite3"
 LEFTOVER_AFTER_S = 86400.0  # a temp file younger than this may belong to a running archiver
@@ -80,12 +82,17 @@ def check_entry(entry: Mapping[str, Any], seen: Observed | None, task_id: str) -
 
 def is_ours(key: str) -> bool:
     """Whether `key` is one of the archiver's own files that no manifest names: the root's
-    index and playlist, the quarantine, the temp folder (its leftovers: see `leftover`), the
-    lock, a state kept in the archive folder."""
+    index and playlist, the browse page's shard files and playlists, the quarantine, the temp
+    folder (its leftovers: see `leftover`), the lock, a state kept in the archive folder."""
     top, _, rest = key.partition("/")
     if not rest:
         return key in ROOT_VIEWS or key == LOCK_NAME or key.startswith(_STATE_PREFIX)
-    return top in (QUARANTINE_NAME, TEMP_NAME)
+    return top in (QUARANTINE_NAME, TEMP_NAME) or top in VIEW_FOLDERS
+
+
+def is_task_folder(name: str) -> bool:
+    """Whether a folder at the root is a task's: named by an ID, and not the browse page's."""
+    return bool(name) and is_id(name) and name not in VIEW_FOLDERS
 
 
 def leftover(listed: Listed, now: float) -> Problem | None:

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.config import Config
-from archiver.kinds.records import Kind, is_id
+from archiver.kinds.records import Kind
 from archiver.state.store import StateStore
 from archiver.tasks.taskstate import PHASE_OF_OUTCOME, Phase
 from archiver.verify.backends import open_view
 from archiver.verify.check import WITH_MANIFEST, read_manifest
-from archiver.verify.findings import Problem
+from archiver.verify.findings import Problem, is_task_folder
 from archiver.verify.view import ArchiveView
 
 _BATCH = 1000  # manifests read at once from S3
@@ -88,7 +88,7 @@ def _manifests(view: ArchiveView) -> Iterator[tuple[Row | None, Problem | None]]
     reads are parsed in this thread: parsing holds the GIL, and threads handing 100,000 small
     results over cost more than they save (16 s instead of 3 s). S3 GETs are round trips:
     `view.read_workers` at a time, in batches, so memory stays bounded."""
-    names = (f.name for f in view.folders(None) if f.name and is_id(f.name))
+    names = (f.name for f in view.folders(None) if is_task_folder(f.name))
     if view.read_workers == 1:
         yield from (_row(view, name) for name in names)
         return
