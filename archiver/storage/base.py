@@ -43,16 +43,6 @@ class Storage(Protocol):
         Every file `put_file` stored before in the same folder is durable before `key` shows."""
         ...
 
-    async def replace_file(self, key: str, path: Path, *, content_type: str) -> None:
-        """Store the finished file `path` in `temp_dir` (which it consumes) under `key`,
-        atomically, replacing what was there (the index's files: too large for put_bytes)."""
-        ...
-
-    def local_path(self, key: str) -> str | None:
-        """The local file that holds `key` (whether or not it exists), or None when the
-        storage is not a local folder."""
-        ...
-
     async def read(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there is none (small objects only)."""
         ...

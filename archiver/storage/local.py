@@ -242,13 +242,6 @@ class LocalStorage:
             if tmp is not None:
                 _unlink_quietly(tmp)
 
-    async def replace_file(self, key: str, path: Path, *, content_type: str) -> None:
-        target = self._target(key)
-        try:
-            await asyncio.to_thread(self._replace, Path(path), target)
-        except OSError as e:
-            raise self._fault(target, e) from e
-
     def _replace(self, path: Path, target: Path) -> None:
         """Give the temp file `path` the name `target`, durably, whatever was there (put_bytes:
         the names put_file gave first in the folder are made durable before, see above)."""
@@ -258,9 +251,6 @@ class LocalStorage:
         _fsync_path(target.parent)
         os.replace(path, target)
         _fsync_path(target.parent)
-
-    def local_path(self, key: str) -> str | None:
-        return self._real_name(key)
 
     async def read(self, key: str) -> bytes | None:
         name = self._real_name(key)

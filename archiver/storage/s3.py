@@ -152,13 +152,6 @@ class S3Storage:
         full = self._key(key)
         await self._bounded(self._objects.put_bytes, full, bytes(data), content_type)
 
-    async def replace_file(self, key: str, path: Path, *, content_type: str) -> None:
-        full = self._key(key)
-        await self._bounded(self._objects.replace_file, full, Path(path), content_type)
-
-    def local_path(self, key: str) -> str | None:
-        return None
-
     async def _bounded(self, fn: Callable[..., None], *args: Any) -> None:
         """Run an upload in a thread under the upload bound. A cancelled caller stops waiting,
         but the upload keeps its slot until its thread ends (close() waits for it)."""

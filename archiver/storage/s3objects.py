@@ -103,7 +103,6 @@ class S3Objects:
         )
         # Multipart uploads under way: key → the CompleteMultipartUpload answer once it came.
         self._completing: dict[str, dict[str, Any]] = {}
-        self._replacing: set[str] = set()  # of those, the ones that replace the object
         self._lock = threading.Lock()
         # If-None-Match on writes, until the store answers that it has none (see _upload_new).
         self._conditional = True
@@ -240,11 +239,11 @@ class S3Objects:
         return self._client.put_object(**kwargs)
 
     def _upload_multipart(
-        self, full: str, path: Path, sha256: str, content_type: str, *, replace: bool = False
+        self, full: str, path: Path, sha256: str, content_type: str
     ) -> dict[str, Any]:
         """Upload through the transfer manager (parts in parallel, aborted on failure);
         returns the CompleteMultipartUpload answer, which _complete_if_absent made
-        conditional (unless it is to `replace` the object) and _completed recorded."""
+        conditional and _completed recorded."""
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": {META_SHA256: sha256}}
         if self._checksums:
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, checked by the store
@@ -253,8 +252,6 @@ class S3Objects:
             if full in self._completing:
                 raise StorageError(f"{self._where(full)}: already being uploaded; not uploaded")
             self._completing[full] = {}
-            if replace:
-                self._replacing.add(full)
         try:
             self._transfer.upload(str(path), self.bucket, full, extra_args=extra).result()
             with self._lock:
@@ -262,7 +259,6 @@ class S3Objects:
         finally:
             with self._lock:
                 del self._completing[full]
-                self._replacing.discard(full)
 
     def _abort_stale_uploads(self, full: str) -> None:
         """Abort multipart uploads of exactly `full` begun longer ago than the stale age (see
@@ -296,7 +292,6 @@ class S3Objects:
         with self._lock:
             key = params.get("Key")
             ours = params.get("Bucket") == self.bucket and key in self._completing
-            ours = ours and key not in self._replacing
         if ours and self._conditional:
             params["IfNoneMatch"] = "*"
             context[_COMPLETING] = params["Key"]
@@ -384,27 +379,3 @@ class S3Objects:
         if self._verify(full, scan, scan.sha256, written) is not None:
             return  # a later write of the key replaced ours: the last writer's stands
         log.info("s3_put_bytes", key=full, bytes=len(data))
-
-    def replace_file(self, full: str, path: Path, content_type: str) -> None:
-        """Upload `path` over whatever `full` holds (a PUT, or multipart when large), confirm
-        it, remove `path`."""
-        try:
-            size = path.stat().st_size
-            multipart = size >= self._threshold
-            part_size = ChunksizeAdjuster().adjust_chunksize(self._part_size, size)
-            scan = scan_file(path, part_size if multipart else None)
-            if multipart:
-                written = self._upload_multipart(
-                    full, path, scan.sha256, content_type, replace=True
-                )
-            else:
-                with open(path, "rb") as body:
-                    written = self._put_object(full, body, scan, content_type, if_absent=False)
-            if self._verify(full, scan, scan.sha256, written) is None:
-                log.info("s3_replace_file", key=full, bytes=size)
-        except StorageError:
-            raise
-        except S3_FAILURES as exc:
-            raise self._error(exc, full, "upload") from exc
-        finally:
-            path.unlink(missing_ok=True)
