@@ -64,7 +64,10 @@ def _parse(argv: list[str] | None) -> Options:
         default=None,
         help="scale: the daemon case without index.html (run keeps it current by default)",
     )
-    sizes.add_argument("--index-tracks", type=int, help="browse: tracks on the page (100,000)")
+    sizes.add_argument(
+        "--tracks", "--index-tracks", dest="index_tracks", type=int,
+        help="browse: tracks in the archive (100,000; the targets are set at 1,000,000)",
+    )  # fmt: skip
     sizes.add_argument("--intake-tasks", type=int, help="intake: music tasks called back about")
     sizes.add_argument(
         "--intake-scale", type=float, help="intake: time compression of the run (0.1)"

@@ -276,12 +276,12 @@ def measure(opts: Options, work: Path) -> Table:
         "tiny task of the bench server (two 0.2 s MP3s and their images), finished at once"
     )
     if opts.index:
-        page = (archive / "index.html").stat().st_size
+        shards = sum(p.stat().st_size for p in (archive / "browse").rglob("*") if p.is_file())
         table.notes.append(
             "as an indexed archive has them, the state holds each archived task's view row and "
-            f"the archive index.html ({mb(page)} MB) and playlist.m3u8 written from them "
+            f"the archive its index.html and shard files ({mb(shards)} MB) written from them "
             f"(seeded in {seeded:.1f} s, not measured; bench/seedview.py); the daemon rewrites "
-            "them at most once a minute and at shutdown"
+            "what changed at most once a minute and at shutdown"
         )
     table.notes.append(
         "CPU per appended ID is the daemon's user + system time over all the appends, divided "
