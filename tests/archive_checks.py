@@ -10,6 +10,7 @@ from typing import Any
 TEMP_DIR = ".suno-archiver-tmp"
 LOCK_FILE = ".suno-archiver.lock"  # held while a LocalStorage is open; not a temp file
 VIEWS = ("index.html", "playlist.m3u8")  # derived from the manifests, at the archive root
+VIEW_FOLDERS = ("browse", "playlists")  # the page's shard files and the playlists, likewise
 
 
 def sha256_of(path: Path) -> str:
@@ -64,6 +65,7 @@ def verify_archive(root: Path) -> dict[str, dict[str, Any]]:
             assert sha256_of(stored) == entry["sha256"], entry["path"]
             named.add(stored)
     named |= {root / name for name in VIEWS}
+    named |= {p for folder in VIEW_FOLDERS for p in (root / folder).rglob("*")}
     on_disk = {p for p in root.rglob("*") if p.is_file() and TEMP_DIR not in p.parts}
     assert on_disk <= named, f"files no manifest names: {sorted(map(str, on_disk - named))}"
     temp = root / TEMP_DIR

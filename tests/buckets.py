@@ -19,7 +19,15 @@ from archiver.config import ApiConfig, Config, StateConfig, StorageConfig, Tasks
 from archiver.sandbox import Sandbox, fake_hex_id
 
 PREFIX = "suno/archive"
-VIEW_TYPES = {"index.html": "text/html; charset=utf-8", "playlist.m3u8": "audio/x-mpegurl"}
+SCRIPT = "text/javascript; charset=utf-8"
+VIEW_TYPES = {  # the browse files of an archive of one shard
+    "index.html": "text/html; charset=utf-8",
+    "playlist.m3u8": "audio/x-mpegurl",
+    "browse/shards.js": SCRIPT,
+    "browse/t/00000.js": SCRIPT,
+    "browse/s/00000.js": SCRIPT,
+    "playlists/00000.m3u8": "audio/x-mpegurl",
+}
 
 # What MinIO answers (507) to a write once its drives are full; moto has no quotas.
 FULL_ANSWER = (

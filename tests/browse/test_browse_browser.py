@@ -14,9 +14,15 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from backfills import Site, audio_id
+from manifestdocs import music, track
 
+from archiver.browse.indexer import Indexer
+from archiver.browse.store import ViewStore
+from archiver.browse.view import view_row
 from archiver.sandbox import fake_hex_id
 from archiver.sandbox.cdn import FileFaults
+from archiver.state.store import StateStore
+from archiver.storage.local import LocalStorage
 
 HOSTILE = "<script>alert(1)</script>"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,6 +30,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip(
@@ -56,6 +63,19 @@ def type_into_search(browser: Any, text: str) -> None:
     box = browser.find_element("css selector", "#q")
     box.clear()
     box.send_keys(text)
+    settled(browser)
+
+
+def settled(browser: Any) -> None:
+    """Wait until the page has shown what it was asked for (a search: every shard searched)."""
+    WebDriverWait(browser, 10).until(
+        lambda b: b.find_element("css selector", "#list").get_attribute("aria-busy") == "false"
+    )
+
+
+def open_page(browser: Any, page: Path, hash: str = "") -> None:
+    browser.get(page.as_uri() + hash)
+    settled(browser)
 
 
 async def test_the_page_lists_plays_searches_and_shows_hostile_titles_as_text(
@@ -72,7 +92,7 @@ async def test_the_page_lists_plays_searches_and_shows_hostile_titles_as_text(
     await site.backfill(neon, hostile, partial, failed, cover, f"wav:{wav}")
 
     browser.set_window_size(1000, 900)
-    browser.get((site.archive / "index.html").as_uri())
+    open_page(browser, site.archive / "index.html")
 
     tracks = items(browser, 'li.item[data-kind="track"]')
     assert len(tracks) == 6  # three music tasks of two tracks (one MP3 missing)
@@ -87,7 +107,7 @@ async def test_the_page_lists_plays_searches_and_shows_hostile_titles_as_text(
 
     titles = [t.text for t in items(browser, "h2.title")]
     assert HOSTILE in titles  # shown as text, never run
-    assert browser.execute_script("return document.scripts.length") == 3  # the page's own
+    assert browser.execute_script("return document.scripts.length") == 1  # the page's own
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert  # noqa: B018 - reading it is the check
     partial_item = browser.find_element("css selector", f'li.partial[data-task="{partial}"]')
@@ -113,3 +133,92 @@ async def test_the_page_lists_plays_searches_and_shows_hostile_titles_as_text(
     type_into_search(browser, "")
     overflow = "return document.documentElement.scrollWidth - window.innerWidth"
     assert browser.execute_script(overflow) <= 0
+
+
+async def sharded_archive(root: Path, tasks: int, shard_tasks: int) -> list[str]:
+    """An archive of `tasks` music tasks (two tracks each, one a minute) written in shards of
+    `shard_tasks`; the third task's first track has a hostile title. Returns the task IDs,
+    oldest first."""
+    ids = [f"{n:032x}" for n in range(tasks)]
+    rows = []
+    for n, task_id in enumerate(ids):
+        when = f"2025-01-{1 + n // 1440:02d}T{n // 60 % 24:02d}:{n % 60:02d}:00Z"
+        title = HOSTILE if n == 2 else f"Song {n} of {'rare' if n == 1 else 'common'} kind"
+        rows.append(
+            view_row(
+                music(
+                    task_id=task_id,
+                    tracks=[track(1, title=title, created_at=when), track(2, created_at=when)],
+                )
+            )
+        )
+    storage = LocalStorage(root)
+    try:
+        with StateStore.open(root.parent / "state.sqlite3") as state:
+            ViewStore(state).put(((r, 1.0) for r in rows), shard_tasks=shard_tasks)
+            await Indexer(state, storage, shard_tasks=shard_tasks).write()
+    finally:
+        await storage.close()
+    return ids
+
+
+def shown_tasks(browser: Any) -> list[str]:
+    return [i.get_attribute("data-task") for i in items(browser)]
+
+
+async def test_the_page_pages_and_searches_across_shards_from_file_urls(
+    browser: Any, tmp_path: Path
+) -> None:
+    archive = tmp_path / "archive"
+    ids = await sharded_archive(archive, 80, shard_tasks=7)  # 12 shards, the newest of 3
+    newest_first = ids[::-1]
+    page = archive / "index.html"
+    assert len(page.read_bytes()) < 40_000  # the page holds no track
+
+    open_page(browser, page)  # file://
+    first = shown_tasks(browser)
+    assert len(first) == 50 and first[::2] == newest_first[:25]  # two tracks a task
+    assert "160 tracks in 80 tasks" in browser.find_element("css selector", "#summary").text
+    browser.find_element("css selector", "#next").click()
+    settled(browser)
+    assert shown_tasks(browser)[::2] == newest_first[25:50]
+    for _ in range(2):
+        browser.find_element("css selector", "#next").click()
+        settled(browser)
+    last = shown_tasks(browser)
+    assert last[::2] == newest_first[75:] and last[-1] == ids[0]  # the oldest shard
+    assert browser.find_element("css selector", "#next").get_attribute("disabled") is not None
+    assert items(browser, f'li[data-task="{ids[2]}"] h2.title')[0].text == HOSTILE
+    browser.find_element("css selector", "#parts > summary").click()  # the shards' playlists
+    links = [a.get_attribute("href") for a in items(browser, "#playlists a")]
+    assert len(links) == 12 and links[0].endswith("/archive/playlists/00011.m3u8")
+    assert all(Path(unquote(urlsplit(url).path)).is_file() for url in links)
+
+    words = archive / "browse" / "s" / "00003.js"
+    words.rename(archive / "aside.js")  # a shard's words lost: said, not hidden
+    type_into_search(browser, "common")
+    assert len(shown_tasks(browser)) == 50  # what the newer shards hold
+    status = browser.find_element("css selector", "#status").text
+    assert status == "Search stopped: cannot load browse/s/00003.js."
+    (archive / "aside.js").rename(words)
+
+    type_into_search(browser, "RARE song")  # in the oldest shard but one, every word
+    assert shown_tasks(browser) == [ids[1]]
+    assert browser.current_url.endswith("#q=RARE%20song")
+    type_into_search(browser, "script")
+    assert shown_tasks(browser) == [ids[2]]
+    type_into_search(browser, "common kind")
+    assert len(shown_tasks(browser)) == 50  # found in every shard, first page of them
+    type_into_search(browser, "common rare")  # each word in a shard, never in one track
+    assert items(browser) == [] and "Nothing matches" in browser.page_source
+
+    browser.get("about:blank")
+    open_page(browser, page, f"#q=kind%20{ids[4]}")  # an address with a search runs it
+    assert browser.find_element("css selector", "#q").get_attribute("value") == f"kind {ids[4]}"
+    assert shown_tasks(browser) == [ids[4]]  # its first track: the second is not of a "kind"
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert  # noqa: B018 - reading it is the check
+    assert browser.execute_script("return document.scripts.length") == 1  # loaded ones removed
+    open_page(browser, page, "#q=rare%")  # not a valid escape: searched as typed
+    assert browser.find_element("css selector", "#q").get_attribute("value") == "rare%"
+    assert items(browser) == [] and "Nothing matches" in browser.page_source

@@ -3,12 +3,13 @@ shutdown), and rebuilt by `suno-archiver index`; and the album/artist frames pla
 
 from __future__ import annotations
 
-import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 from backfills import FAST_POLLS, Site
+from browsefiles import page_tasks
 from clirun import Cli
 from daemons import Site as DaemonSite
 from mutagen.id3 import ID3
@@ -19,13 +20,6 @@ from archiver.config import IndexConfig, TaggingConfig
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.state.store import StateStore
 from archiver.storage import open_storage
-
-
-def page_tasks(archive: Path) -> list[dict]:
-    page = (archive / "index.html").read_text(encoding="utf-8")
-    blob = re.search(r'<script type="application/json" id="tasks">(.*?)</script>', page, re.S)
-    assert blob is not None
-    return json.loads(blob.group(1))
 
 
 def playlist(archive: Path) -> list[tuple[int, str, Path]]:
@@ -75,19 +69,18 @@ async def test_refresh_writes_only_when_something_changed_or_a_file_is_gone(site
     await site.backfill(task)
     before = (site.archive / "index.html").read_bytes()
 
+    tasks = page_tasks(site.archive)
     with StateStore.open(site.state) as state:
         storage = await open_storage(site.config().storage)
         try:
-            assert await Indexer(state, storage).refresh() is None  # both current
-            (site.archive / "playlist.m3u8").unlink()
+            assert await Indexer(state, storage).refresh() is None  # all current
+            shutil.rmtree(site.archive / "browse")  # deleted: nothing lost
             written = await Indexer(state, storage).refresh()
         finally:
             await storage.close()
     assert written is not None and (written.tasks, written.tracks, written.read) == (1, 2, 0)
-    assert (site.archive / "playlist.m3u8").is_file()
-    assert page_tasks(site.archive) == json.loads(
-        re.search(rb'id="tasks">(.*?)</script>', before, re.S).group(1)  # type: ignore[union-attr]
-    )
+    assert written.shards == 1 and (site.archive / "index.html").read_bytes() == before
+    assert page_tasks(site.archive) == tasks
 
 
 async def test_index_disabled_writes_neither(site: Site) -> None:
@@ -100,8 +93,8 @@ async def test_index_disabled_writes_neither(site: Site) -> None:
 
     assert report.complete
 
-    assert not (site.archive / "index.html").exists()
-    assert not (site.archive / "playlist.m3u8").exists()
+    for name in ("index.html", "playlist.m3u8", "browse", "playlists"):
+        assert not (site.archive / name).exists()
 
 
 async def test_the_index_command_rebuilds_both_from_the_manifests(
@@ -113,14 +106,23 @@ async def test_the_index_command_rebuilds_both_from_the_manifests(
     assert (await cli.run("backfill", str(cli.ids(task)))).code == 0
     (cli.archive / "index.html").unlink()
     (cli.archive / "playlist.m3u8").write_text("stale", encoding="utf-8")
+    shutil.rmtree(cli.archive / "browse")
     cli.env.pop("SUNO_API_KEY")  # `index` asks the API nothing
 
     result = await cli.run("index")
 
     assert result.code == 0, result.stderr
-    assert "index.html: 2 tracks in 1 tasks" in result.stdout
+    assert "index.html: 2 tracks in 1 tasks (1 manifests read), in 1 shards" in result.stdout
     assert [t["i"] for t in page_tasks(cli.archive)] == [task]
     assert [title for _, title, _ in playlist(cli.archive)] == ["Rebuilt", "Rebuilt"]
+    part = (cli.archive / "playlists" / "00000.m3u8").read_text(encoding="utf-8").splitlines()
+    assert (
+        part[2:]
+        == [  # the shard's playlist: its paths from the playlists folder
+            line if line.startswith("#") else f"../{line}"
+            for line in (cli.archive / "playlist.m3u8").read_text(encoding="utf-8").splitlines()[1:]
+        ]
+    )
 
 
 async def test_the_index_command_names_a_state_in_use(sandbox: Sandbox, tmp_path: Path) -> None:

@@ -1,23 +1,21 @@
-"""The view rows in the state, and index.html and playlist.m3u8 written from them: streamed in
-full, or spliced (new rows, then the old rows' bytes copied from the files written last time).
-Whichever way, the files are byte for byte what the whole page rendered at once would be."""
+"""The view rows in the state, each in a shard for good, and the shard files written from
+them: a write renders only the shards whose rows changed (new tasks: the newest; a task
+archived again: its own), then the table of shards, which names only shards already stored."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browsefiles import call, page_tasks, table
 from manifestdocs import music, track
 from smallfs import mounted_tmpfs
 
-from archiver.browse import draft
 from archiver.browse import indexer as indexer_module
 from archiver.browse.indexer import CLOCK_MARGIN_S, Indexer, Written
-from archiver.browse.render import render_index, render_playlist
-from archiver.browse.store import ViewStore, newest_first
+from archiver.browse.store import ViewStore, read_snapshot, shard_rows
 from archiver.browse.view import ViewRow
 from archiver.errors import StorageError, StorageFull
 from archiver.kinds.records import Kind
@@ -26,17 +24,34 @@ from archiver.storage.local import LocalStorage
 from archiver.tasks.manifest import encode_manifest
 from archiver.tasks.taskstate import Phase, TaskState
 
-NOW = 1_767_225_600.0  # the page's "listed" date: fixed, so that two writes can be compared
+NOW = 1_767_225_600.0  # the table's "listed" date: fixed, so that two writes can be compared
+SHARD = 4  # tasks a shard holds here
 
 
 def row(task_id: str, when: str, *, tracks: int = 1, lyrics: str = "[]") -> ViewRow:
     m3u = "".join(f"#EXTINF:3,{task_id} {n}\n{task_id}/{n}.mp3\n" for n in range(tracks))
-    data = f'{{"i":"{task_id}","w":"{when}","é":"ü"}}'  # not ASCII: offsets are bytes
-    return ViewRow(task_id, when, data, lyrics, m3u, tracks)
+    data = f'{{"i":"{task_id}","w":"{when}","é":"ü"}}'
+    return ViewRow(task_id, when, data, lyrics, m3u, f"{task_id} ü", tracks)
 
 
 def every_row(state: StateStore) -> list[ViewRow]:
-    return [row for batch in newest_first(state.connection) for row in batch]
+    """Every row, in the page's order: the newest shard first, newest first in each."""
+    db = read_snapshot(state)
+    try:
+        shards = [s for (s,) in db.execute("SELECT DISTINCT shard FROM view ORDER BY shard DESC")]
+        return [r for s in shards for r in shard_rows(db, s)]
+    finally:
+        db.close()
+
+
+def marks(archive: Path) -> dict[str, tuple[int, int]]:
+    """Each browse file's (inode, mtime): a file written again gets a new inode (a rename)."""
+    return {
+        str(p.relative_to(archive)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for folder in ("browse", "playlists")
+        for p in (archive / folder).rglob("*")
+        if p.is_file()
+    }
 
 
 @dataclass
@@ -50,23 +65,23 @@ class Site:
         return ViewStore(self.state)
 
     def indexer(self) -> Indexer:
-        return Indexer(self.state, self.storage, clock=lambda: NOW, version="test")
+        return Indexer(
+            self.state, self.storage, clock=lambda: NOW, version="test", shard_tasks=SHARD
+        )
 
     def put(self, *rows: ViewRow) -> None:
-        self.views.put([(r, 1.0) for r in rows])
+        self.views.put([(r, 1.0) for r in rows], shard_tasks=SHARD)
 
-    async def write(self) -> Written:
-        """Write both files (a new indexer each time: the layout lives in the state), and
-        check them against the page rendered whole from the rows."""
+    async def write(self) -> tuple[Written, set[str]]:
+        """Write what changed (a new indexer each time: what was written lives in the state),
+        check the files against the rows; return what was written and the files written."""
+        before = marks(self.archive) if (self.archive / "browse").exists() else {}
         written = await self.indexer().write()
         rows = every_row(self.state)
-        generated = "2026-01-01 00:00:00 UTC"
-        assert (self.archive / "index.html").read_bytes() == render_index(
-            rows, generated_at=generated, version="test"
-        )
-        assert (self.archive / "playlist.m3u8").read_bytes() == render_playlist(rows)
+        assert [t["i"] for t in page_tasks(self.archive)] == [r.task_id for r in rows]
         assert (written.tasks, written.tracks) == (len(rows), sum(r.tracks for r in rows))
-        return written
+        after = marks(self.archive)
+        return written, {name for name, mark in after.items() if before.get(name) != mark}
 
 
 @pytest.fixture
@@ -81,68 +96,74 @@ def dated(prefix: str, days: range) -> Iterator[ViewRow]:
     return (row(f"{prefix}{d}", f"2025-01-{d:02d}T00:00:00Z", tracks=d % 3) for d in days)
 
 
-@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "plain"])
-async def test_new_rows_newer_than_every_written_one_are_spliced(
-    site: Site, kernel_copy: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not kernel_copy:  # as on a system without copy_file_range: bytes through Python
-        monkeypatch.setattr(draft, "_COPY_FILE_RANGE", None)
-    assert not (await site.write()).spliced  # nothing written before: in full (and empty)
-    site.put(*dated("a", range(1, 4)))
-    assert (await site.write()).spliced  # onto an empty page
-    site.put(*dated("b", range(4, 6)))
-    assert (await site.write()).spliced
-    assert (await site.write()).spliced  # no new row: the counts and date are written again
-    site.put(row("c", "2025-02-01T00:00:00Z", tracks=0))  # no track, no playlist line
-    assert (await site.write()).spliced
-    site.put(*(row(f"d{n}", "2025-03-01T00:00:00Z", lyrics=f'["{n}"]') for n in range(2500)))
-    assert (await site.write()).spliced  # more than one batch of new rows
+def shard_files(*shards: int) -> set[str]:
+    return {
+        f"{folder}/{n:05d}.{ext}"
+        for n in shards
+        for folder, ext in (("browse/t", "js"), ("browse/s", "js"), ("playlists", "m3u8"))
+    }
 
 
-@pytest.mark.parametrize(
-    "change",
-    ["older row", "row replaced", "row removed", "newest row replaced", "equal to the newest"],
-)
-async def test_any_other_change_writes_in_full(site: Site, change: str) -> None:
-    site.put(*dated("a", range(1, 10)))
+async def test_new_tasks_rewrite_only_the_newest_shard_and_the_table(site: Site) -> None:
+    site.put(*dated("a", range(1, 11)))  # 10 tasks: shards of 4, 4 and 2
+    written, files = await site.write()
+    assert (written.shards, files) == (3, shard_files(0, 1, 2) | {"browse/shards.js"})
+    assert [s[2] for s in table(site.archive)["shards"]] == [4, 4, 2]
+
+    site.put(*dated("b", range(11, 14)))  # fills the newest shard, opens one more
+    written, files = await site.write()
+    assert (written.shards, files) == (2, shard_files(2, 3) | {"browse/shards.js"})
+    assert [s[2] for s in table(site.archive)["shards"]] == [4, 4, 4, 1]
+
+    written, files = await site.write()  # nothing changed: only the table (its date)
+    assert (written.shards, files) == (0, {"browse/shards.js"})
+
+
+async def test_a_task_archived_again_rewrites_only_its_own_shard(site: Site) -> None:
+    site.put(*dated("a", range(1, 11)))
     await site.write()
-    if change == "older row":
-        site.put(row("z", "2025-01-05T12:00:00Z"), *dated("b", range(20, 22)))
-    elif change == "row replaced":
-        site.put(row("a3", "2025-01-03T00:00:00Z", tracks=2))
-    elif change == "row removed":
-        site.views.put([], drop=["a4"])
-    elif change == "newest row replaced":  # SQLite gives the new row the old rowid again
-        site.put(row("a9", "2025-01-09T00:00:00Z", tracks=2))
-    else:  # the same date as the newest: the order falls to the task ID
-        site.put(row("a85", "2025-01-09T00:00:00Z"))  # after a9, newest first
-    assert not (await site.write()).spliced
-    site.put(*dated("c", range(25, 27)))
-    assert (await site.write()).spliced  # and the layout is known again after it
+    versions = [s[1] for s in table(site.archive)["shards"]]
+
+    site.put(row("a2", "2025-01-02T00:00:00Z", tracks=2))  # in the oldest shard: stays there
+    written, files = await site.write()
+    assert (written.shards, files) == (1, shard_files(0) | {"browse/shards.js"})
+    assert [s[1] for s in table(site.archive)["shards"]] == [versions[0] + 1, *versions[1:]]
+
+    site.views.put([], drop=["a6"], shard_tasks=SHARD)  # its manifest is gone
+    written, files = await site.write()
+    assert (written.shards, files) == (1, shard_files(1) | {"browse/shards.js"})
+    assert [s[2] for s in table(site.archive)["shards"]] == [4, 3, 2]
 
 
-@pytest.mark.parametrize(
-    "tamper",
-    ["page appended to", "page rewritten, same size", "playlist replaced", "page removed"],
-)
-async def test_files_changed_behind_our_back_are_written_in_full(site: Site, tamper: str) -> None:
-    site.put(*dated("a", range(1, 10)))
+async def test_an_old_task_new_to_the_state_goes_to_the_newest_shard(site: Site) -> None:
+    site.put(*dated("a", range(5, 9)))
+    site.put(row("z", "2024-12-31T00:00:00Z"))  # archived later, created earlier
+    written, _files = await site.write()
+    assert [r.task_id for r in every_row(site.state)] == ["z", "a8", "a7", "a6", "a5"]
+    assert written.shards == 2
+
+
+async def test_the_table_never_names_a_shard_not_stored(site: Site) -> None:
+    site.put(*dated("a", range(1, 5)))
     await site.write()
-    page, playlist = site.archive / "index.html", site.archive / "playlist.m3u8"
-    if tamper == "page appended to":
-        with page.open("ab") as f:
-            f.write(b"<!-- edited -->")
-    elif tamper == "page rewritten, same size":
-        data = page.read_bytes()
-        page.write_bytes(data.replace(b"a5", b"x5"))
-        os.utime(page, ns=(0, 1))  # an mtime the writer never saw
-    elif tamper == "playlist replaced":
-        (site.archive / "other.m3u8").write_bytes(playlist.read_bytes())
-        (site.archive / "other.m3u8").replace(playlist)
-    else:
-        page.unlink()
-    site.put(*dated("b", range(20, 22)))
-    assert not (await site.write()).spliced
+    (site.archive / "browse" / "t" / "00001.js").mkdir(parents=True)  # cannot be replaced
+    site.put(*dated("b", range(5, 7)))
+    with pytest.raises(StorageError):
+        await site.indexer().write()
+    assert [s[0] for s in table(site.archive)["shards"]] == [0]  # the table as it was
+    assert [p.name for p in site.storage.temp_dir.iterdir()] == [".suno-archiver.lock"]
+
+    (site.archive / "browse" / "t" / "00001.js").rmdir()
+    written, files = await site.write()  # still due: written now
+    assert written.shards == 1 and shard_files(1) <= files
+    assert [s[0] for s in table(site.archive)["shards"]] == [0, 1]
+
+
+async def test_the_lyrics_go_with_their_shard(site: Site) -> None:
+    site.put(row("a", "2025-01-01T00:00:00Z", lyrics='["la la"]'), row("b", "2025-01-02"))
+    await site.write()
+    shard, tasks, lyrics = call(site.archive / "browse" / "t" / "00000.js", "tasks")
+    assert (shard, [t["i"] for t in tasks], lyrics) == (0, ["b", "a"], [[], ["la la"]])
 
 
 async def test_view_rows_follow_their_task_and_come_back_newest_first(site: Site) -> None:
@@ -153,7 +174,7 @@ async def test_view_rows_follow_their_task_and_come_back_newest_first(site: Site
     assert sorted(views.stale([Phase.ARCHIVED])) == [("new", 2.0), ("old", 2.0)]
 
     rows = {t: row(t, f"2025-0{n}") for n, t in ((1, "old"), (2, "new"))}
-    views.put([(rows["old"], 2.0), (rows["new"], 2.0)])
+    views.put([(rows["old"], 2.0), (rows["new"], 2.0)], shard_tasks=SHARD)
     assert views.stale([Phase.ARCHIVED]) == []
     assert every_row(store) == [rows["new"], rows["old"]]
 
@@ -161,9 +182,9 @@ async def test_view_rows_follow_their_task_and_come_back_newest_first(site: Site
     assert views.stale([Phase.ARCHIVED]) == [("old", 3.0)]  # changed since: read again
     assert views.stale([Phase.ARCHIVED], changed_since=3.0) == [("old", 3.0)]
     assert views.stale([Phase.ARCHIVED], changed_since=3.5) == []  # looked at before
-    views.put([], drop=["old"])
+    views.put([], drop=["old"], shard_tasks=SHARD)
     assert every_row(store) == [rows["new"]]
-    views.put([(rows["old"], 3.0)], replace_all=True)
+    views.put([(rows["old"], 3.0)], replace_all=True, shard_tasks=SHARD)
     assert every_row(store) == [rows["old"]]
 
 
@@ -195,8 +216,8 @@ async def test_a_rebuild_stores_its_rows_a_chunk_at_a_time_and_one_cut_short_is_
         (site.archive / task_id / "manifest.json").write_bytes(encode_manifest(doc))
 
     written = await site.indexer().rebuild()
-    assert (written.tasks, written.read) == (5, 5)
-    assert sorted(r.task_id for r in every_row(site.state)) == ids
+    assert (written.tasks, written.read, written.shards) == (5, 5, 2)
+    assert [r.task_id for r in every_row(site.state)] == ids[::-1]  # archival order
     assert site.views.looked() == NOW - CLOCK_MARGIN_S
 
     (site.archive / "task3" / "manifest.json").unlink()
@@ -210,24 +231,11 @@ async def test_a_rebuild_stores_its_rows_a_chunk_at_a_time_and_one_cut_short_is_
     assert len(every_row(site.state)) == 4
 
 
-async def test_a_failed_store_leaves_no_draft_and_no_layout(site: Site) -> None:
-    site.put(*dated("a", range(1, 4)))
-    await site.write()
-    (site.archive / "index.html").unlink()
-    (site.archive / "index.html").mkdir()  # os.replace cannot put a file over a folder
-    site.put(*dated("b", range(5, 7)))
-    with pytest.raises(StorageError):
-        await site.indexer().write()
-    assert [p.name for p in site.storage.temp_dir.iterdir()] == [".suno-archiver.lock"]
-    (site.archive / "index.html").rmdir()
-    assert not (await site.write()).spliced
-
-
 async def test_a_full_disk_fails_the_write_as_storage_full_and_leaves_the_files(
     tmp_path: Path,
 ) -> None:
-    """The drafts are files now: a temp folder that fills up is the storage's "full", which
-    `run` logs, and the last files stay as they were."""
+    """A temp folder that fills up is the storage's "full", which `run` logs; the files
+    already there stay as they were, and the table names no shard not stored."""
     with (
         mounted_tmpfs(tmp_path / "small", 256 * 1024) as small,
         StateStore.open(tmp_path / "state.sqlite3") as state,
@@ -237,11 +245,12 @@ async def test_a_full_disk_fails_the_write_as_storage_full_and_leaves_the_files(
             site = Site(state, storage, small)
             site.put(*dated("a", range(1, 4)))
             await site.write()
-            before = (small / "index.html").read_bytes()
-            site.put(*(row(f"b{n}", "2026-01-01T00:00:00Z") for n in range(3000)))
+            before = table(small)
+            big = "[" + ",".join(['"' + "x" * 1000 + '"'] * 100) + "]"  # 100 KB of lyrics
+            site.put(*(row(f"b{n}", "2026-01-01T00:00:00Z", lyrics=big) for n in range(8)))
             with pytest.raises(StorageFull):
                 await site.indexer().write()
-            assert (small / "index.html").read_bytes() == before
+            assert [s[0] for s in table(small)["shards"]] == [s[0] for s in before["shards"]]
             assert [p.name for p in storage.temp_dir.iterdir()] == [".suno-archiver.lock"]
         finally:
             await storage.close()

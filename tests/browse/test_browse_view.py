@@ -1,4 +1,5 @@
-"""What the browse page and the playlist get of a manifest (archiver.browse.view, .render)."""
+"""What the browse page and the playlists get of a manifest (archiver.browse.view), and the
+files of a shard, its table and the page (archiver.browse.render)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import Any
 
 from manifestdocs import TASK, music, track
 
-from archiver.browse.render import render_index, render_playlist
+from archiver.browse.render import (
+    render_page,
+    render_recent,
+    render_shard,
+    render_table,
+)
 from archiver.browse.view import ViewRow, script_json, view_row
 
 HOSTILE = '</script><script>alert(1)</script><!-- & "quotes"'
@@ -42,16 +48,45 @@ def test_untrusted_text_cannot_close_the_script_element() -> None:
     assert script_json("a</script>") == '"a\\u003c/script\\u003e"'
 
 
-def test_the_page_embeds_rows_as_json_and_escapes_nothing_twice() -> None:
-    rows = [view_row(music(tracks=[track(1, title=HOSTILE)]))]
+def test_a_shard_holds_its_rows_as_script_calls_and_escapes_nothing_twice() -> None:
+    rows = [view_row(music(tracks=[track(1, title=HOSTILE, tags="Synth  WAVE")]))]
 
-    page = render_index(rows, generated_at="now", version="0").decode()
+    files = render_shard(7, 3, rows)
 
-    assert "alert(1)</script>" not in page and "<!-- &" not in page
-    blob = re.search(r'<script type="application/json" id="tasks">(.*?)</script>', page, re.S)
-    assert blob is not None and json.loads(blob.group(1))[0]["t"][0]["n"] == HOSTILE
-    assert "1 tracks in 1 tasks" in page
+    for blob in (files.tasks, files.words):
+        assert b"alert(1)</script>" not in blob and b"<!-- &" not in blob
+    call = re.fullmatch(r"SUNO\.tasks\(7,\[(.*)\],\[(.*)\]\);\n", files.tasks.decode(), re.S)
+    assert call is not None and json.loads(call.group(1))["t"][0]["n"] == HOSTILE
+    assert json.loads(call.group(2)) == ["[Verse] the same lyrics"]
+    words = re.fullmatch(r"SUNO\.words\(7,(.*)\);\n", files.words.decode(), re.S)
+    assert words is not None
+    assert json.loads(words.group(1)).split() == [
+        TASK,
+        "music",
+        "archived",
+        *HOSTILE.lower().split(),
+        "synth",
+        "wave",
+        "chirp-v4",
+        "au1",
+    ]
+    assert (files.info.shard, files.info.changes, files.info.tasks, files.info.tracks) == (
+        7,
+        3,
+        1,
+        1,
+    )
+    assert (files.info.first, files.info.last) == ("2025-01-01", "2025-01-01")
+
+
+def test_the_page_is_small_and_the_same_for_every_archive() -> None:
+    page = render_page(version="0").decode()
+
+    assert page == render_page(version="0").decode()
+    assert len(page) < 40_000
     assert "http://" not in page and "https://" not in page  # no network: nothing to fetch
+    table = render_table([], shard_tasks=500, generated_at="now", version="0").decode()
+    assert table.startswith("SUNO.table(") and '"shards":[]' in table
 
 
 def test_failed_and_partial_tasks_carry_their_reason() -> None:
@@ -116,7 +151,8 @@ def test_the_playlist_lists_every_mp3_with_its_whole_seconds_and_one_line_title(
         view_row(music(task_id="b", tracks=[track(1, title="")])),
     ]
 
-    text = render_playlist(rows).decode("utf-8")
+    text = render_recent([[r.m3u for r in rows]])[0].decode("utf-8")
+    part = render_shard(0, 1, rows).playlist.decode("utf-8")
 
     assert text.splitlines() == [
         "#EXTM3U",
@@ -127,3 +163,15 @@ def test_the_playlist_lists_every_mp3_with_its_whole_seconds_and_one_line_title(
         "#EXTINF:199,au1",
         f"{TASK}/au1.mp3",
     ]
+    assert (
+        part.splitlines()
+        == [  # from the playlists folder: one folder up
+            "#EXTM3U",
+            "#PLAYLIST:Suno archive, part 1: 2025-01-01",
+            *(f"../{line}" if line.startswith(TASK) else line for line in text.splitlines()[1:]),
+        ]
+    )
+    assert render_recent([[r.m3u for r in rows]], limit=2) == (
+        "\n".join([*text.splitlines()[:5], ""]).encode(),
+        2,
+    )

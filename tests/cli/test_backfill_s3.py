@@ -81,7 +81,7 @@ async def test_backfill_into_a_bucket_then_a_rerun_uploads_nothing(
     assert all(doc["outcome"] == "archived" for doc in manifests.values())
     files = sum(len(file_entries(doc)) for doc in manifests.values())
     assert files == 10  # two music tasks of two tracks (audio + image), one cover of two
-    # small files: no multipart; then index.html and playlist.m3u8
+    # small files: no multipart; then the browse files
     assert uploads == ["PutObject"] * (files + len(ids) + len(VIEW_TYPES))
     before = bucket.versions()
 
@@ -92,7 +92,7 @@ async def test_backfill_into_a_bucket_then_a_rerun_uploads_nothing(
     assert bucket.versions() == before
 
     # The state lost: the manifests in the bucket are trusted, nothing goes up again but
-    # index.html and playlist.m3u8, whose rows in the state were lost too.
+    # the browse files, whose rows in the state were lost too.
     config.state.path.unlink()
     report = await backfill(config, ids_file, retry_base_s=0.1)
     assert report.complete

@@ -13,7 +13,6 @@ import botocore.exceptions as bx
 import pytest
 from s3server import MotoServer
 from s3stores import (
-    EACH_WAY_UP,
     new_file,
     open_quick,
     raw_client,
@@ -103,32 +102,6 @@ async def test_put_bytes_replaces_the_manifest(
         assert await storage.read("t/manifest.json") == b"two"
     finally:
         await storage.close()
-
-
-@EACH_WAY_UP
-async def test_replace_file_puts_a_large_file_over_the_object_and_confirms_it(
-    tmp_path: Path, server: MotoServer, bucket: str, size: int, last_step: str
-) -> None:
-    """The index's files: uploaded from a temp file (multipart when large), replacing what
-    the key held, with their content type; the temp file is consumed."""
-    storage = await S3Storage.open(
-        s3_config(tmp_path, server.url, bucket), multipart_threshold=5 * MIB, part_size=5 * MIB
-    )
-    try:
-        await storage.put_bytes("index.html", b"old page", content_type="text/plain")
-        data = os.urandom(size)
-        path, sha = new_file(storage, data)
-        seen = requests_of(storage)
-        await storage.replace_file("index.html", path, content_type="text/html; charset=utf-8")
-        assert not path.exists()
-        assert storage.local_path("index.html") is None
-    finally:
-        await storage.close()
-    assert last_step in [op for op, _ in seen]
-    assert all("if-none-match" not in headers for _, headers in seen)
-    body, response = stored(server.url, bucket, "suno/archive/index.html")
-    assert body == data and response["Metadata"] == {"sha256": sha}
-    assert response["ContentType"] == "text/html; charset=utf-8"
 
 
 # --- idempotence -------------------------------------------------------------------------------

@@ -364,7 +364,7 @@ async def test_stored_files_follow_the_umask_like_any_new_file(
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
 
-    stored = [p for p in cli.archive.glob("*/*") if p.parent.name != TEMP_NAME]
+    stored = [p for p in cli.archive.rglob("*") if p.is_file() and TEMP_NAME not in p.parts]
     suffixes = {p.suffix for p in stored}
     assert {".mp3", ".json", ".png"} <= suffixes, suffixes
     modes = {str(p.relative_to(cli.archive)): oct(p.stat().st_mode & 0o777) for p in stored}

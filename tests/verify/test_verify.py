@@ -117,8 +117,10 @@ async def test_strays_and_old_temp_files_are_reported_but_the_archivers_own_file
     two_days_ago = time.time() - 2 * 86400
     os.utime(old, (two_days_ago, two_days_ago))
     os.utime(temp / ".suno-archiver.lock", (two_days_ago, two_days_ago))
-    for own in ("index.html", "playlist.m3u8"):
-        (root / own).write_text("")
+    own = ("index.html", "playlist.m3u8", "browse/shards.js", "browse/t/00007.js")
+    for name in (*own, "playlists/00007.m3u8"):  # the browse files, more than written
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
     (root / ".suno-archiver-quarantine" / archive.tasks[1]).mkdir(parents=True)
     (root / ".suno-archiver-quarantine" / archive.tasks[1] / "x.mp3").write_bytes(b"q")
 

@@ -126,7 +126,14 @@ async def test_deletions_and_strays_in_a_bucket(site: Site) -> None:
     client.delete_object(Bucket=name, Key=f"{PREFIX}/{site.tasks[1]}/manifest.json")
     for stray in ("loose.mp3", f"{site.tasks[2]}/notes.txt"):
         client.put_object(Bucket=name, Key=f"{PREFIX}/{stray}", Body=b"x")
-    for own in ("index.html", "playlist.m3u8", f".suno-archiver-quarantine/{site.tasks[0]}/a.mp3"):
+    for own in (
+        "index.html",
+        "playlist.m3u8",
+        "browse/shards.js",
+        "browse/s/00000.js",
+        "playlists/00000.m3u8",
+        f".suno-archiver-quarantine/{site.tasks[0]}/a.mp3",
+    ):
         client.put_object(Bucket=name, Key=f"{PREFIX}/{own}", Body=b"x")
     client.put_object(Bucket=name, Key="outside-the-prefix.txt", Body=b"x")
 
