@@ -302,7 +302,3 @@ class StateStore:
                 values,
             )
         return len(values)
-
-    def task_times(self) -> list[tuple[str, float]]:
-        """(task ID, updated_at) of every task."""
-        return self._db.execute("SELECT task_id, updated_at FROM tasks").fetchall()
