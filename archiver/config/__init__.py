@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from archiver.config.schema import SCHEMA, Loader, printable
+from archiver.config.whsec import secret_key
 from archiver.errors import ConfigError
+from archiver.tasks.events import TYPES
 from archiver.tasks.expiry import DEFAULT_RETENTION_DAYS
 
 DEFAULT_CONFIG_NAME = "archive.toml"
@@ -53,6 +55,8 @@ class StorageConfig:
     checksum_when_required: bool = False  # s3: for stores that reject boto3's default CRC headers
     max_concurrent_uploads: int = 4
     min_free_bytes: int = 1024**3  # local: a download never leaves less free (see storage/space)
+    public_base_url: str = ""  # where the archive is served: file URLs in events, GET /tasks
+    presign_ttl_s: int = 0  # s3 without public_base_url: presigned GET URLs this long; 0 = none
 
     @property
     def location(self) -> str:
@@ -115,6 +119,16 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    urls: tuple[str, ...] = ()  # where task events are POSTed (archiver.service.sender)
+    key: bytes = field(default=b"", repr=False)  # the secret_file's HMAC key; never printed
+    types: frozenset[str] = frozenset(TYPES)  # the events recorded and sent
+    give_up_after_s: float = 3 * 86400.0  # an event not delivered by then is given up
+    keep_days: float = 30.0  # events older are pruned (the pull feed, `events`)
+    timeout_s: float = 10.0  # one POST
+
+
+@dataclass(frozen=True)
 class Config:
     api: ApiConfig = ApiConfig()
     tasks: TasksConfig = TasksConfig()
@@ -126,6 +140,7 @@ class Config:
     daemon: DaemonConfig = DaemonConfig()
     intake: IntakeConfig = IntakeConfig()
     notify: NotifyConfig = NotifyConfig()
+    events: EventsConfig = EventsConfig()
     source: Path | None = None  # the config file read, if any (absolute)
 
 
@@ -203,6 +218,8 @@ def _build(
     else:
         task_list = loader.path("tasks.txt") if source is not None else None
 
+    if storage.get("presign_ttl_s", 0) and backend != "s3":
+        loader.fail("[storage] presign_ttl_s", 'only with backend = "s3" (set public_base_url)')
     storage_fields = {k: v for k, v in storage.items() if k not in ("path", "cache_dir", "prefix")}
     return Config(
         api=ApiConfig(
@@ -221,8 +238,9 @@ def _build(
         tagging=TaggingConfig(**raw["tagging"]),
         index=IndexConfig(**raw["index"]),
         daemon=DaemonConfig(**raw["daemon"]),
-        intake=_intake(loader, raw["intake"]) if read_key and read_intake else IntakeConfig(),
+        intake=_intake(loader, raw["intake"], read_secrets=read_key and read_intake),
         notify=NotifyConfig(**raw["notify"]),
+        events=_events(loader, raw["events"], read_secret=read_key),
         source=source,
     )
 
@@ -254,10 +272,13 @@ def _key_chars_ok(key: str) -> bool:
 _TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 
 
-def _intake(loader: Loader, intake: Mapping[str, Any]) -> IntakeConfig:
+def _intake(loader: Loader, intake: Mapping[str, Any], *, read_secrets: bool) -> IntakeConfig:
     """[intake]: the secrets are read from their files here; the token is required when the
-    intake listens. (Like the API key, not read when the command needs none: `status`.)"""
+    intake listens. (Like the API key, not read when the command needs none: `status`; the
+    address is, since events are kept for its feed whichever command archives.)"""
     listen = intake.get("listen", "")
+    if not read_secrets:
+        return IntakeConfig(listen=listen)
     token_file = intake.get("token_file", "").strip()
     key_file = intake.get("kie_webhook_key_file", "").strip()
     if listen and not token_file:
@@ -270,6 +291,29 @@ def _intake(loader: Loader, intake: Mapping[str, Any]) -> IntakeConfig:
         )
     key = _secret(loader, "[intake] kie_webhook_key_file", key_file) if key_file else ""
     return IntakeConfig(listen=listen, token=token, kie_webhook_key=key.encode())
+
+
+def _events(loader: Loader, events: Mapping[str, Any], *, read_secret: bool) -> EventsConfig:
+    """[events]: the types checked, the secret required with urls and read from its file
+    (unless the command sends nothing: `status`)."""
+    unknown = [t for t in events.get("types", ()) if t not in TYPES]
+    if unknown:
+        loader.fail(
+            "[events] types",
+            f'unknown event type "{unknown[0]}" (known: {", ".join(TYPES)})',
+        )
+    secret_file = events.get("secret_file", "").strip()
+    if events.get("urls") and not secret_file:
+        loader.fail("[events] secret_file", "required when urls is set")
+    key = b""
+    if secret_file and read_secret:
+        where = "[events] secret_file"
+        try:
+            key = secret_key(_secret(loader, where, secret_file))
+        except ValueError as exc:
+            loader.fail(where, f"{loader.path(secret_file)}: {exc}")
+    fields = {k: v for k, v in events.items() if k not in ("secret_file", "types")}
+    return EventsConfig(**fields, key=key, types=frozenset(events.get("types") or TYPES))
 
 
 def _secret(loader: Loader, where: str, raw_path: str) -> str:

@@ -126,6 +126,10 @@ SCHEMA: dict[str, dict[str, _Key]] = {
             str, 'an http:// or https:// URL, or ""', lambda v: _is_url(v, allow_empty=True)
         ),
         "region": _Key(str, 'a region name such as "eu-west-1"', lambda v: _region_ok(v)),
+        "public_base_url": _Key(
+            str, 'an http:// or https:// URL, or ""', lambda v: _is_url(v, allow_empty=True)
+        ),
+        "presign_ttl_s": _Key(int, "an integer from 0 to 604800 (7 days)", _between(0, 604800)),
         "cache_dir": _PATH,
         "checksum_when_required": _Key(bool, "true or false"),
         "max_concurrent_uploads": _Key(int, "an integer from 1 to 64", _between(1, 64)),
@@ -176,11 +180,23 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         ),
         "silence_after_s": _Key(float, "a number of seconds > 0", _positive),
     },
+    "events": {
+        "urls": _Key(
+            tuple,
+            "a list of https:// URLs (http:// only to a loopback address)",
+            lambda v: all(_is_alert_url(u) for u in v),
+        ),
+        "secret_file": _PATH,
+        "types": _Key(tuple, "a list of event types"),
+        "give_up_after_s": _Key(float, "a number of seconds > 0", _positive),
+        "keep_days": _Key(float, "a number of days > 0", _positive),
+        "timeout_s": _TIMEOUT,
+    },
 }
 
 
 def _is_alert_url(value: str) -> bool:
-    """Alerts carry what went wrong: over TLS, or to this machine."""
+    """Alerts and events carry what went on: over TLS, or to this machine."""
     if not _is_url(value, allow_empty=False):
         return False
     parts = urlsplit(value)

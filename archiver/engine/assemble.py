@@ -21,6 +21,7 @@ from archiver.fetch.taskfiles import TaskFetcher
 from archiver.state.store import StateStore
 from archiver.storage import Storage, open_storage
 from archiver.storage.space import Reserve
+from archiver.tasks.events import Recording
 from archiver.tasks.taskstate import TaskState
 
 
@@ -117,7 +118,16 @@ async def open_engine(
             retry_base_s=retry_base_s,
             poll_time_scale=poll_time_scale,
             on_change=on_change,
+            events=event_recording(config),
         )
+
+
+def event_recording(config: Config) -> Recording | None:
+    """The task events to keep: with `[events] urls` (to send them) or an intake listener
+    (its pull feed, GET /events); None keeps none."""
+    if not config.events.urls and not config.intake.listen:
+        return None
+    return Recording(types=config.events.types, urls=config.events.urls)
 
 
 def _reserve(config: Config) -> Reserve | None:

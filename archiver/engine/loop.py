@@ -5,7 +5,8 @@ every task back (a pause, a full storage, a state that cannot be written). The p
 their due queue are `pending`; one task's step (manifest, poll, decision, archive) is `taskstep`,
 where what a record means is decided by `lifecycle` (pure) and how a finished task becomes files
 is `archiving`. Every change of a task is saved to the state at once, so a kill -9 at any point
-loses at most the step in flight.
+loses at most the step in flight; a task that ends is saved with its event (the outbox,
+`archiver.state.outbox`), which the daemon's sender delivers.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from archiver.errors import (
 )
 from archiver.fetch.archiving import Archivist
 from archiver.state.given import Added, Conflict, GivenTasks
+from archiver.state.outbox import NewEvent
 from archiver.state.store import StateStore
 from archiver.storage import Storage
 from archiver.storage.space import state_full
+from archiver.tasks.events import Recording, ending_event
 from archiver.tasks.expiry import RISK_PHASES, risk_window
 from archiver.tasks.tasklist import TaskRef
 from archiver.tasks.taskstate import Phase, TaskState
@@ -68,6 +71,7 @@ class Engine:
         max_in_flight: int = 16,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[TaskState], None] | None = None,
+        events: Recording | None = None,
     ) -> None:
         self._called_back: set[str] = set()  # pending tasks polled on callbacks (CALLBACK_NET_S)
         self._stepper = TaskStepper(
@@ -88,6 +92,7 @@ class Engine:
         self._max_in_flight = max_in_flight
         self._clock = clock
         self._on_change = on_change
+        self._events = events  # task events written with the saves they report; None: off
         self._given = GivenTasks(state)
         self._pending = PendingTasks()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -302,13 +307,28 @@ class Engine:
         if running:
             log.info("abandoned_in_flight", tasks=len(running))
 
-    def _record(self, state: TaskState) -> None:
-        self._state.save(state)
+    def _record(self, state: TaskState, before: Phase) -> None:
+        self._state.save(state, self._event(state, before))
         if state.phase is not Phase.PENDING:
             self._called_back.discard(state.task_id)
         self._pending.record(state)
         if self._on_change is not None:
             self._on_change(state)
+
+    def _event(self, state: TaskState, before: Phase) -> NewEvent | None:
+        """The event the save of `state` is (a task entering an end), if one is kept."""
+        event_type = ending_event(before, state.phase)
+        if self._events is None or event_type not in self._events.types:
+            return None
+        return NewEvent(
+            type=event_type,
+            task_id=state.task_id,
+            kind=state.kind.value if state.kind else None,
+            outcome=state.phase.value,
+            error=state.last_error,
+            at=state.updated_at,
+            urls=self._events.urls,
+        )
 
     # --- one task's step, and the faults that hold every task back ----------------------------
 
@@ -337,7 +357,7 @@ class Engine:
                     return
                 new = self._stepper.retry_later(state, exc)
             try:
-                self._record(new)
+                self._record(new, state.phase)
             except sqlite3.Error as exc:  # a full disk, a read-only or locked database
                 self._state_write_failed(state, exc)
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from archiver.errors import UsageError
 from archiver.kinds.records import Kind
+from archiver.tasks.events import AT_RISK
 from archiver.tasks.taskstate import Phase, TaskState
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # What index.html and playlist.m3u8 show of each archived task (archiver.browse), so that the
 # daemon rewrites them without reading every manifest again. `seen_at` is the task's updated_at
@@ -81,6 +82,37 @@ CREATE TABLE view_shards (
 );
 """
 
+# Task events and their deliveries, one row per URL (the transactional outbox; the queries
+# are archiver.state.outbox). `events_at_risk` makes `task.at_risk` once per task; the partial
+# `deliveries_due` index holds only what is still to send, however many were delivered.
+_EVENTS = f"""
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    msg_id      TEXT NOT NULL UNIQUE,
+    type        TEXT NOT NULL,
+    task_id     TEXT NOT NULL,
+    kind        TEXT,
+    outcome     TEXT NOT NULL,
+    error       TEXT,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX events_created ON events (created_at);
+CREATE UNIQUE INDEX events_at_risk ON events (task_id) WHERE type = '{AT_RISK}';
+CREATE TABLE deliveries (
+    event_id      INTEGER NOT NULL,
+    url           TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    since         REAL NOT NULL,
+    next_at       REAL NOT NULL,
+    leased_until  REAL NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    done_at       REAL,
+    PRIMARY KEY (event_id, url)
+);
+CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status = 'pending';
+"""
+
 # The tasks whose files expire soonest (`born_between`, the engine's tasks at risk) are a range
 # of this index, not a scan of every task at each /metrics scrape.
 BORN = "COALESCE(completed_at, created_at)"
@@ -109,6 +141,7 @@ CREATE TABLE tasks (
     + _BORN_INDEX
     + _VIEW_SHARDED
     + _VIEW_LOOKED
+    + _EVENTS
 )
 
 # The script that takes a state from schema version N (the key) to N + 1; `open` runs the ones
@@ -143,6 +176,7 @@ _MIGRATIONS = {
     # → 9: the page's data in shards; the rows are derived: dropped, and read again from the
     # manifests (so the last look is forgotten too)
     8: "DROP TABLE view_written; DROP TABLE view; DELETE FROM view_looked;" + _VIEW_SHARDED,
+    9: _EVENTS,  # → 10: task events, written with the phase they report
 }
 
 COLUMNS = (

@@ -23,12 +23,17 @@ from types import TracebackType
 
 from archiver.errors import UsageError
 from archiver.kinds.records import Kind
+from archiver.state import outbox
 from archiver.state.schema import BORN, COLUMNS, PHASES, row_to_state, upgrade
 from archiver.tasks.taskstate import PROBLEMS, UNKNOWN_KIND, Phase, TaskState
 
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
 
 _UPDATE_ALL = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
+_SAVE = (
+    f"INSERT INTO tasks ({COLUMNS}) VALUES ({','.join('?' * 14)}) "
+    f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_ALL}"
+)
 
 
 def _chunks(items: list[str], size: int = _CHUNK) -> Iterator[list[str]]:
@@ -195,29 +200,31 @@ class StateStore:
                 found[row[0]] = row_to_state(row)
         return found
 
-    def save(self, state: TaskState) -> None:
-        """Write the whole row (insert or update; `via_http` is kept), committed before
-        returning."""
-        self._db.execute(
-            f"INSERT INTO tasks ({COLUMNS}) VALUES ({','.join('?' * 14)}) "
-            f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_ALL}",
-            (
-                state.task_id,
-                state.kind.value if state.kind else None,
-                Phase(state.phase).value,
-                state.first_seen_at,
-                state.next_poll_at,
-                state.polls,
-                state.attempts,
-                state.last_status,
-                state.last_error,
-                state.updated_at,
-                state.archive_attempts,
-                state.created_at,
-                state.completed_at,
-                state.unknown_polls,
-            ),
+    def save(self, state: TaskState, event: outbox.NewEvent | None = None) -> None:
+        """Write the whole row (insert or update; `via_http` is kept), and `event` with it in
+        the same transaction (the outbox), committed before returning."""
+        values = (
+            state.task_id,
+            state.kind.value if state.kind else None,
+            Phase(state.phase).value,
+            state.first_seen_at,
+            state.next_poll_at,
+            state.polls,
+            state.attempts,
+            state.last_status,
+            state.last_error,
+            state.updated_at,
+            state.archive_attempts,
+            state.created_at,
+            state.completed_at,
+            state.unknown_polls,
         )
+        if event is None:  # one statement: its own transaction
+            self._db.execute(_SAVE, values)
+            return
+        with self._transaction() as db:
+            db.execute(_SAVE, values)
+            outbox.insert(db, event)
 
     def reopen(self, task_ids: Iterable[str], phases: Collection[Phase], now: float) -> int:
         """Put those of `task_ids` that are in `phases` back to PENDING, due now, with a fresh

@@ -7,7 +7,7 @@ outcome (the only place that does) and lays the document out in the SPEC's key o
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -143,30 +143,36 @@ def is_error_entry(entry: Mapping[str, Any] | None) -> bool:
 
 def stored_entries(doc: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """The file entries of a decoded manifest that describe a stored file, by (path without
-    its extension, role): role "audio" or "image" for a track's files, "cover" for a cover
-    image, the entry's own role for the `files` of other kinds. Error entries, and entries
-    lacking a path, size or hash, are left out."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    its extension, role) (see `listed_files`)."""
+    return {(entry["path"].rpartition(".")[0], role): entry for entry, role, _ in listed_files(doc)}
 
-    def add(entry: object, role: str) -> None:
-        if (
+
+def listed_files(doc: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], str, str | None]]:
+    """(entry, role, audio ID) of each stored file a decoded manifest lists, in its order:
+    role "audio", "image", "lyrics" or "lrc" with the track's audio ID for a track's files,
+    "cover" for a cover image, the entry's own role for the `files` of other kinds (no audio
+    ID). Error entries, and entries lacking a path, size or hash, are left out."""
+
+    def stored(entry: object) -> bool:
+        return (
             isinstance(entry, dict)
             and isinstance(entry.get("path"), str)
             and isinstance(entry.get("sha256"), str)
             and type(entry.get("bytes")) is int
-        ):
-            found[(entry["path"].rpartition(".")[0], role)] = entry
+        )
 
     for track in _list(doc.get("tracks")):
         if isinstance(track, dict):
+            audio_id = track.get("audio_id") if isinstance(track.get("audio_id"), str) else None
             for role in ("audio", "image", "lyrics", "lrc"):
-                add(track.get(role), role)
+                if stored(track.get(role)):
+                    yield track[role], role, audio_id
     for entry in _list(doc.get("images")):
-        add(entry, "cover")
+        if stored(entry):
+            yield entry, "cover", None
     for entry in _list(doc.get("files")):
-        if isinstance(entry, dict) and isinstance(entry.get("role"), str):
-            add(entry, entry["role"])
-    return found
+        if stored(entry) and isinstance(entry.get("role"), str):
+            yield entry, entry["role"], None
 
 
 def outcome(

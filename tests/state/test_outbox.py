@@ -1,0 +1,127 @@
+"""The events outbox in a real SQLite state: an event is written with the save of the phase it
+reports, claimed under a lease, retried, given up, redelivered, served in ID order, pruned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archiver.state import outbox
+from archiver.state.store import StateStore
+from archiver.tasks.events import ARCHIVED, AT_RISK
+from archiver.tasks.taskstate import Phase, TaskState
+
+URLS = ("https://a.example/hook", "https://b.example/hook")
+
+
+def _task(task_id: str, phase: Phase = Phase.PENDING, **kw: object) -> TaskState:
+    fields: dict[str, object] = {
+        "task_id": task_id,
+        "kind": None,
+        "phase": phase,
+        "first_seen_at": 100.0,
+        "next_poll_at": 100.0,
+        "polls": 1,
+        "attempts": 0,
+        "last_status": None,
+        "last_error": None,
+        "updated_at": 100.0,
+    }
+    return TaskState(**{**fields, **kw})  # type: ignore[arg-type]
+
+
+def _event(task_id: str, at: float = 200.0, urls: tuple[str, ...] = URLS) -> outbox.NewEvent:
+    return outbox.NewEvent(ARCHIVED, task_id, "music", "archived", None, at, urls)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    with StateStore.open(tmp_path / "state.sqlite3") as s:
+        yield s  # type: ignore[misc]
+
+
+def test_an_event_is_saved_with_the_phase_it_reports_or_not_at_all(store: StateStore) -> None:
+    store.save(_task("t1", Phase.ARCHIVED), _event("t1"))
+    assert store.get_many(["t1"])["t1"].phase is Phase.ARCHIVED
+    [first] = outbox.after(store, 0, 10)
+    assert (first.type, first.task_id, first.outcome) == (ARCHIVED, "t1", "archived")
+    assert first.msg_id.startswith("msg_") and len(first.msg_id) == 36
+
+    # A save that fails leaves neither the phase nor the event.
+    store.connection.execute(
+        "CREATE TRIGGER no_t2 BEFORE INSERT ON events "
+        "WHEN NEW.task_id = 't2' BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    )
+    with pytest.raises(Exception, match="boom"):
+        store.save(_task("t2", Phase.ARCHIVED), _event("t2"))
+    assert store.get_many(["t2"]) == {}
+    assert [e.task_id for e in outbox.after(store, 0, 10)] == ["t1"]
+
+
+def test_claims_are_leased_oldest_first_and_answers_recorded(store: StateStore) -> None:
+    for n in range(3):
+        store.save(_task(f"t{n}", Phase.ARCHIVED), _event(f"t{n}", at=200.0 + n))
+    due = outbox.claim(store, 300.0, 30.0, 4, URLS)
+    assert [(d.event.task_id, d.url) for d in due] == [
+        ("t0", URLS[0]), ("t0", URLS[1]), ("t1", URLS[0]), ("t1", URLS[1]),
+    ]  # fmt: skip
+    # Leased: another claim within the lease gets only the rest.
+    assert [d.event.task_id for d in outbox.claim(store, 301.0, 30.0, 10, URLS)] == ["t2", "t2"]
+    outbox.delivered(store, due[0], 302.0)
+    outbox.retry_at(store, due[1], "HTTP 500", 400.0)
+    # The lease lapsed: what was not answered is due again; the retry waits for its time.
+    again = outbox.claim(store, 340.0, 30.0, 10, URLS)
+    assert [(d.event.task_id, d.url) for d in again] == [
+        ("t1", URLS[0]), ("t1", URLS[1]), ("t2", URLS[0]), ("t2", URLS[1]),
+    ]  # fmt: skip
+    assert outbox.next_due(store, URLS) == 370.0  # when the leases of t1 and t2 lapse
+    for d in again:
+        outbox.delivered(store, d, 345.0)
+    assert outbox.next_due(store, URLS) == 400.0
+    [retried] = outbox.claim(store, 400.0, 30.0, 10, URLS)
+    assert (retried.event.task_id, retried.attempts, retried.last_error) == ("t0", 1, "HTTP 500")
+    outbox.given_up(store, retried, "HTTP 500", 401.0)
+    [failed] = outbox.listed(store, outbox.GIVEN_UP)
+    assert (failed.event.task_id, failed.url, failed.attempts) == ("t0", URLS[1], 2)
+
+
+def test_redelivery_is_a_new_run_of_attempts_under_the_same_webhook_id(store: StateStore) -> None:
+    store.save(_task("t1", Phase.ARCHIVED), _event("t1", urls=URLS[:1]))
+    [d] = outbox.claim(store, 300.0, 30.0, 10, URLS)
+    outbox.given_up(store, d, "HTTP 500", 301.0)
+    missing = outbox.redeliver(store, [str(d.event.id), "msg_nope", "77"], 500.0, URLS)
+    assert missing == ["msg_nope", "77"]
+    # Sent again to the URL it was for, and to the URL configured since.
+    again = outbox.claim(store, 500.0, 30.0, 10, URLS)
+    assert {x.url for x in again} == set(URLS)
+    assert {(x.event.msg_id, x.attempts, x.since) for x in again} == {(d.event.msg_id, 0, 500.0)}
+    assert outbox.redeliver(store, [d.event.msg_id], 600.0, URLS) == []
+
+
+def test_urls_no_longer_configured_are_given_up(store: StateStore) -> None:
+    store.save(_task("t1", Phase.ARCHIVED), _event("t1"))
+    assert outbox.drop_unlisted(store, URLS[:1], 300.0) == 1
+    assert [d.url for d in outbox.listed(store, outbox.PENDING)] == [URLS[0]]
+
+
+def test_the_feed_is_in_id_order_and_old_events_are_pruned(store: StateStore) -> None:
+    for n in range(5):
+        store.save(_task(f"t{n}", Phase.ARCHIVED), _event(f"t{n}", at=100.0 * n))
+    ids = [e.id for e in outbox.after(store, 0, 10)]
+    assert ids == sorted(ids) and len(ids) == 5
+    assert [e.task_id for e in outbox.after(store, ids[1], 2)] == ["t2", "t3"]
+    assert outbox.prune(store, 250.0) == 3
+    assert [e.task_id for e in outbox.after(store, 0, 10)] == ["t3", "t4"]
+    assert len(list(outbox.listed(store, outbox.PENDING))) == 4  # their deliveries went too
+
+
+def test_a_task_at_risk_gets_one_event_ever(store: StateStore) -> None:
+    store.save(_task("risky", created_at=1000.0))
+    store.save(_task("safe", Phase.ARCHIVED, created_at=1000.0))
+    store.save(_task("young", created_at=5000.0))
+    assert outbox.insert_at_risk(store, 500.0, 2000.0, 3000.0, URLS) == 1
+    assert outbox.insert_at_risk(store, 500.0, 2000.0, 3100.0, URLS) == 0
+    [event] = outbox.after(store, 0, 10)
+    assert (event.type, event.task_id, event.outcome) == (AT_RISK, "risky", "pending")
+    assert len(list(outbox.listed(store, outbox.PENDING))) == 2
