@@ -27,11 +27,14 @@ from archiver.engine.assemble import open_engine
 from archiver.engine.loop import Engine
 from archiver.errors import StorageError, UsageError
 from archiver.intake import Intake
+from archiver.service.eventbody import EventBodies
+from archiver.service.eventtasks import EventTasks
 from archiver.service.listwatch import TaskListWatcher
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Alerter, DaemonAlerts
 from archiver.service.sdnotify import Notifier
 from archiver.service.spacewatch import SpaceWatch
+from archiver.storage.urls import file_urls
 from archiver.tasks.taskstate import RETRYABLE, Phase, TaskState, counts_text
 from archiver.verify.rolling import start_rolling_verify
 
@@ -70,11 +73,13 @@ async def run_daemon(
     metrics: Metrics | None = None,
     retry_base_s: float = 30.0,
     poll_time_scale: float = 1.0,
+    event_retry_scale: float = 1.0,
 ) -> None:
     """Archive the tasks of `config.tasks.list` until SIGTERM/SIGINT, then stop cleanly.
 
-    `retry_base_s` (the engine's and the storage wait's first retry delay) and
-    `poll_time_scale` (< 1 compresses the polling schedule) are for tests.
+    `retry_base_s` (the engine's and the storage wait's first retry delay),
+    `poll_time_scale` (< 1 compresses the polling schedule) and `event_retry_scale` (< 1
+    compresses the events sender's retry schedule) are for tests.
 
     Raises UsageError for what a person must fix before it can start (no key, no task-list
     setting, the state in use by another archiver, a metrics address that cannot be bound);
@@ -112,7 +117,15 @@ async def run_daemon(
         async with alerter:
             with _counting_log_events(metrics.log_processor, alerts.log_processor):
                 await _serve(
-                    config, notifier, metrics, alerts, stop, reread, retry_base_s, poll_time_scale
+                    config,
+                    notifier,
+                    metrics,
+                    alerts,
+                    stop,
+                    reread,
+                    retry_base_s,
+                    poll_time_scale,
+                    event_retry_scale,
                 )
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -130,6 +143,7 @@ async def _serve(
     reread: asyncio.Event,
     retry_base_s: float,
     poll_time_scale: float,
+    event_retry_scale: float,
 ) -> None:
     readiness = _Readiness(notifier)
     status_stale = asyncio.Event()  # a task changed since STATUS= was last sent
@@ -159,6 +173,7 @@ async def _serve(
                     reread,
                     status_stale,
                     listeners,
+                    event_retry_scale,
                 )
     finally:
         beat.cancel()
@@ -272,9 +287,11 @@ async def _archive(
     reread: asyncio.Event,
     status_stale: asyncio.Event,
     listeners: list[Callable[[TaskState], None]],
+    event_retry_scale: float,
 ) -> None:
     """Serve with an open engine until `stop`: the task-list watcher, the metrics listener,
-    STATUS= updates, the free-space watch (`listeners` get every task change)."""
+    STATUS= updates, the free-space watch, the task events (`listeners` get every task
+    change)."""
     assert config.tasks.list is not None
     watcher = TaskListWatcher(config.tasks.list, engine, metrics)
     metrics.bind(
@@ -299,9 +316,10 @@ async def _archive(
             engine.set_tasks(retry=RETRYABLE, keep_http=True)
     listen = config.daemon.metrics_listen
     runner = await metrics.serve(listen) if listen else None
+    bodies = EventBodies(engine.storage, file_urls(config.storage, engine.storage))
     intake = None
     if config.intake.listen:
-        intake_app = Intake(config.intake, engine, metrics, config.storage.location)
+        intake_app = Intake(config.intake, engine, metrics, config.storage.location, bodies)
         try:
             intake = await intake_app.serve(config.intake.listen)
         except UsageError:
@@ -311,6 +329,9 @@ async def _archive(
     work = asyncio.create_task(
         engine.run(stop, grace_s=config.daemon.grace_period_s), name="engine"
     )
+    events = EventTasks()
+    events.start(config, engine.state, bodies, alerts.alerter, retry_scale=event_retry_scale)
+    listeners.append(events.task_changed)
 
     async def watch() -> None:
         while True:
@@ -359,6 +380,7 @@ async def _archive(
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
+        await events.stop()
         if indexer is not None:
             await refresh_logged(indexer)  # what was archived since the last write
         for listener in (intake, runner):

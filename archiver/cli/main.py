@@ -64,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common, config],
         help="(re)write the archive's index.html and playlist.m3u8 from its manifests",
     )
+    events = commands.add_parser(
+        "events",
+        parents=[common, config],
+        help="task events not yet delivered (or given up); send some again",
+    )
+    events.add_argument("--failed", action="store_true", help="the deliveries given up")
+    events.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    events.add_argument(
+        "--redeliver",
+        nargs="+",
+        metavar="ID",
+        help="send these events again (their ID or webhook-id), a new run of attempts",
+    )
     commands.add_parser(
         "demo", parents=[common], help="archive sample tasks from a built-in stand-in API"
     ).add_argument(
@@ -102,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(config)
         if args.command == "index":
             return _index(config)
+        if args.command == "events":
+            return _events(config, args)
         return _demo(args.dir, display)
     except UsageError as exc:
         print(f"suno-archiver: error: {exc}", file=sys.stderr)
@@ -119,6 +134,7 @@ def _load(args: argparse.Namespace) -> Config | None:
         return None
     no_key = ("status", "reindex", "index")  # they ask the API nothing (verify: to --repair)
     no_key += () if getattr(args, "repair", False) else ("verify",)
+    no_key += () if getattr(args, "redeliver", None) else ("events",)  # sends nothing
     return load_config(
         args.config,
         os.environ,
@@ -156,6 +172,18 @@ def _index(config: Config) -> int:
     from archiver.browse.command import write_index  # loads Jinja2 and the storage
 
     print(asyncio.run(write_index(config)))
+    return EXIT_OK
+
+
+def _events(config: Config, args: argparse.Namespace) -> int:
+    from archiver.cli.events import list_events, redeliver  # loads the storage and aiohttp
+
+    if args.redeliver:
+        if args.failed or args.json:
+            raise UsageError("--redeliver sends events: it takes neither --failed nor --json")
+        failed = asyncio.run(redeliver(config, args.redeliver))
+        return EXIT_INCOMPLETE if failed else EXIT_OK
+    list_events(config, failed=args.failed, as_json=args.json)
     return EXIT_OK
 
 

@@ -1,5 +1,6 @@
 """The HTTP intake `run` serves with `[intake] listen` (SPEC "HTTP intake"): vendor callbacks
-at `POST /callback/<token>`, `POST /tasks` and `GET /tasks/<id>` with `Bearer <token>`.
+at `POST /callback/<token>`, `POST /tasks`, `GET /tasks/<id>` and the task events' pull feed
+`GET /events` (SPEC "Task events") with `Bearer <token>`.
 
 Every answer is quick: a handler saves to the state (one committed SQLite write) and schedules
 a poll; the polling and archiving happen in the engine, after the answer. Nothing else answers
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,12 +24,14 @@ from prometheus_client import Counter
 from archiver.config import IntakeConfig
 from archiver.config.listen import start_listener
 from archiver.engine.loop import Engine
-from archiver.errors import UsageError
+from archiver.errors import StorageError, UsageError
 from archiver.intake.callbacks import MalformedCallback, parse_callback
 from archiver.intake.feed import IntakeFeed
 from archiver.intake.signing import signature_problem
 from archiver.kinds.records import is_id
+from archiver.service.eventbody import EventBodies
 from archiver.service.metrics import Metrics
+from archiver.state import outbox
 from archiver.tasks.manifest import manifest_key
 from archiver.tasks.tasklist import BadLine, TaskList, parse_text
 from archiver.tasks.taskstate import Phase
@@ -35,6 +39,7 @@ from archiver.tasks.taskstate import Phase
 log = structlog.get_logger()
 
 MAX_BODY = 1024 * 1024
+FEED_LIMIT, FEED_MAX = 100, 1000  # events per GET /events: by default, at most
 OUTCOMES = ("accepted", "duplicate", "bad_token", "bad_signature", "malformed", "no_task_id")
 _MANIFESTED = frozenset({Phase.ARCHIVED, Phase.PARTIAL, Phase.FAILED})
 
@@ -54,6 +59,7 @@ class Intake:
         engine: Engine,
         metrics: Metrics,
         archive: str,
+        bodies: EventBodies,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -62,6 +68,7 @@ class Intake:
         self._engine = engine
         self._feed = IntakeFeed(engine)
         self._archive = archive  # where manifests are, as people name it (a folder, s3://…)
+        self._bodies = bodies  # the files of a task, and what an event says
         self._clock = clock
         self.callbacks = Counter(
             "suno_archiver_intake_callbacks",
@@ -82,6 +89,7 @@ class Intake:
         app.router.add_post("/callback/{token}", self._callback)
         app.router.add_post("/tasks", self._post_tasks)
         app.router.add_get("/tasks/{task_id}", self._get_task, allow_head=False)
+        app.router.add_get("/events", self._get_events, allow_head=False)
         return app
 
     async def serve(self, listen: str) -> web.AppRunner:
@@ -169,9 +177,12 @@ class Intake:
             return _json(503, {"error": str(exc)})
         if state is None:
             return _json(404, {"error": "unknown task"})
-        manifest = (
-            f"{self._archive}/{manifest_key(task_id)}" if state.phase in _MANIFESTED else None
-        )
+        manifested = state.phase in _MANIFESTED
+        manifest = f"{self._archive}/{manifest_key(task_id)}" if manifested else None
+        try:
+            files = await self._bodies.task_files(task_id) if manifested else []
+        except StorageError as exc:
+            return _json(503, {"error": f"cannot read the manifest now: {exc}"})
         return _json(
             200,
             {
@@ -181,8 +192,26 @@ class Intake:
                 "last_status": state.last_status,
                 "last_error": state.last_error,
                 "manifest": manifest,
+                "files": files,
             },
         )
+
+    async def _get_events(self, request: web.Request) -> web.Response:
+        """The pull feed: events with an ID above `after`, oldest first, at most `limit`."""
+        try:
+            self._require_bearer(request)
+            after = _count(request, "after", 0, minimum=0)
+            limit = _count(request, "limit", FEED_LIMIT, minimum=1, maximum=FEED_MAX)
+        except _Refused as exc:
+            return _json(exc.status, {"error": str(exc)}, bearer=exc.status == 401)
+        try:
+            events = outbox.after(self._engine.state, after, limit)
+            items = [
+                {"id": e.id, "webhook_id": e.msg_id, **await self._bodies.item(e)} for e in events
+            ]
+        except (sqlite3.Error, StorageError) as exc:
+            return _json(503, {"error": f"cannot read the events now: {exc}"})
+        return _json(200, {"events": items, "next_after": events[-1].id if events else after})
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -228,6 +257,21 @@ async def _posted_tasks(request: web.Request) -> TaskList:
         return parse_text(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise _Refused(400, f"the body is not UTF-8 text (byte {exc.start})") from None
+
+
+def _count(
+    request: web.Request, name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    """A whole-number query parameter within its bounds, else 400 naming it."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+    ok = raw.isascii() and raw.isdigit() and len(raw) <= 18  # an SQLite integer
+    value = int(raw) if ok else -1
+    if value < minimum or (maximum is not None and value > maximum):
+        raise _Refused(400, f"{name} must be a whole number {bounds}")
+    return value
 
 
 def _rejection(bad: BadLine) -> dict[str, Any]:

@@ -158,6 +158,11 @@ class DaemonAlerts:
         self._paused_at = 0.0
         self._silent = False  # a silence alert was sent and nothing moved since
 
+    @property
+    def alerter(self) -> Alerter:
+        """Where other parts of the daemon send their alerts (the events sender)."""
+        return self._alerter
+
     def task_changed(self, state: TaskState) -> None:
         """The engine's `on_change`: a bad end alerts; a task stored ends a storage pause."""
         ended = _ENDED.get(state.phase)

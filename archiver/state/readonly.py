@@ -1,6 +1,7 @@
 """The state's queries over a read-only SQLite connection, for `status` and `verify`: a
 read-only WAL reader never blocks the running daemon (which holds the one-process lock) and
-sees the last committed step of every task."""
+sees the last committed step of every task. And, for the events outbox alone, a read-write
+connection beside the daemon."""
 
 from __future__ import annotations
 
@@ -20,6 +21,21 @@ from archiver.state.store import StateStore
 def read_only_state(state_path: Path) -> Iterator[StateStore]:
     """StateStore's queries over a read-only connection, without its one-process lock (which
     the running daemon holds). UsageError when there is no state, or it cannot be read."""
+    with _unlocked(state_path, "ro") as store:
+        yield store
+
+
+@contextmanager
+def shared_state(state_path: Path) -> Iterator[StateStore]:
+    """A read-write connection without the lock, beside the daemon that holds it: only for
+    rows the daemon re-reads on its own, never caches (the events outbox: `events
+    --redeliver`). SQLite itself serializes the writes."""
+    with _unlocked(state_path, "rw") as store:
+        yield store
+
+
+@contextmanager
+def _unlocked(state_path: Path, access: str) -> Iterator[StateStore]:
     try:
         mode = state_path.stat().st_mode
     except FileNotFoundError:
@@ -30,9 +46,9 @@ def read_only_state(state_path: Path) -> Iterator[StateStore]:
         ) from None
     if mode is None or not stat.S_ISREG(mode):
         raise UsageError(f"{state_path}: no state database (nothing has run with this config yet)")
-    uri = f"file:{quote(str(state_path.resolve()))}?mode=ro"
+    uri = f"file:{quote(str(state_path.resolve()))}?mode={access}"
     try:
-        conn = sqlite3.connect(uri, uri=True)
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)  # we issue BEGIN/COMMIT
     except sqlite3.Error as exc:
         raise UsageError(f"{state_path}: cannot open state database: {exc}") from None
     try:

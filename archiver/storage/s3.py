@@ -152,6 +152,13 @@ class S3Storage:
         full = self._key(key)
         await self._bounded(self._objects.put_bytes, full, bytes(data), content_type)
 
+    def presign_get(self, key: str, ttl_s: int) -> str:
+        """A URL that GETs the object for `ttl_s` seconds (`[storage] presign_ttl_s`): signed
+        here with the client's credentials, no request made."""
+        return self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=ttl_s
+        )
+
     async def _bounded(self, fn: Callable[..., None], *args: Any) -> None:
         """Run an upload in a thread under the upload bound. A cancelled caller stops waiting,
         but the upload keeps its slot until its thread ends (close() waits for it)."""

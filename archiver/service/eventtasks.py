@@ -1,0 +1,67 @@
+"""The daemon's event work beside the engine: the sender (with `[events] urls`) and the
+at-risk watch (whenever events are kept: urls, or the intake's pull feed)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from archiver import __version__
+from archiver.config import Config
+from archiver.service.atrisk import watch_at_risk
+from archiver.service.eventbody import EventBodies
+from archiver.service.notify import Alerter
+from archiver.service.sender import EventSender
+from archiver.state.store import StateStore
+from archiver.tasks.events import AT_RISK
+from archiver.tasks.taskstate import TaskState
+
+
+class EventTasks:
+    """Started by `start`; `task_changed` is for the engine's `on_change` listeners; `stop`
+    cancels them (what is not delivered stays in the outbox for the next start)."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sender: EventSender | None = None
+
+    def start(
+        self,
+        config: Config,
+        state: StateStore,
+        bodies: EventBodies,
+        alerter: Alerter,
+        *,
+        retry_scale: float = 1.0,
+    ) -> None:
+        events = config.events
+        if events.urls:
+            self._sender = EventSender(
+                state,
+                bodies,
+                urls=events.urls,
+                key=events.key,
+                timeout_s=events.timeout_s,
+                give_up_after_s=events.give_up_after_s,
+                keep_days=events.keep_days,
+                alerter=alerter,
+                user_agent=f"{config.api.user_agent}/{__version__}",
+                retry_scale=retry_scale,
+            )
+            self._tasks.append(asyncio.create_task(self._sender.run(), name="events"))
+        if (events.urls or config.intake.listen) and AT_RISK in events.types:
+            at_risk = watch_at_risk(
+                state,
+                retention_days=config.tasks.retention_days,
+                urls=events.urls,
+                on_new=self._sender.wake if self._sender else lambda: None,
+            )
+            self._tasks.append(asyncio.create_task(at_risk, name="events-at-risk"))
+
+    def task_changed(self, state: TaskState) -> None:
+        if self._sender is not None:
+            self._sender.task_changed(state)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
