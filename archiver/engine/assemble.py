@@ -41,6 +41,7 @@ class Pipeline:
     archivist: Archivist
     storage: Storage
     state: StateStore
+    events: Recording | None  # the task events saved with the state's changes
 
 
 @asynccontextmanager
@@ -90,7 +91,7 @@ async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
                     if config.tagging.aligned_lyrics
                     else None,
                 )
-                yield Pipeline(api, archivist, storage, state)
+                yield Pipeline(api, archivist, storage, state, event_recording(config))
         finally:
             await storage.close()
     finally:
@@ -118,7 +119,7 @@ async def open_engine(
             retry_base_s=retry_base_s,
             poll_time_scale=poll_time_scale,
             on_change=on_change,
-            events=event_recording(config),
+            events=pipeline.events,
         )
 
 

@@ -1,9 +1,11 @@
 """`task.at_risk` events: a pending task whose files expire within two days (archiver.tasks.
-expiry) gets one, once, written by a look at the state every AT_RISK_EVERY_S."""
+expiry) gets one, once, written by a look at the state every AT_RISK_EVERY_S, and at once when
+a poll shows a task at risk (`AtRiskWatch.task_changed`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -13,30 +15,53 @@ import structlog
 from archiver.state import outbox
 from archiver.state.store import StateStore
 from archiver.tasks.expiry import risk_window
+from archiver.tasks.taskstate import Phase, TaskState
 
 log = structlog.get_logger()
 
 AT_RISK_EVERY_S = 60.0
 
 
-async def watch_at_risk(
-    state: StateStore,
-    *,
-    retention_days: float,
-    urls: Sequence[str],
-    on_new: Callable[[], None],
-    every_s: float = AT_RISK_EVERY_S,
-    clock: Callable[[], float] = time.time,
-) -> None:
-    """Until cancelled: write the at-risk events due, and call `on_new` when there were any."""
-    while True:
-        now = clock()
-        try:
-            count = outbox.insert_at_risk(state, *risk_window(now, retention_days), now, urls)
-        except sqlite3.Error as exc:
-            log.error("events_state_unusable", error=str(exc))
-        else:
-            if count:
-                log.warning("tasks_at_risk", count=count)
-                on_new()
-        await asyncio.sleep(every_s)
+class AtRiskWatch:
+    def __init__(
+        self,
+        state: StateStore,
+        *,
+        retention_days: float,
+        urls: Sequence[str],
+        on_new: Callable[[], None],
+        every_s: float = AT_RISK_EVERY_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._state = state
+        self._retention_days = retention_days
+        self._urls = urls
+        self._on_new = on_new  # wakes the sender
+        self._every_s = every_s
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def task_changed(self, task: TaskState) -> None:
+        """The engine's `on_change`: a pending task now known to be at risk is looked at now."""
+        if task.phase is Phase.PENDING and task.born_at is not None:
+            low, high = risk_window(self._clock(), self._retention_days)
+            if low < task.born_at <= high:
+                self._wake.set()
+
+    async def run(self) -> None:
+        """Until cancelled: write the at-risk events due, and wake the sender when there were
+        any."""
+        while True:
+            self._wake.clear()
+            now = self._clock()
+            try:
+                low, high = risk_window(now, self._retention_days)
+                count = outbox.insert_at_risk(self._state, low, high, now, self._urls)
+            except sqlite3.Error as exc:
+                log.error("events_state_unusable", error=str(exc))
+            else:
+                if count:
+                    log.warning("tasks_at_risk", count=count)
+                    self._on_new()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._every_s)

@@ -7,7 +7,7 @@ import asyncio
 
 from archiver import __version__
 from archiver.config import Config
-from archiver.service.atrisk import watch_at_risk
+from archiver.service.atrisk import AtRiskWatch
 from archiver.service.eventbody import EventBodies
 from archiver.service.notify import Alerter
 from archiver.service.sender import EventSender
@@ -23,6 +23,7 @@ class EventTasks:
     def __init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
         self._sender: EventSender | None = None
+        self._at_risk: AtRiskWatch | None = None
 
     def start(
         self,
@@ -49,17 +50,19 @@ class EventTasks:
             )
             self._tasks.append(asyncio.create_task(self._sender.run(), name="events"))
         if (events.urls or config.intake.listen) and AT_RISK in events.types:
-            at_risk = watch_at_risk(
+            self._at_risk = AtRiskWatch(
                 state,
                 retention_days=config.tasks.retention_days,
                 urls=events.urls,
                 on_new=self._sender.wake if self._sender else lambda: None,
             )
-            self._tasks.append(asyncio.create_task(at_risk, name="events-at-risk"))
+            self._tasks.append(asyncio.create_task(self._at_risk.run(), name="events-at-risk"))
 
     def task_changed(self, state: TaskState) -> None:
         if self._sender is not None:
             self._sender.task_changed(state)
+        if self._at_risk is not None:
+            self._at_risk.task_changed(state)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -292,10 +292,15 @@ class StateStore:
         )
         return {task_id: PHASES[phase] for task_id, phase in rows}
 
-    def adopt(self, rows: Iterable[tuple[str, Kind, Phase, str | None]], now: float) -> int:
+    def adopt(
+        self,
+        rows: Iterable[tuple[str, Kind, Phase, str | None]],
+        now: float,
+        event: outbox.NewEvent | None = None,
+    ) -> int:
         """Make the state say what manifests say: (task_id, kind, phase, status) rows, inserted
         or overwriting the phase of known tasks (`via_http`, which no manifest records, is
-        kept), in one transaction; return how many."""
+        kept), with `event` (repair's), in one transaction; return how many."""
         values = sorted(  # in key order, as `add` does
             (tid, kind.value, Phase(phase).value, status, now) for tid, kind, phase, status in rows
         )
@@ -308,4 +313,6 @@ class StateStore:
                 "archive_attempts = 0, last_error = NULL, updated_at = excluded.updated_at",
                 values,
             )
+            if event is not None:
+                outbox.insert(db, event)
         return len(values)

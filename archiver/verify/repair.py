@@ -30,12 +30,14 @@ import structlog
 from archiver.config import Config
 from archiver.engine.assemble import Pipeline, open_pipeline
 from archiver.errors import ApiError, ApiUnusable, StorageError
-from archiver.fetch.archiving import NotRestored
+from archiver.fetch.archiving import Archived, NotRestored
 from archiver.kinds import KINDS, decide, files_to_fetch, of
 from archiver.kinds.base import ArchiveNow
 from archiver.kinds.records import Kind, Record
+from archiver.state.outbox import NewEvent
+from archiver.tasks.events import REPAIRED
 from archiver.tasks.manifest import manifest_key, stored_entries
-from archiver.tasks.taskstate import PHASE_OF_OUTCOME
+from archiver.tasks.taskstate import PHASE_OF_OUTCOME, Phase
 from archiver.verify.backends import open_view
 from archiver.verify.check import WITH_MANIFEST, OnProgress, read_manifest, verify
 from archiver.verify.findings import Category, Problem, VerifyReport, sort_problems
@@ -165,8 +167,11 @@ async def _repair_task(
     except (NotRestored, StorageError) as exc:
         log.warning("repair_failed", error=str(exc))
         return [*actions, *_not_repaired(bad or [mkey], str(exc))]
+    kind, phase = of(record).kind, PHASE_OF_OUTCOME[result.outcome]
     pipeline.state.adopt(
-        [(task_id, of(record).kind, PHASE_OF_OUTCOME[result.outcome], record.status)], now
+        [(task_id, kind, phase, record.status)],
+        now,
+        _repaired(pipeline, task_id, kind, phase, result, now),
     )
     actions += [
         Action("restored", path, "fetched again: the same bytes as archived") for path in bad
@@ -175,6 +180,17 @@ async def _repair_task(
         actions.append(Action("restored", mkey, f"archived again: {result.outcome}"))
     actions += _not_repaired([task_id], "; ".join(result.problems)) if result.problems else []
     return actions
+
+
+def _repaired(
+    pipeline: Pipeline, task_id: str, kind: Kind, phase: Phase, result: Archived, now: float
+) -> NewEvent | None:
+    """The `task.repaired` event of a task whose files were put back, when events are kept."""
+    events = pipeline.events
+    if events is None or REPAIRED not in events.types:
+        return None
+    error = "; ".join(result.problems) or None
+    return NewEvent(REPAIRED, task_id, kind.value, phase.value, error, now, events.urls)
 
 
 async def _manifest(view: ArchiveView, task_id: str) -> dict[str, Any] | None:
