@@ -85,6 +85,9 @@ def build_client(
         "read_timeout": read_timeout_s,
         "max_pool_connections": max(10, config.max_concurrent_uploads * 5),
         "user_agent_extra": "suno-archiver",
+        # Requests are SigV4 anyway; presigned URLs (`presign_ttl_s`) would default to SigV2,
+        # which new AWS regions refuse and which has no 7-day bound.
+        "signature_version": "s3v4",
     }
     if config.endpoint_url:
         # MinIO and most self-hosted stores only answer path-style requests.
