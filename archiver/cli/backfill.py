@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,14 @@ from archiver.browse.indexer import Indexer, refresh_logged
 from archiver.config import Config
 from archiver.engine.assemble import open_engine
 from archiver.errors import StorageFull
+from archiver.service.sender import EventSender, sender_for
 from archiver.tasks.listfile import ListFile
 from archiver.tasks.tasklist import BadLine, open_task_list, tasks_of
 from archiver.tasks.taskstate import PHASE_LABELS, RETRYABLE, Phase, TaskState
+
+# At the end, task events still due get this long to go out; what is left waits in the
+# outbox for the next `run` (or `events --redeliver`).
+EVENTS_FLUSH_S = 10.0
 
 log = structlog.get_logger()
 
@@ -51,10 +57,13 @@ async def backfill(
     """Archive every task of `ids_file`. `on_start` gets the counts by phase, a mapping the
     engine keeps up to date as tasks change (`on_change`)."""
     changed = False  # a task changed: the index may lag behind
+    sender: EventSender | None = None  # [events] urls: sent beside the engine
 
     def note_change(task: TaskState) -> None:
         nonlocal changed
         changed = True
+        if sender is not None:
+            sender.task_changed(task)
         if on_change is not None:
             on_change(task)
 
@@ -82,10 +91,17 @@ async def backfill(
             if on_start is not None:
                 on_start(engine.counts)
             stopped = None
+            sender = sender_for(config, engine.state, engine.storage)
+            sending = asyncio.create_task(sender.run()) if sender else None
             try:
                 await engine.run(asyncio.Event(), until_done=True)
             except StorageFull as exc:  # the tasks not archived stay pending for the next run
                 stopped = exc
+            finally:
+                if sender is not None and sending is not None:
+                    sender.finish()  # what is due gets a last try; what fails waits for `run`
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(sending, EVENTS_FLUSH_S)
             if stopped is None and config.index.enabled:
                 indexer = Indexer(engine.state, engine.storage)
                 await refresh_logged(indexer, changed=changed)

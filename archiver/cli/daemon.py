@@ -330,7 +330,9 @@ async def _archive(
         engine.run(stop, grace_s=config.daemon.grace_period_s), name="engine"
     )
     events = EventTasks()
-    events.start(config, engine.state, bodies, alerts.alerter, retry_scale=event_retry_scale)
+    events.start(
+        config, engine.state, engine.storage, alerts.alerter, retry_scale=event_retry_scale
+    )
     listeners.append(events.task_changed)
 
     async def watch() -> None:

@@ -12,20 +12,19 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any, TextIO
 
-from archiver import __version__
 from archiver.config import Config
 from archiver.errors import UsageError
 from archiver.kinds.timestamps import utc_iso_of
-from archiver.service.eventbody import EventBodies
-from archiver.service.sender import EventSender
+from archiver.service.sender import sender_for
 from archiver.state import outbox
 from archiver.state.readonly import read_only_state, shared_state
 from archiver.state.store import StateStore
 from archiver.storage import open_storage
-from archiver.storage.urls import file_urls
+
+SEND_NOW_S = 60.0  # `--redeliver` without a daemon: what is not sent by then is left due
 
 
 def list_events(config: Config, *, failed: bool, as_json: bool, out: TextIO = sys.stdout) -> int:
@@ -109,22 +108,13 @@ async def redeliver(config: Config, ids: list[str], *, out: TextIO = sys.stdout)
 
 
 async def _send_now(config: Config, store: StateStore, ids: list[str], out: TextIO) -> int:
-    async with AsyncExitStack() as stack:
-        storage = await open_storage(config.storage)
-        stack.push_async_callback(storage.close)
-        sender = EventSender(
-            store,
-            EventBodies(storage, file_urls(config.storage, storage)),
-            urls=config.events.urls,
-            key=config.events.key,
-            timeout_s=config.events.timeout_s,
-            give_up_after_s=config.events.give_up_after_s,
-            keep_days=config.events.keep_days,
-            user_agent=f"{config.api.user_agent}/{__version__}",
-        )
-        http = await stack.enter_async_context(sender.session())
-        while await sender.send_due(http):  # what fails is due later, so this ends
-            pass
+    storage = await open_storage(config.storage)
+    try:
+        sender = sender_for(config, store, storage)
+        assert sender is not None  # redeliver checked that there are urls
+        await sender.flush(SEND_NOW_S)
+    finally:
+        await storage.close()
     wanted = set(ids)
     failed = 0
     for status in (outbox.PENDING, outbox.GIVEN_UP):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from archiver import __version__
 from archiver.config import Config
 from archiver.service.atrisk import AtRiskWatch
-from archiver.service.eventbody import EventBodies
 from archiver.service.notify import Alerter
-from archiver.service.sender import EventSender
+from archiver.service.sender import EventSender, sender_for
 from archiver.state.store import StateStore
+from archiver.storage import Storage
 from archiver.tasks.events import AT_RISK
 from archiver.tasks.taskstate import TaskState
 
@@ -29,25 +28,14 @@ class EventTasks:
         self,
         config: Config,
         state: StateStore,
-        bodies: EventBodies,
+        storage: Storage,
         alerter: Alerter,
         *,
         retry_scale: float = 1.0,
     ) -> None:
         events = config.events
-        if events.urls:
-            self._sender = EventSender(
-                state,
-                bodies,
-                urls=events.urls,
-                key=events.key,
-                timeout_s=events.timeout_s,
-                give_up_after_s=events.give_up_after_s,
-                keep_days=events.keep_days,
-                alerter=alerter,
-                user_agent=f"{config.api.user_agent}/{__version__}",
-                retry_scale=retry_scale,
-            )
+        self._sender = sender_for(config, state, storage, alerter=alerter, retry_scale=retry_scale)
+        if self._sender is not None:
             self._tasks.append(asyncio.create_task(self._sender.run(), name="events"))
         if (events.urls or config.intake.listen) and AT_RISK in events.types:
             self._at_risk = AtRiskWatch(

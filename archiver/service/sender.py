@@ -21,12 +21,16 @@ from collections.abc import Callable, Sequence
 import aiohttp
 import structlog
 
+from archiver import __version__
+from archiver.config import Config
 from archiver.errors import StorageError
 from archiver.service.eventbody import EventBodies
 from archiver.service.notify import Alerter
 from archiver.service.webhooks import signed_headers
 from archiver.state import outbox
 from archiver.state.store import StateStore
+from archiver.storage import Storage
+from archiver.storage.urls import file_urls
 from archiver.tasks.taskstate import Phase, TaskState
 
 log = structlog.get_logger()
@@ -38,6 +42,32 @@ CONCURRENCY = 8  # posts in flight at once
 FAILS_BEFORE_ALERT = 5  # failed attempts in a row to one URL before it is worth an alert
 PRUNE_EVERY_S = 3600.0
 DAY_S = 86_400.0
+
+
+def sender_for(
+    config: Config,
+    state: StateStore,
+    storage: Storage,
+    *,
+    alerter: Alerter | None = None,
+    retry_scale: float = 1.0,
+) -> EventSender | None:
+    """The sender of `config`'s [events] over `state` and `storage`; None without urls."""
+    events = config.events
+    if not events.urls:
+        return None
+    return EventSender(
+        state,
+        EventBodies(storage, file_urls(config.storage, storage)),
+        urls=events.urls,
+        key=events.key,
+        timeout_s=events.timeout_s,
+        give_up_after_s=events.give_up_after_s,
+        keep_days=events.keep_days,
+        alerter=alerter,
+        user_agent=f"{config.api.user_agent}/{__version__}",
+        retry_scale=retry_scale,
+    )
 
 
 def retry_delay(attempts: int) -> float:
@@ -73,6 +103,7 @@ class EventSender:
         self._scale = retry_scale  # < 1 compresses RETRY_S (tests)
         self._clock = clock
         self._wake = asyncio.Event()
+        self._finishing = False  # `finish`: return once nothing is due
         self._failing: dict[str, int] = {}  # URL → failed attempts in a row
         self._slots = asyncio.Semaphore(CONCURRENCY)
 
@@ -84,9 +115,15 @@ class EventSender:
     def wake(self) -> None:
         self._wake.set()
 
+    def finish(self) -> None:
+        """Make `run` return once nothing is due any more (posts in flight are answered and
+        recorded first: a cancelled post may have reached the URL, and would go again)."""
+        self._finishing = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Deliver until cancelled. A state that cannot be read or written is logged and
-        tried again (archiving reports it too)."""
+        """Deliver until cancelled (or, after `finish`, until nothing is due). A state that
+        cannot be read or written is logged and tried again (archiving reports it too)."""
         next_prune = 0.0
         async with self.session() as http:
             while True:
@@ -96,6 +133,8 @@ class EventSender:
                         self._housekeeping()
                         next_prune = self._clock() + PRUNE_EVERY_S
                     sent = await self.send_due(http)
+                    if self._finishing and not sent:
+                        return
                     wait_s = 0.0 if sent else self._idle_s()
                 except sqlite3.Error as exc:  # a full disk, a locked file: the engine says so too
                     log.error("events_state_unusable", error=str(exc))
@@ -122,6 +161,13 @@ class EventSender:
         due = outbox.next_due(self._state, self._urls)
         return POLL_S if due is None else min(POLL_S, max(0.0, due - self._clock()))
 
+    async def flush(self, timeout_s: float) -> None:
+        """Send what is due now, for at most `timeout_s`; what fails, or is not sent by then,
+        stays in the outbox (`backfill`'s last act, and `events --redeliver`'s)."""
+        self.finish()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.run(), timeout_s)
+
     async def send_due(self, http: aiohttp.ClientSession) -> int:
         """Post one batch of the deliveries due now; return how many were tried."""
         lease_s = self._timeout_s * 2 + 30.0  # outlives any one post, then another may take it
@@ -130,8 +176,12 @@ class EventSender:
         return len(due)
 
     async def _deliver(self, http: aiohttp.ClientSession, delivery: outbox.Delivery) -> None:
-        async with self._slots:
-            error = await self._post(http, delivery)
+        try:
+            async with self._slots:
+                error = await self._post(http, delivery)
+        except asyncio.CancelledError:  # stopping: due again at once for the next sender
+            outbox.release(self._state, delivery)
+            raise
         now = self._clock()
         event = delivery.event
         if error is None:

@@ -166,6 +166,15 @@ def _finish(
         )
 
 
+def release(store: StateStore, delivery: Delivery) -> None:
+    """Give a claimed delivery back unsent (its sender is stopping): due as it was."""
+    with store.transaction() as db:
+        db.execute(
+            "UPDATE deliveries SET leased_until = 0 WHERE event_id = ? AND url = ?",
+            (delivery.event.id, delivery.url),
+        )
+
+
 def retry_at(store: StateStore, delivery: Delivery, error: str, next_at: float) -> None:
     """One more failed attempt: due again at `next_at`."""
     with store.transaction() as db:

@@ -145,8 +145,8 @@ async def test_after_kill_9_what_was_waiting_is_delivered_and_nothing_acknowledg
     for n in range(3):
         site.sandbox.add_music(f"song_{n}", tracks=1)
     site.list_tasks("song_0")
-    daemon = await site.daemon(tuning=FAST)
     await app.start()
+    daemon = await site.daemon(tuning=FAST)
     [first] = await app.wait_for(1)
     await until(lambda: not daemon.named("event_retry_later") and len(app.attempts) == 1)
     await app.stop()  # the application goes down: what follows waits in the outbox
