@@ -18,6 +18,7 @@ from pathlib import Path
 from bench import (
     browse,
     daemonscale,
+    events,
     intake,
     machine,
     memory,
@@ -72,6 +73,8 @@ def _parse(argv: list[str] | None) -> Options:
     sizes.add_argument(
         "--intake-scale", type=float, help="intake: time compression of the run (0.1)"
     )
+    sizes.add_argument("--events-tasks", type=int, help="events: music tasks through the daemon")
+    sizes.add_argument("--events-outbox", type=int, help="events: events the sender delivers")
     sizes.add_argument("--verify-tasks", type=int, help="verify: songs re-hashed locally")
     sizes.add_argument("--verify-manifests", type=int, help="verify: manifests reindexed")
     args = p.parse_args(argv)
@@ -97,6 +100,8 @@ def _measure(name: str, opts: Options, work: Path, curl: str | None) -> list[Tab
         return [verify.measure(opts, folder)]
     if name == "browse":
         return [browse.measure(opts, folder)]
+    if name == "events":
+        return [events.measure(opts, folder)]
     return [scale.measure(opts, folder), daemonscale.measure(opts, folder)]
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-MEASUREMENTS = ("throughput", "memory", "polling", "scale", "intake", "verify", "browse")
+MEASUREMENTS = (
+    "throughput", "memory", "polling", "scale", "intake", "verify", "browse", "events",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class Options:
     # browse: tracks on the page (music tasks of two), and whether chromium opens it
     index_tracks: int = 100_000
     open_page: bool = True
+    # events: music tasks the daemon archives with [events] (and without), and the outbox the
+    # sender delivers alone
+    events_tasks: int = 20
+    events_outbox: int = 100_000
 
 
 QUICK = Options(
@@ -57,4 +63,6 @@ QUICK = Options(
     s3_verify_tasks=3,
     index_tracks=1_000,
     open_page=False,
+    events_tasks=2,
+    events_outbox=2_000,
 )

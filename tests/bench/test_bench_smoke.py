@@ -19,6 +19,7 @@ HEADERS = (
     "### The daemon at scale:",
     "### Intake:",
     "### Browse:",
+    "### Events:",
 )
 
 

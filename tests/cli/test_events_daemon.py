@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from alert_receiver import Receiver
 from event_receiver import EventReceiver, free_port, new_secret
 from test_daemon import Site
 
@@ -45,7 +46,9 @@ async def site(tmp_path: Path, sandbox: Sandbox) -> AsyncIterator[Site]:
             await d.kill()
 
 
-def configure(site: Site, app: EventReceiver, *, public: str = "", events: str = "") -> int:
+def configure(
+    site: Site, app: EventReceiver, *, public: str = "", events: str = "", more: str = ""
+) -> int:
     """archive.toml with [events] to `app` and the intake; returns the intake's port."""
     port = free_port()
     (site.root / "intake-token").write_text(TOKEN, encoding="utf-8")
@@ -61,6 +64,7 @@ urls = ["{app.url}"]
 secret_file = "events.secret"
 timeout_s = 1
 {events}
+{more}
 """,
     )
     return port
@@ -141,7 +145,8 @@ async def test_the_daemon_sends_each_end_once_with_urls_and_serves_the_same_feed
 async def test_after_kill_9_what_was_waiting_is_delivered_and_nothing_acknowledged_again(
     site: Site, app: EventReceiver
 ) -> None:
-    configure(site, app)
+    alerts = await Receiver().start()
+    configure(site, app, more=f'[notify]\nurls = ["{alerts.url}"]')
     for n in range(3):
         site.sandbox.add_music(f"song_{n}", tracks=1)
     site.list_tasks("song_0")
@@ -153,6 +158,9 @@ async def test_after_kill_9_what_was_waiting_is_delivered_and_nothing_acknowledg
     site.list_tasks("song_0", "song_1", "song_2")
     await site.wait_archived("song_1", "song_2")
     await daemon.wait_for("event_retry_later")
+    [alert] = await alerts.wait_for(1)  # 5 failed attempts in a row
+    assert alert["event"] == "events_failing" and app.url in alert["message"]
+    await alerts.stop()
     code, out, _ = await site.cli("events", "--json")
     waiting = json.loads(out)["deliveries"]
     assert code == 0 and sorted(d["task_id"] for d in waiting) == ["song_1", "song_2"]
@@ -174,11 +182,16 @@ async def test_after_kill_9_what_was_waiting_is_delivered_and_nothing_acknowledg
 async def test_given_up_events_are_listed_and_redelivered_under_their_webhook_id(
     site: Site, app: EventReceiver
 ) -> None:
-    configure(site, app, events="give_up_after_s = 0.5")
+    alerts = await Receiver().start()
+    configure(site, app, events="give_up_after_s = 0.5", more=f'[notify]\nurls = ["{alerts.url}"]')
     site.sandbox.add_music("song_a", tracks=1)
     site.list_tasks("song_a")
     daemon = await site.daemon(tuning=FAST)
     await daemon.wait_for("event_given_up")
+    # A URL that keeps failing is a [notify] alert, as is the event given up.
+    [alert] = await alerts.wait_for(1)
+    assert alert["event"] == "event_given_up" and alert["task_id"] == "song_a"
+    await alerts.stop()
     code, out, _ = await site.cli("events", "--failed", "--json")
     [failed] = json.loads(out)["deliveries"]
     assert code == 0 and failed["status"] == "given_up" and failed["task_id"] == "song_a"
