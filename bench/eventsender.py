@@ -27,7 +27,6 @@ async def _deliver(state: Path, archive: Path, url: str, secret: str) -> None:
             key=secret_key(secret),
             timeout_s=10.0,
             give_up_after_s=3600.0,
-            keep_days=30.0,
         )
         await sender.flush(3600.0)
         left = len(list(outbox.listed(store, outbox.PENDING)))

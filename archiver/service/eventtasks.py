@@ -1,12 +1,12 @@
 """The daemon's event work beside the engine: the sender (with `[events] urls`) and the
-at-risk watch (whenever events are kept: urls, or the intake's pull feed)."""
+event watch (at-risk events, pruning: whenever events are kept, urls or the intake's feed)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from archiver.config import Config
-from archiver.service.atrisk import AtRiskWatch
+from archiver.service.eventwatch import EventWatch
 from archiver.service.notify import Alerter
 from archiver.service.sender import EventSender, sender_for
 from archiver.state.store import StateStore
@@ -22,7 +22,7 @@ class EventTasks:
     def __init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
         self._sender: EventSender | None = None
-        self._at_risk: AtRiskWatch | None = None
+        self._watch: EventWatch | None = None
 
     def start(
         self,
@@ -37,20 +37,22 @@ class EventTasks:
         self._sender = sender_for(config, state, storage, alerter=alerter, retry_scale=retry_scale)
         if self._sender is not None:
             self._tasks.append(asyncio.create_task(self._sender.run(), name="events"))
-        if (events.urls or config.intake.listen) and AT_RISK in events.types:
-            self._at_risk = AtRiskWatch(
+        if events.urls or config.intake.listen:  # events are kept (archiver.engine.assemble)
+            self._watch = EventWatch(
                 state,
                 retention_days=config.tasks.retention_days,
+                keep_days=events.keep_days,
+                at_risk=AT_RISK in events.types,
                 urls=events.urls,
                 on_new=self._sender.wake if self._sender else lambda: None,
             )
-            self._tasks.append(asyncio.create_task(self._at_risk.run(), name="events-at-risk"))
+            self._tasks.append(asyncio.create_task(self._watch.run(), name="events-watch"))
 
     def task_changed(self, state: TaskState) -> None:
         if self._sender is not None:
             self._sender.task_changed(state)
-        if self._at_risk is not None:
-            self._at_risk.task_changed(state)
+        if self._watch is not None:
+            self._watch.task_changed(state)
 
     async def stop(self) -> None:
         for task in self._tasks:

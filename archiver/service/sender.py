@@ -40,8 +40,6 @@ POLL_S = 1.0  # a look for deliveries made due elsewhere (another daemon, `event
 BATCH = 100  # deliveries claimed at once
 CONCURRENCY = 8  # posts in flight at once
 FAILS_BEFORE_ALERT = 5  # failed attempts in a row to one URL before it is worth an alert
-PRUNE_EVERY_S = 3600.0
-DAY_S = 86_400.0
 
 
 def sender_for(
@@ -63,7 +61,6 @@ def sender_for(
         key=events.key,
         timeout_s=events.timeout_s,
         give_up_after_s=events.give_up_after_s,
-        keep_days=events.keep_days,
         alerter=alerter,
         user_agent=f"{config.api.user_agent}/{__version__}",
         retry_scale=retry_scale,
@@ -85,7 +82,6 @@ class EventSender:
         key: bytes,
         timeout_s: float,
         give_up_after_s: float,
-        keep_days: float,
         alerter: Alerter | None = None,
         user_agent: str = "suno-archiver",
         retry_scale: float = 1.0,
@@ -97,7 +93,6 @@ class EventSender:
         self._key = key
         self._timeout_s = timeout_s
         self._give_up_after_s = give_up_after_s
-        self._keep_s = keep_days * DAY_S
         self._alerter = alerter
         self._user_agent = user_agent
         self._scale = retry_scale  # < 1 compresses RETRY_S (tests)
@@ -124,14 +119,11 @@ class EventSender:
     async def run(self) -> None:
         """Deliver until cancelled (or, after `finish`, until nothing is due). A state that
         cannot be read or written is logged and tried again (archiving reports it too)."""
-        next_prune = 0.0
+        self._drop_unlisted()
         async with self.session() as http:
             while True:
                 self._wake.clear()
                 try:
-                    if self._clock() >= next_prune:
-                        self._housekeeping()
-                        next_prune = self._clock() + PRUNE_EVERY_S
                     sent = await self.send_due(http)
                     if self._finishing and not sent:
                         return
@@ -150,12 +142,16 @@ class EventSender:
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
         )
 
-    def _housekeeping(self) -> None:
-        now = self._clock()
-        dropped = outbox.drop_unlisted(self._state, self._urls, now)
-        pruned = outbox.prune(self._state, now - self._keep_s)
-        if dropped or pruned:
-            log.info("events_pruned", unlisted_urls=dropped, older_than_keep_days=pruned)
+    def _drop_unlisted(self) -> None:
+        """Deliveries still due to a URL taken out of [events] urls are given up (`events
+        --failed` lists them; `--redeliver` sends them to the URLs configured now)."""
+        try:
+            dropped = outbox.drop_unlisted(self._state, self._urls, self._clock())
+        except sqlite3.Error as exc:
+            log.error("events_state_unusable", error=str(exc))
+            return
+        if dropped:
+            log.warning("events_for_removed_urls_given_up", deliveries=dropped)
 
     def _idle_s(self) -> float:
         due = outbox.next_due(self._state, self._urls)

@@ -67,7 +67,6 @@ class Site:
             "key": config.events.key,
             "timeout_s": config.events.timeout_s,
             "give_up_after_s": 3600.0,
-            "keep_days": 30.0,
             "retry_scale": 0.0005,  # 5 s → 2.5 ms, 5 min → 0.15 s, 30 min → 0.9 s
         }
         return EventSender(

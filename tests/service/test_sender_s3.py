@@ -61,7 +61,6 @@ async def _deliver(config: Config, n: int, receiver: EventReceiver) -> None:
                 key=config.events.key,
                 timeout_s=5.0,
                 give_up_after_s=60.0,
-                keep_days=30.0,
             )
             task = asyncio.create_task(sender.run())
             try:

@@ -1,6 +1,7 @@
-"""`task.at_risk` events: a pending task whose files expire within two days (archiver.tasks.
-expiry) gets one, once, written by a look at the state every AT_RISK_EVERY_S, and at once when
-a poll shows a task at risk (`AtRiskWatch.task_changed`)."""
+"""The daemon's periodic work on the kept task events: `task.at_risk` (a pending task whose
+files expire within two days, archiver.tasks.expiry) once per task, written by a look at the
+state every AT_RISK_EVERY_S and at once when a poll shows a task at risk (`task_changed`);
+and forgetting the events older than `events.keep_days`, every PRUNE_EVERY_S."""
 
 from __future__ import annotations
 
@@ -20,14 +21,18 @@ from archiver.tasks.taskstate import Phase, TaskState
 log = structlog.get_logger()
 
 AT_RISK_EVERY_S = 60.0
+PRUNE_EVERY_S = 3600.0
+DAY_S = 86_400.0
 
 
-class AtRiskWatch:
+class EventWatch:
     def __init__(
         self,
         state: StateStore,
         *,
         retention_days: float,
+        keep_days: float,
+        at_risk: bool,
         urls: Sequence[str],
         on_new: Callable[[], None],
         every_s: float = AT_RISK_EVERY_S,
@@ -35,6 +40,8 @@ class AtRiskWatch:
     ) -> None:
         self._state = state
         self._retention_days = retention_days
+        self._keep_s = keep_days * DAY_S
+        self._at_risk = at_risk  # task.at_risk is among [events] types
         self._urls = urls
         self._on_new = on_new  # wakes the sender
         self._every_s = every_s
@@ -43,25 +50,34 @@ class AtRiskWatch:
 
     def task_changed(self, task: TaskState) -> None:
         """The engine's `on_change`: a pending task now known to be at risk is looked at now."""
-        if task.phase is Phase.PENDING and task.born_at is not None:
+        if self._at_risk and task.phase is Phase.PENDING and task.born_at is not None:
             low, high = risk_window(self._clock(), self._retention_days)
             if low < task.born_at <= high:
                 self._wake.set()
 
     async def run(self) -> None:
-        """Until cancelled: write the at-risk events due, and wake the sender when there were
-        any."""
+        """Until cancelled: write the at-risk events due (and wake the sender when there were
+        any); prune old events."""
+        next_prune = 0.0
         while True:
             self._wake.clear()
             now = self._clock()
             try:
-                low, high = risk_window(now, self._retention_days)
-                count = outbox.insert_at_risk(self._state, low, high, now, self._urls)
+                if self._at_risk:
+                    self._write_at_risk(now)
+                if now >= next_prune:
+                    pruned = outbox.prune(self._state, now - self._keep_s)
+                    next_prune = now + PRUNE_EVERY_S
+                    if pruned:
+                        log.info("events_pruned", older_than_keep_days=pruned)
             except sqlite3.Error as exc:
                 log.error("events_state_unusable", error=str(exc))
-            else:
-                if count:
-                    log.warning("tasks_at_risk", count=count)
-                    self._on_new()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._every_s)
+
+    def _write_at_risk(self, now: float) -> None:
+        low, high = risk_window(now, self._retention_days)
+        count = outbox.insert_at_risk(self._state, low, high, now, self._urls)
+        if count:
+            log.warning("tasks_at_risk", count=count)
+            self._on_new()
