@@ -1,9 +1,9 @@
 """Fixtures shared by the tests/<package>/ folders. Helpers live in modules beside this file,
 imported by name (pythonpath = ["tests"]): clirun, backfills, daemons, intakes, buckets,
 s3daemons, s3stores, apiclients, fetching, verifying, manifestdocs, browsefiles,
-archive_checks, s3server, waiting, alert_receiver, smallfs. A folder's own fixtures are in its
-conftest.py: api/ (http), fetch/ (host, session, temp_dir, make_fetcher), intake/ (site: the
-daemon with its intake on), storage/ (bucket), verify/ (archive)."""
+archive_checks, s3server, waiting, alert_receiver, event_receiver, smallfs. A folder's own
+fixtures are in its conftest.py: api/ (http), fetch/ (host, session, temp_dir, make_fetcher),
+intake/ (site: the daemon with its intake on), storage/ (bucket), verify/ (archive)."""
 
 from __future__ import annotations
 

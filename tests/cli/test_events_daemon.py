@@ -16,10 +16,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from alert_receiver import Receiver
+from daemons import Site
 from event_receiver import EventReceiver, free_port, new_secret
-from test_daemon import Site
-
-from archiver.sandbox import Sandbox
 
 TOKEN = "events-test-token-0123456789"
 FAST = {"event_retry_scale": 0.001}  # 5 s → 5 ms, 5 min → 0.3 s, 30 min → 1.8 s
@@ -37,13 +35,8 @@ async def app(tmp_path: Path) -> AsyncIterator[EventReceiver]:
 
 
 @pytest.fixture
-async def site(tmp_path: Path, sandbox: Sandbox) -> AsyncIterator[Site]:
-    s = Site(tmp_path, sandbox)
-    try:
-        yield s
-    finally:
-        for d in s.daemons:
-            await d.kill()
+def site(daemon_site: Site) -> Site:
+    return daemon_site
 
 
 def configure(
