@@ -46,7 +46,7 @@ def _print_text(rows: Iterator[outbox.Delivery], out: TextIO, *, failed: bool) -
             f"{e.id}  {e.msg_id}  {e.type}  {e.task_id}  {d.url}  "
             f"{d.attempts} attempts, {when}{error}\n"
         )
-    what = "given up" if failed else "not yet delivered"
+    what = "given up" if failed else "still to make"
     out.write(f"{count} event deliveries {what}\n")
     return count
 

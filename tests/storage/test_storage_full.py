@@ -21,6 +21,7 @@ from archiver.errors import StorageFull
 from archiver.fetch import partfile
 from archiver.sandbox import Sandbox, fake_hex_id
 from archiver.sandbox.cdn import FileFaults
+from archiver.state.outbox import NewEvent
 from archiver.state.store import StateStore
 from archiver.storage import local
 from archiver.tasks.taskstate import Phase, TaskState
@@ -102,10 +103,10 @@ async def test_the_state_meeting_a_full_disk_stops_backfill(
 
     real_save = StateStore.save
 
-    def save(self: StateStore, task: TaskState) -> None:
+    def save(self: StateStore, task: TaskState, event: NewEvent | None = None) -> None:
         if task.phase is Phase.ARCHIVED:
             full()
-        real_save(self, task)
+        real_save(self, task, event)
 
     monkeypatch.setattr(StateStore, "save", save)
 
