@@ -45,7 +45,7 @@ class ViewRow:
     data: str  # one JSON object, safe inside <script>
     lyrics: str  # one JSON array of the task's distinct lyrics, safe inside <script>
     m3u: str  # "#EXTINF:<s>,<title>\n<path>\n" per archived MP3; "" when none
-    hay: str  # the distinct lowercase words a search may match (see `search_words`)
+    hay: str  # what a search may match, lowercase (see `search_text`)
     tracks: int  # tracks with an archived MP3
 
 
@@ -94,20 +94,20 @@ def view_row(doc: Mapping[str, Any]) -> ViewRow:
         data=script_json(task),
         lyrics=script_json(lyrics),
         m3u="".join(_m3u(track) for track in tracks),
-        hay=" ".join(search_words(task)),
+        hay=search_text(task),
         tracks=sum("p" in t for t in tracks),
     )
 
 
-def search_words(task: Mapping[str, Any]) -> dict[str, None]:
-    """The distinct lowercase words of what the page's search looks at in a task (its ID,
-    kind and outcome; its tracks' titles, styles, models and audio IDs: `hay` in
-    templates/index.js), in order. A search word is a part of one of them: a shard whose
-    words hold no part for every search word has no match, and is never loaded."""
+def search_text(task: Mapping[str, Any]) -> str:
+    """What the page's search looks at in a task (its ID, kind and outcome; its tracks'
+    titles, styles, models and audio IDs: `hay` in templates/index.js), lowercase. A search
+    word is a part of one of its words: a shard whose words (render.render_shard makes them
+    distinct) hold no part for every search word has no match, and is never loaded."""
     texts = [task.get("i"), task.get("k"), task.get("o")]
     for track in task.get("t", ()):
         texts.extend(track.get(key) for key in ("n", "g", "m", "a"))
-    return dict.fromkeys(" ".join(t for t in texts if t).lower().split())
+    return " ".join(t for t in texts if t).lower()
 
 
 def _track(track: Mapping[str, Any], lyrics: list[str]) -> dict[str, Any]:
