@@ -226,11 +226,11 @@ let source = null, page = 0, shows = 0;
 
 function counts() {
   const start = page * PAGE_SIZE, end = Math.min(source.items.length, start + PAGE_SIZE);
-  const tracks = TABLE ? TABLE.tracks.toLocaleString("en") + " tracks" : "";
-  where.textContent = source instanceof Search
-    ? (end > start ? (start + 1) + "–" + end : "0") + " of " + source.items.length +
-      (source.complete ? "" : "+") + " found"
-    : (end > start ? (start + 1) + "–" + end + " of " : "") + tracks;
+  // The list's entries are tracks and other kinds' tasks: their number is known once every
+  // shard is loaded; until then the summary line above gives the archive's tracks and tasks.
+  const total = source.items.length.toLocaleString("en") + (source.complete ? "" : "+");
+  where.textContent = (end > start ? (start + 1) + "–" + end : "0") + " of " + total +
+    (source instanceof Search ? " found" : "");
   statusLine.textContent = source.progress();
 }
 
