@@ -129,3 +129,8 @@ def format_bytes(n: int) -> str:
     while size >= 1024 and len(units) > 1:
         size, units = size / 1024, units[1:]
     return f"{size:.1f} {units[0]}"
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a driver's may span several), never empty."""
+    return " ".join(str(exc).split()) or type(exc).__name__

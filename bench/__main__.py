@@ -17,6 +17,8 @@ from pathlib import Path
 
 from bench import (
     browse,
+    cluster,
+    clusterwork,
     daemonscale,
     events,
     intake,
@@ -27,7 +29,7 @@ from bench import (
     throughput,
     verify,
 )
-from bench.options import MEASUREMENTS, QUICK, Options
+from bench.options import MEASUREMENTS, ON_REQUEST, QUICK, Options
 from bench.report import Table
 
 
@@ -42,7 +44,10 @@ def _parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="tiny sizes (the smoke test): < 60 s")
     p.add_argument(
-        "--only", action="append", choices=MEASUREMENTS, help="run this measurement (repeatable)"
+        "--only",
+        action="append",
+        choices=MEASUREMENTS + ON_REQUEST,
+        help="run this measurement (repeatable; cluster only when named: it needs PostgreSQL)",
     )
     p.add_argument("--workdir", type=Path, help="keep the files here (default: a temp folder)")
     sizes = p.add_argument_group("sizes (defaults: full run; --quick scales them down)")
@@ -102,7 +107,20 @@ def _measure(name: str, opts: Options, work: Path, curl: str | None) -> list[Tab
         return [browse.measure(opts, folder)]
     if name == "events":
         return [events.measure(opts, folder)]
+    if name == "cluster":
+        return _cluster(opts, folder)
     return [scale.measure(opts, folder), daemonscale.measure(opts, folder)]
+
+
+def _cluster(opts: Options, folder: Path) -> list[Table]:
+    from archiver.sandbox.postgres import running_cluster
+
+    with running_cluster() as pg:
+        if pg is None:
+            table = Table("Several daemons on one PostgreSQL state", ["measure", "value"])
+            table.failures.append("PostgreSQL is not installed (apt-get install postgresql)")
+            return [table]
+        return [cluster.measure(opts, folder, pg), clusterwork.measure(opts, folder, pg)]
 
 
 def main(argv: list[str] | None = None) -> int:

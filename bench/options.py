@@ -8,6 +8,8 @@ from pathlib import Path
 MEASUREMENTS = (
     "throughput", "memory", "polling", "scale", "intake", "verify", "browse", "events",
 )  # fmt: skip
+# Run only when asked (`--only cluster`): it needs Debian's PostgreSQL (initdb, pg_ctl).
+ON_REQUEST = ("cluster",)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ class Options:
     # sender delivers alone
     events_tasks: int = 20
     events_outbox: int = 100_000
+    # cluster: archived tasks in the PostgreSQL state, tasks (of two tracks this long) archived
+    # by one daemon then two, and the lease of the takeover case
+    cluster_ids: int = 1_000_000
+    cluster_tasks: int = 200
+    cluster_seconds: float = 8.0  # 128 KB a track: 0.5 s at the bench server's capped rate
+    cluster_lease_s: float = 10.0
 
 
 QUICK = Options(
@@ -65,4 +73,8 @@ QUICK = Options(
     open_page=False,
     events_tasks=2,
     events_outbox=2_000,
+    cluster_ids=2_000,
+    cluster_tasks=8,
+    cluster_seconds=2.0,
+    cluster_lease_s=5.0,
 )

@@ -32,6 +32,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="a task of one track of about this size (repeatable)",
     )
     p.add_argument("--tiny", type=int, default=0, help="tasks of two tiny tracks (scale)")
+    p.add_argument(
+        "--rate", type=int, default=0, help="bytes per second of each file sent (0: no cap)"
+    )
     return p.parse_args(argv)
 
 
@@ -54,6 +57,7 @@ def _say(doc: dict[str, object]) -> None:
 
 async def _serve(args: argparse.Namespace) -> None:
     async with Sandbox() as sb:
+        sb.cdn.rate_bytes_per_s = args.rate or None
         tasks = _add_tasks(sb, args)
         _say({"base_url": sb.base_url, "api_key": sb.api_key, "tasks": tasks})
         while line := await asyncio.to_thread(sys.stdin.readline):

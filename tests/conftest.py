@@ -1,9 +1,10 @@
 """Fixtures shared by the tests/<package>/ folders. Helpers live in modules beside this file,
 imported by name (pythonpath = ["tests"]): clirun, backfills, daemons, intakes, buckets,
 s3daemons, s3stores, apiclients, fetching, verifying, manifestdocs, browsefiles,
-archive_checks, s3server, waiting, alert_receiver, event_receiver, smallfs. A folder's own
-fixtures are in its conftest.py: api/ (http), fetch/ (host, session, temp_dir, make_fetcher),
-intake/ (site: the daemon with its intake on), storage/ (bucket), verify/ (archive)."""
+archive_checks, s3server, waiting, alert_receiver, event_receiver, smallfs, pgcluster (PostgreSQL:
+a cluster a session, a database a test, the store contract's subject). A folder's own fixtures
+are in its conftest.py: api/ (http), fetch/ (host, session, temp_dir, make_fetcher), intake/
+(site: the daemon with its intake on), storage/ (bucket), verify/ (archive)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from pathlib import Path
 import pytest
 from backfills import Site as BackfillSite
 from daemons import Site as DaemonSite
+from pgcluster import any_store, pg_cluster, pg_url
 from s3daemons import Site as S3Site
 from s3server import DUMMY_ENV, MotoServer
 
 from archiver.sandbox import Sandbox
+
+__all__ = ["any_store", "pg_cluster", "pg_url"]  # fixtures for every folder
 
 # A shell starts a background job (`cmd &` without job control) with SIGINT ignored, and the
 # CLI and daemon subprocesses would inherit that and ignore the tests' SIGINT: give them

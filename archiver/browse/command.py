@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from archiver.browse.indexer import Indexer
+from archiver.browse.indexer import PG_NOT_YET, Indexer
 from archiver.browse.render import INDEX_KEY, PLAYLIST_FOLDER, SHARD_FOLDER
 from archiver.config import Config
 from archiver.errors import StorageError, UsageError
@@ -13,6 +13,8 @@ from archiver.storage import open_storage
 async def write_index(config: Config) -> str:
     """Rebuild the view from the manifests and write every file; returns the line to print.
     Raises UsageError (one line) when the state or the storage cannot be used."""
+    if config.state.url:
+        raise UsageError(f"{config.state.where}: {PG_NOT_YET}")
     with StateStore.open(config.state.path) as state:
         storage = await open_storage(config.storage)
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager, suppress
 
@@ -21,9 +22,10 @@ import structlog
 
 from archiver import __version__
 from archiver.api.backoff import backoff_delay
-from archiver.browse.indexer import Indexer, keep_current, refresh_logged
+from archiver.browse.indexer import Indexer, index_kept, keep_current, refresh_logged
 from archiver.config import Config
 from archiver.engine.assemble import open_engine
+from archiver.engine.cluster import Membership
 from archiver.engine.loop import Engine
 from archiver.errors import StorageError, UsageError
 from archiver.intake import Intake
@@ -301,7 +303,21 @@ async def _archive(
         engine.at_risk,
     )
     space = SpaceWatch(engine, min_free_bytes=config.storage.min_free_bytes)
-    metrics.watch_pauses(space.health)
+    member = (
+        Membership(
+            engine.state,
+            engine,
+            engine.owner,
+            lease_s=config.state.lease_s,
+            last_answer=lambda: metrics.last_api_success,
+        )
+        if engine.state.shared
+        else None
+    )
+    if member is not None:
+        alerts.share(engine.state.first_to_say)
+        metrics.watch_cluster(lambda: member.counts)
+    metrics.watch_pauses(lambda: space.health() or (member.health() if member else None))
     listeners.append(space.task_changed)
 
     def status() -> str:
@@ -334,15 +350,21 @@ async def _archive(
         config, engine.state, engine.storage, alerts.alerter, retry_scale=event_retry_scale
     )
     listeners.append(events.task_changed)
+    membership = asyncio.create_task(member.run(stop), name="cluster") if member else None
 
     async def watch() -> None:
         while True:
             force = await watcher.wait(reread)
             paused = space.paused
             space.check(now=force)
+            last_answer, quiet_s = metrics.last_api_success, metrics.seconds_since_api_success()
+            if member is not None and member.cluster_answer is not None:
+                # several daemons: silence is when none of them had an answer
+                last_answer = max(last_answer or 0.0, member.cluster_answer)
+                quiet_s = min(quiet_s, max(0.0, time.time() - member.cluster_answer))
             alerts.tick(
-                last_answer_at=metrics.last_api_success,
-                quiet_s=metrics.seconds_since_api_success(),
+                last_answer_at=last_answer,
+                quiet_s=quiet_s,
                 pending=lambda: len(engine.pending),
             )
             if await watcher.check(force=force) or space.paused is not paused:
@@ -353,7 +375,7 @@ async def _archive(
 
     watching = asyncio.create_task(watch(), name="task-list-watch")
     verifying = start_rolling_verify(config, metrics.registry)
-    indexer = Indexer(engine.state, engine.storage) if config.index.enabled else None
+    indexer = Indexer(engine.state, engine.storage) if index_kept(config, engine.state) else None
     indexing = (
         asyncio.create_task(keep_current(indexer, config.index.min_interval_s, stop), name="index")
         if indexer
@@ -364,7 +386,7 @@ async def _archive(
             "daemon_ready",
             task_list=str(config.tasks.list),
             archive=config.storage.location,
-            state=str(config.state.path),
+            state=config.state.where,
             tasks=sum(engine.counts.values()),
             metrics=config.daemon.metrics_listen or None,
             intake=config.intake.listen or None,
@@ -375,7 +397,7 @@ async def _archive(
         await work  # returns once `stop` is set and in-flight tasks are done or cancelled
     finally:
         watcher.stop()
-        side_tasks = [t for t in (watching, verifying, indexing) if t is not None]
+        side_tasks = [t for t in (watching, verifying, indexing, membership) if t is not None]
         for task in side_tasks:
             task.cancel()
         await asyncio.gather(*side_tasks, noticing, return_exceptions=True)
@@ -385,6 +407,8 @@ async def _archive(
         await events.stop()
         if indexer is not None:
             await refresh_logged(indexer)  # what was archived since the last write
+        if member is not None:
+            member.leave()
         for listener in (intake, runner):
             if listener is not None:
                 await listener.cleanup()

@@ -78,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
         help="send these events again (their ID or webhook-id), a new run of attempts",
     )
     commands.add_parser(
+        "copy-state",
+        parents=[common, config],
+        help="copy the SQLite state into an empty PostgreSQL database (several daemons)",
+    ).add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="postgresql://user@host:5432/db (the password from ~/.pgpass or PGPASSWORD)",
+    )
+    commands.add_parser(
         "demo", parents=[common], help="archive sample tasks from a built-in stand-in API"
     ).add_argument(
         "--dir", type=Path, default=Path("demo-archive"), help="where (default: ./demo-archive)"
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         configure_logging(
             level=level,
-            secrets=[config.api.api_key] if config else [],
+            secrets=[config.api.api_key, *config.state.secrets] if config else [],
             print_line=display.print_above if display else None,
         )
         if args.command == "verify":
@@ -117,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return _index(config)
         if args.command == "events":
             return _events(config, args)
+        if args.command == "copy-state":
+            return _copy_state(config, args.to, interactive=interactive)
         return _demo(args.dir, display)
     except UsageError as exc:
         print(f"suno-archiver: error: {exc}", file=sys.stderr)
@@ -132,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
 def _load(args: argparse.Namespace) -> Config | None:
     if args.command == "demo":
         return None
-    no_key = ("status", "reindex", "index")  # they ask the API nothing (verify: to --repair)
+    no_key = (
+        "status",
+        "reindex",
+        "index",
+        "copy-state",
+    )  # they ask the API nothing (verify: to --repair)
     no_key += () if getattr(args, "repair", False) else ("verify",)
     no_key += () if getattr(args, "redeliver", None) else ("events",)  # sends nothing
     return load_config(
@@ -184,11 +201,41 @@ def _events(config: Config, args: argparse.Namespace) -> int:
         failed = asyncio.run(redeliver(config, args.redeliver))
         return EXIT_INCOMPLETE if failed else EXIT_OK
     list_events(config, failed=args.failed, as_json=args.json)
+
+
+def _copy_state(config: Config, url: str, *, interactive: bool) -> int:
+    from archiver.config.pgurl import is_pg_url, shown
+    from archiver.state.copy import copy_state
+
+    if not is_pg_url(url):
+        raise UsageError("--to: expected a postgresql:// or postgres:// URL naming a database")
+    if config.state.url:
+        raise UsageError(
+            f"{config.source}: [state] url: the state is PostgreSQL already; copy-state copies "
+            "a SQLite state ([state] path)"
+        )
+
+    def progress(table: str, done: int, total: int) -> None:
+        print(f"\rcopying {table}: {done:,} / {total:,}", end="", file=sys.stderr, flush=True)
+
+    try:
+        copied = copy_state(
+            config.state.path, url, shown(url), on_progress=progress if interactive else None
+        )
+    finally:
+        if interactive:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+    print(
+        f"{copied.rows['tasks']:,} tasks and {copied.rows['view']:,} index rows copied "
+        f"from {copied.source} to {copied.target}"
+    )
     return EXIT_OK
 
 
 def _status(config: Config, *, as_json: bool) -> int:
-    report = read_status(config.state.path, retention_days=config.tasks.retention_days)
+    report = read_status(
+        config.state, retention_days=config.tasks.retention_days, alive_s=config.state.lease_s
+    )
     if as_json:
         print(json.dumps(status_json(report), indent=2, ensure_ascii=False))
     else:

@@ -2,29 +2,29 @@
 tasks are counted by phase and said, which systemd's STATUS=, the progress line and the
 backfill summary share.
 
-The state is opened read-only with SQLite directly, not through `StateStore.open`: that takes
-the one-process lock the running daemon holds. A read-only WAL reader never blocks the writer
-and sees the last committed step of every task.
+A SQLite state is opened read-only (archiver.state.opening.read_state), without the one-process
+lock the running daemon holds: a read-only WAL reader never blocks the writer and sees the last
+committed step of every task. A PostgreSQL state is read as the daemons share it, and says which
+daemons are alive and how many tasks each holds.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from archiver.errors import UsageError
+from archiver.errors import UsageError, one_line
 from archiver.kinds.timestamps import utc_iso_of
-from archiver.state.readonly import read_only_state
+from archiver.state.opening import STATE_ERRORS, StateRef, read_state, where
+from archiver.state.protocol import Daemon
 from archiver.tasks.expiry import DEFAULT_RETENTION_DAYS, RISK_PHASES, expires_at, risk_window
 from archiver.tasks.taskstate import PHASE_LABELS, Phase, TaskState, counts_text
 
 
 @dataclass(frozen=True)
 class StatusReport:
-    state_path: Path
+    state: str  # as messages name it: a path, or a URL without its password
     counts: dict[Phase, int]
     problems: tuple[TaskState, ...]  # partial, failed, not found, timed out; oldest first
     kinds: dict[str, int] = field(default_factory=dict)  # tasks by kind, kinds present only
@@ -32,34 +32,42 @@ class StatusReport:
     at_risk: tuple[TaskState, ...] = ()
     retention_days: float = DEFAULT_RETENTION_DAYS
     now: float = 0.0  # when the report was read: the time left is counted from it
+    daemons: tuple[Daemon, ...] = ()  # PostgreSQL: the daemons alive, with the leases they hold
 
 
 def read_status(
-    state_path: Path, *, retention_days: float = DEFAULT_RETENTION_DAYS, now: float | None = None
+    state: StateRef,
+    *,
+    retention_days: float = DEFAULT_RETENTION_DAYS,
+    now: float | None = None,
+    alive_s: float = 60.0,
 ) -> StatusReport:
     """Counts by phase, the tasks that ended badly and the tasks at risk of expiring.
     UsageError when there is no state, or it cannot be reached (the service's state is under
-    /var/lib/private, root's only)."""
+    /var/lib/private, root's only). `alive_s`: a daemon whose heartbeat is older is not listed."""
     now = time.time() if now is None else now
-    with read_only_state(state_path) as store:
+    with read_state(state) as store:
         try:
             at_risk = store.born_between(*risk_window(now, retention_days), RISK_PHASES)
             return StatusReport(
-                state_path,
+                store.where,
                 store.counts(),
                 tuple(store.problems()),
                 store.kind_counts(),
                 tuple(at_risk),
                 retention_days,
                 now,
+                tuple(store.daemons(now, alive_s)),
             )
-        except sqlite3.Error as exc:
-            raise UsageError(f"{state_path}: cannot read state database: {exc}") from None
+        except STATE_ERRORS as exc:
+            raise UsageError(
+                f"{where(state)}: cannot read state database: {one_line(exc)}"
+            ) from None
 
 
 def format_status(report: StatusReport) -> str:
     total = sum(report.counts.values())
-    lines = [f"{total} tasks in {report.state_path}", f"  {counts_text(report.counts, zeros=True)}"]
+    lines = [f"{total} tasks in {report.state}", f"  {counts_text(report.counts, zeros=True)}"]
     if report.kinds:
         lines.append("  by kind: " + ", ".join(f"{n} {kind}" for kind, n in report.kinds.items()))
     for task in report.problems:
@@ -71,6 +79,11 @@ def format_status(report: StatusReport) -> str:
         lines.append(
             f"  {'at risk':<10} {task.task_id}  expires {utc_iso_of(expires)} "
             f"({_duration(left)} left), {PHASE_LABELS[task.phase]}"
+        )
+    for daemon in report.daemons:
+        lines.append(
+            f"  {'daemon':<10} {daemon.host} pid {daemon.pid}  heartbeat "
+            f"{max(0, round(report.now - daemon.heartbeat_at))} s ago, {daemon.leases} leases"
         )
     return "\n".join(lines)
 
@@ -93,7 +106,7 @@ def _duration(seconds: float) -> str:
 
 def status_json(report: StatusReport) -> dict[str, Any]:
     return {
-        "state": str(report.state_path),
+        "state": report.state,
         "total": sum(report.counts.values()),
         "counts": {phase.value: n for phase, n in report.counts.items()},
         "kinds": dict(report.kinds),
@@ -119,5 +132,15 @@ def status_json(report: StatusReport) -> dict[str, Any]:
             }
             for t in report.at_risk
             for expires, left in [_left(report, t)]
+        ],
+        "daemons": [
+            {
+                "host": d.host,
+                "pid": d.pid,
+                "started_at": utc_iso_of(d.started_at),
+                "heartbeat_at": utc_iso_of(d.heartbeat_at),
+                "leases": d.leases,
+            }
+            for d in report.daemons
         ],
     }

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from archiver.config.pgurl import password_of, shown
 from archiver.config.schema import SCHEMA, Loader, printable
 from archiver.config.whsec import secret_key
 from archiver.errors import ConfigError
@@ -71,6 +72,20 @@ class StateConfig:
     # local backend: beside the archive folder (archive → archive.state.sqlite3);
     # s3 backend: <config folder>/state/suno-archiver.sqlite3
     path: Path = Path("archive.state.sqlite3")
+    url: str = field(default="", repr=False)  # a PostgreSQL state instead (may hold a password)
+    password: str = field(default="", repr=False)  # from password_file; never printed
+    lease_s: float = 60.0  # PostgreSQL: a claim on a task lapses this long after its renewal
+    shared_local: bool = False  # PostgreSQL with local storage: the user says it is one host
+
+    @property
+    def where(self) -> str:
+        """The state as messages name it: its file, or its URL without the password."""
+        return shown(self.url) if self.url else str(self.path)
+
+    @property
+    def secrets(self) -> list[str]:
+        """What the log must never show: the password, wherever it came from."""
+        return [s for s in (self.password, password_of(self.url)) if s]
 
 
 @dataclass(frozen=True)
@@ -196,6 +211,23 @@ def _build(
 
     storage_path = loader.path(storage.get("path", "archive"))
     state_raw = raw["state"].get("path", "")
+    state_url = raw["state"].get("url", "")
+    if state_url and state_raw.strip():
+        loader.fail("[state] url", "set either [state] url or [state] path, not both")
+    if state_url and raw["events"].get("urls"):
+        # the outbox's queries are SQLite's so far (archiver.state.outbox)
+        loader.fail(
+            "[events] urls",
+            "task events are not sent from a PostgreSQL state yet ([state] url): "
+            "leave [events] urls empty, or use a SQLite state",
+        )
+    if state_url and backend == "local" and not raw["state"].get("shared_local", False):
+        loader.fail(
+            "[state] url",
+            "a PostgreSQL state is for several daemons, and they cannot share a local "
+            'folder: use backend = "s3", or set [state] shared_local = true when every '
+            "daemon runs on this one host",
+        )
     if state_raw.strip():
         state_path = loader.path(state_raw)
     elif backend == "s3":
@@ -233,7 +265,7 @@ def _build(
             cache_dir=cache_dir,
             prefix=storage.get("prefix", "").strip("/"),
         ),
-        state=StateConfig(path=state_path),
+        state=_state(loader, raw["state"], state_path),
         download=DownloadConfig(**raw["download"]),
         tagging=TaggingConfig(**raw["tagging"]),
         index=IndexConfig(**raw["index"]),
@@ -242,6 +274,23 @@ def _build(
         notify=NotifyConfig(**raw["notify"]),
         events=_events(loader, raw["events"], read_secret=read_key),
         source=source,
+    )
+
+
+def _state(loader: Loader, state: Mapping[str, Any], path: Path) -> StateConfig:
+    """[state]: a PostgreSQL URL's password comes from the URL, else password_file (read
+    here), else libpq's own password file (PGPASSFILE, ~/.pgpass) when connecting."""
+    url = state.get("url", "")
+    password_file = state.get("password_file", "").strip()
+    if password_file and not url:
+        loader.fail("[state] password_file", "only with [state] url")
+    password = _secret(loader, "[state] password_file", password_file) if password_file else ""
+    return StateConfig(
+        path=path,
+        url=url,
+        password=password,
+        lease_s=state.get("lease_s", 60.0),
+        shared_local=state.get("shared_local", False),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from archiver.config.listen import is_loopback, parse_listen
+from archiver.config.pgurl import is_pg_url
 from archiver.errors import ConfigError
 from archiver.tags.names import FIELDS, template_problem
 
@@ -135,7 +136,18 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "max_concurrent_uploads": _Key(int, "an integer from 1 to 64", _between(1, 64)),
         "min_free_bytes": _Key(int, "an integer >= 0 (bytes)", lambda v: v >= 0),
     },
-    "state": {"path": _PATH},
+    "state": {
+        "path": _PATH,
+        "url": _Key(
+            str,
+            'a postgresql:// or postgres:// URL naming a database, or ""',
+            lambda v: v == "" or is_pg_url(v),
+            secret=True,  # it may carry the password
+        ),
+        "password_file": _PATH,
+        "lease_s": _Key(float, "a number of seconds from 5 to 3600", lambda v: 5 <= v <= 3600),
+        "shared_local": _Key(bool, "true or false"),
+    },
     "download": {
         "concurrency": _Key(int, "an integer from 1 to 64", _between(1, 64)),
         "max_file_bytes": _Key(int, "an integer > 0 (bytes)", lambda v: v > 0),

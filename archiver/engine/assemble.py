@@ -13,12 +13,14 @@ import aiohttp
 from archiver import __version__
 from archiver.api.client import RateLimiter, SunoApi
 from archiver.config import Config
+from archiver.engine.cluster import daemon_name
 from archiver.engine.loop import Engine
 from archiver.errors import UsageError
 from archiver.fetch.archiving import Archivist
 from archiver.fetch.download import Fetcher
 from archiver.fetch.taskfiles import TaskFetcher
-from archiver.state.store import StateStore
+from archiver.state.opening import open_state
+from archiver.state.protocol import LeaseLost, Store
 from archiver.storage import Storage, open_storage
 from archiver.storage.space import Reserve
 from archiver.tasks.events import Recording
@@ -40,15 +42,17 @@ class Pipeline:
     api: SunoApi
     archivist: Archivist
     storage: Storage
-    state: StateStore
+    state: Store
     events: Recording | None  # the task events saved with the state's changes
+    owner: str  # this process's name in a shared state's leases
 
 
 @asynccontextmanager
 async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
     require_api_key(config)
     user_agent = f"{config.api.user_agent}/{__version__}"
-    state = StateStore.open(config.state.path)
+    state = open_state(config.state)
+    owner = daemon_name()
     try:
         storage = await open_storage(config.storage)
         try:
@@ -90,8 +94,11 @@ async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
                     aligned_lyrics=api.timestamped_lyrics
                     if config.tagging.aligned_lyrics
                     else None,
+                    fence=_lease_fence(state, owner, config.state.lease_s)
+                    if state.shared
+                    else None,
                 )
-                yield Pipeline(api, archivist, storage, state, event_recording(config))
+                yield Pipeline(api, archivist, storage, state, event_recording(config), owner)
         finally:
             await storage.close()
     finally:
@@ -120,6 +127,8 @@ async def open_engine(
             poll_time_scale=poll_time_scale,
             on_change=on_change,
             events=pipeline.events,
+            owner=pipeline.owner,
+            lease_s=config.state.lease_s,
         )
 
 
@@ -128,7 +137,20 @@ def event_recording(config: Config) -> Recording | None:
     (its pull feed, GET /events); None keeps none."""
     if not config.events.urls and not config.intake.listen:
         return None
+    if config.state.url:  # the outbox is SQLite's so far: no event kept on PostgreSQL
+        return None
     return Recording(types=config.events.types, urls=config.events.urls)
+
+
+def _lease_fence(state: Store, owner: str, lease_s: float) -> Callable[[str], None]:
+    """Before a manifest is written: renew this daemon's lease on the task, or raise
+    LeaseLost (logged by the engine) when another daemon took it over meanwhile."""
+
+    def fence(task_id: str) -> None:
+        if not state.confirm(task_id, owner, time.time(), lease_s):
+            raise LeaseLost(task_id)
+
+    return fence
 
 
 def _reserve(config: Config) -> Reserve | None:

@@ -12,7 +12,6 @@ loses at most the step in flight; a task that ends is saved with its event (the 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 
@@ -20,6 +19,7 @@ import structlog
 
 from archiver.api.client import AUTH_RETRY_S, SunoApi
 from archiver.engine.pending import PendingTasks
+from archiver.engine.shared import SharedState, state_error
 from archiver.engine.step import TaskStepper
 from archiver.errors import (
     ApiUnusable,
@@ -28,15 +28,14 @@ from archiver.errors import (
     NoCredits,
     StorageAccessError,
     StorageFull,
-    UsageError,
     WrongEndpoint,
 )
 from archiver.fetch.archiving import Archivist
-from archiver.state.given import Added, Conflict, GivenTasks
+from archiver.state.given import Added, Conflict
+from archiver.state.opening import STATE_ERRORS
 from archiver.state.outbox import NewEvent
-from archiver.state.store import StateStore
+from archiver.state.protocol import LeaseLost, Store
 from archiver.storage import Storage
-from archiver.storage.space import state_full
 from archiver.tasks.events import Recording, ending_event
 from archiver.tasks.expiry import RISK_PHASES, risk_window
 from archiver.tasks.tasklist import TaskRef
@@ -44,14 +43,11 @@ from archiver.tasks.taskstate import Phase, TaskState
 
 log = structlog.get_logger()
 
-# A state write that failed (full disk) pauses the daemon this many base retry delays (60 s),
-# at most AUTH_RETRY_S.
-STATE_RETRY_FACTOR = 2.0
 # else StorageAccessError
 _PAUSE_CAUSES = {AuthError: "api_key", NoCredits: "credits", WrongEndpoint: "api_url"}
 
 
-class Engine:
+class Engine(SharedState):
     """Archives the tasks it is given. `set_tasks` (a whole list) and `add_tasks` (more
     tasks: appended lines, intake) feed it; `run` drives it until stopped or, with
     `until_done`, until every task has ended."""
@@ -62,7 +58,7 @@ class Engine:
         api: SunoApi,
         archivist: Archivist,
         storage: Storage,
-        state: StateStore,
+        state: Store,
         give_up_after_s: float,
         fatal_errors: bool,
         not_found_after_s: float = 900.0,
@@ -72,6 +68,8 @@ class Engine:
         clock: Callable[[], float] = time.time,
         on_change: Callable[[TaskState], None] | None = None,
         events: Recording | None = None,
+        owner: str = "",
+        lease_s: float = 60.0,
     ) -> None:
         self._called_back: set[str] = set()  # pending tasks polled on callbacks (CALLBACK_NET_S)
         self._stepper = TaskStepper(
@@ -93,7 +91,10 @@ class Engine:
         self._clock = clock
         self._on_change = on_change
         self._events = events  # task events written with the saves they report; None: off
-        self._given = GivenTasks(state)
+        self._given = state.given()
+        # Several daemons on one state: a task is stepped under a lease in `owner`'s name.
+        self._owner = owner if state.shared else None
+        self._lease_s = lease_s
         self._pending = PendingTasks()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._repoll: set[str] = set()  # running tasks to poll again as soon as their step ends
@@ -134,7 +135,12 @@ class Engine:
         self._wake.set()
 
     @property
-    def state(self) -> StateStore:
+    def owner(self) -> str | None:
+        """The name this engine's leases are held in (None: its state is its own)."""
+        return self._owner
+
+    @property
+    def state(self) -> Store:
         return self._state
 
     @property
@@ -146,16 +152,16 @@ class Engine:
         unfinished batch left): a long list is fed in pieces, read between awaits."""
         try:
             self._given.stage(refs, first=first)
-        except sqlite3.Error as exc:
-            raise _state_error(self._state, exc) from exc
+        except STATE_ERRORS as exc:
+            raise state_error(self._state, exc) from exc
 
     def stage_bare(self, data: bytes, first_line: int) -> bool:
         """`stage` for a piece of a list whose lines are each a bare ID (`GivenTasks.stage_bare`):
         False when it is not, and nothing was staged."""
         try:
             return self._given.stage_bare(data, first_line)
-        except sqlite3.Error as exc:
-            raise _state_error(self._state, exc) from exc
+        except STATE_ERRORS as exc:
+            raise state_error(self._state, exc) from exc
 
     def set_tasks(
         self,
@@ -191,9 +197,13 @@ class Engine:
         try:
             self._given.stage(refs)
             merged = self._given.merge(whole=whole, now=self._clock(), retry=retry, http=http)
-        except sqlite3.Error as exc:
-            raise _state_error(self._state, exc) from exc
+            # A shared state's pending tasks are every daemon's, whichever list or intake gave
+            # them: a whole list read again drops none of them from this daemon's schedule.
+            shared = self._state.pending_since(0) if whole and self._owner else ()
+        except STATE_ERRORS as exc:
+            raise state_error(self._state, exc) from exc
         self._pending.merge(merged, whole=whole, running=self._running)
+        self.take_changes(shared)
         self._wake.set()
         return Added(merged.new, merged.conflicts)
 
@@ -207,8 +217,8 @@ class Engine:
         in the state: partial and timed-out tasks are not held here."""
         try:
             return self._given.count_born(*risk_window(now, retention_days), RISK_PHASES)
-        except sqlite3.Error as exc:
-            raise _state_error(self._state, exc) from exc
+        except STATE_ERRORS as exc:
+            raise state_error(self._state, exc) from exc
 
     def poll_now(self, task_id: str) -> bool:
         """Poll a pending task at once (a callback said it moved on), or right after the step
@@ -223,6 +233,11 @@ class Engine:
             self._repoll.add(task_id)
             return True
         now = self._clock()
+        if self._owner is not None and state.next_poll_at > now:
+            try:  # on a shared state, a claim takes only a task whose row says it is due
+                self._state.due_now(task_id, now)
+            except STATE_ERRORS as exc:
+                raise state_error(self._state, exc) from exc
         if state.next_poll_at > now:
             self._pending.due_at(task_id, now)
             self._wake.set()
@@ -235,8 +250,8 @@ class Engine:
             return state
         try:
             return self._state.get_many([task_id]).get(task_id)
-        except sqlite3.Error as exc:
-            raise _state_error(self._state, exc) from exc
+        except STATE_ERRORS as exc:
+            raise state_error(self._state, exc) from exc
 
     async def run(
         self, stop: asyncio.Event, *, until_done: bool = False, grace_s: float = 0.0
@@ -273,13 +288,21 @@ class Engine:
         if now < self._paused_until or self._held is not None:
             return
         while len(self._running) < self._max_in_flight:
-            state = self._pending.pop_due(now, self._running)
-            if state is None:
+            due: list[TaskState] = []
+            while len(self._running) + len(due) < self._max_in_flight:
+                state = self._pending.pop_due(now, (*self._running, *(s.task_id for s in due)))
+                if state is None:
+                    break
+                due.append(state)
+            if not due:
                 break
-            task_id = state.task_id
-            task = asyncio.create_task(self._process(state), name=f"task-{task_id}")
-            self._running[task_id] = task
-            task.add_done_callback(lambda _t, task_id=task_id: self._finished(task_id))
+            for state in self._claimed(due, now):
+                task_id = state.task_id
+                task = asyncio.create_task(self._process(state), name=f"task-{task_id}")
+                self._running[task_id] = task
+                task.add_done_callback(lambda _t, task_id=task_id: self._finished(task_id))
+            if now < self._paused_until:
+                break
 
     def _finished(self, task_id: str) -> None:
         self._running.pop(task_id, None)
@@ -308,7 +331,11 @@ class Engine:
             log.info("abandoned_in_flight", tasks=len(running))
 
     def _record(self, state: TaskState, before: Phase) -> None:
-        self._state.save(state, self._event(state, before))
+        try:
+            self._state.save(state, self._event(state, before), owner=self._owner)
+        except LeaseLost as exc:
+            self._lease_lost(exc)
+            return
         if state.phase is not Phase.PENDING:
             self._called_back.discard(state.task_id)
         self._pending.record(state)
@@ -336,6 +363,9 @@ class Engine:
         with structlog.contextvars.bound_contextvars(task_id=state.task_id):
             try:
                 new = await self._stepper.step(state)
+            except LeaseLost as exc:  # the manifest was not written: another daemon has it
+                self._lease_lost(exc)
+                return
             except StorageFull as exc:
                 new = self._hold(state, exc)
             except (ApiUnusable, StorageAccessError) as exc:
@@ -358,7 +388,7 @@ class Engine:
                 new = self._stepper.retry_later(state, exc)
             try:
                 self._record(new, state.phase)
-            except sqlite3.Error as exc:  # a full disk, a read-only or locked database
+            except STATE_ERRORS as exc:  # a full disk, a read-only or locked database
                 self._state_write_failed(state, exc)
 
     def _pause(self, state: TaskState, exc: ApiUnusable | StorageAccessError) -> TaskState:
@@ -380,33 +410,3 @@ class Engine:
             log.error("storage_full", where=exc.where, free_bytes=exc.free_bytes, error=str(exc))
         self._held = exc
         return self._stepper.stamp(state, next_poll_at=self._clock())
-
-    def _state_write_failed(self, state: TaskState, exc: sqlite3.Error) -> None:
-        """The step's outcome could not be saved. A full disk holds archiving as any full
-        storage does. Otherwise backfill ends with the error, and the daemon pauses. Either
-        way the task is done again from the state it had (which is what the state still says;
-        storing is idempotent, so files already stored are not stored twice)."""
-        full = state_full(self._state.path, exc)
-        if full is not None:
-            self._hold(state, full)
-            self._pending.due_at(state.task_id, self._clock())
-            return
-        if self._fatal_errors:
-            log.error("state_write_failed", error=str(exc), path=str(self._state.path))
-            self._fatal = _state_error(self._state, exc)
-            self._wake.set()
-            return
-        pause_s = min(AUTH_RETRY_S, STATE_RETRY_FACTOR * self._retry_base_s)
-        self._paused_until = max(self._paused_until, self._clock() + pause_s)
-        log.error(
-            "state_write_failed",
-            error=str(exc),
-            path=str(self._state.path),
-            retry_in_s=round(self._paused_until - self._clock(), 1),
-        )
-        self._pending.due_at(state.task_id, self._paused_until)
-
-
-def _state_error(state: StateStore, exc: sqlite3.Error) -> UsageError:
-    """A state that cannot be written is for a person to fix (a full disk, a locked file)."""
-    return UsageError(f"{state.path}: cannot save the task state: {exc}")

@@ -109,7 +109,11 @@ class Archivist:
         version: str,
         clock: Callable[[], float],
         aligned_lyrics: LyricsSource | None = None,
+        fence: Callable[[str], None] | None = None,
     ) -> None:
+        # Several daemons: raises when this daemon's lease on the task lapsed, so that a
+        # daemon that was frozen never writes a manifest over the one another finished.
+        self._fence = fence
         self._files = files  # fetches a task's files as temp files
         self._aligned_lyrics = aligned_lyrics  # [tagging] aligned_lyrics: where to ask
         self._storage = storage
@@ -145,6 +149,8 @@ class Archivist:
             archived_at=datetime.fromtimestamp(self._clock(), UTC),
             version=self._version,
         )
+        if self._fence is not None:
+            self._fence(record.task_id)
         await self._storage.put_bytes(
             manifest_key(record.task_id), encode_manifest(doc), content_type="application/json"
         )

@@ -204,6 +204,8 @@ class Intake:
             limit = _count(request, "limit", FEED_LIMIT, minimum=1, maximum=FEED_MAX)
         except _Refused as exc:
             return _json(exc.status, {"error": str(exc)}, bearer=exc.status == 401)
+        if self._engine.state.shared:
+            return _json(404, {"error": "no task events on a PostgreSQL state (not yet)"})
         try:
             events = outbox.after(self._engine.state, after, limit)
             items = [

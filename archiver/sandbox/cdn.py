@@ -97,6 +97,8 @@ class Cdn:
 
     def __init__(self) -> None:
         self._files: dict[str, _File] = {}
+        # every response sent at most this fast (a slow file host: the cluster bench), or None
+        self.rate_bytes_per_s: float | None = None
         self.hits: Counter[str] = Counter()
         self.requests: list[CdnRequest] = []
         self.in_flight = 0
@@ -197,6 +199,8 @@ class Cdn:
 
         async for chunk in _read(entry.data, start, limit):
             await response.write(chunk)
+            if self.rate_bytes_per_s:
+                await asyncio.sleep(len(chunk) / self.rate_bytes_per_s)
         if cut is None:
             await response.write_eof()
             return response

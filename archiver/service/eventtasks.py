@@ -33,6 +33,8 @@ class EventTasks:
         *,
         retry_scale: float = 1.0,
     ) -> None:
+        if state.shared:  # the outbox is SQLite's so far: no event kept on PostgreSQL
+            return
         events = config.events
         self._sender = sender_for(config, state, storage, alerter=alerter, retry_scale=retry_scale)
         if self._sender is not None:

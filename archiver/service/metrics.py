@@ -51,6 +51,35 @@ _RETRY_OUTCOMES = {
 _PAUSE_OUTCOMES = {"api_key": "auth_rejected", "credits": "no_credits", "api_url": "wrong_endpoint"}
 
 
+# What a shared state holds, every daemon's tasks together: (tasks by phase, daemons alive),
+# None when the state is this daemon's own (or not read yet).
+ClusterCounts = tuple[Mapping[Phase, int], int] | None
+
+
+class _Cluster(Collector):
+    """The shared state's counts as the daemon last read them (engine/cluster.py)."""
+
+    def __init__(self, read: Callable[[], ClusterCounts]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        found = self._read()
+        if found is None:
+            return
+        counts, daemons = found
+        family = GaugeMetricFamily(
+            "suno_archiver_cluster_tasks",
+            "Tasks of the shared state by phase, all daemons' together",
+            labels=["phase"],
+        )
+        for phase in Phase:
+            family.add_metric([phase.value], counts.get(phase, 0))
+        yield family
+        yield GaugeMetricFamily(
+            "suno_archiver_cluster_daemons", "Daemons alive on the shared state", value=daemons
+        )
+
+
 class _TaskPhases(Collector):
     """Tasks by phase, and by kind and phase, read at scrape time from the engine's running
     counts."""
@@ -106,6 +135,8 @@ class Metrics:
 
         r = self.registry = CollectorRegistry()
         r.register(_TaskPhases(lambda: self._counts(), lambda: self._kind_counts()))
+        self._cluster: Callable[[], ClusterCounts] = lambda: None
+        r.register(_Cluster(lambda: self._cluster()))
         Gauge(
             "suno_archiver_tasks_in_flight", "Tasks being polled or archived now", registry=r
         ).set_function(lambda: self._in_flight())
@@ -150,7 +181,12 @@ class Metrics:
             "suno_archiver_storage_full",
             "1 while archiving is paused because the storage is full (or below min_free_bytes)",
             registry=r,
-        ).set_function(lambda: float(self._paused() is not None))
+        ).set_function(lambda: float(self._cause() == "storage_full"))
+        Gauge(
+            "suno_archiver_state_unreachable",
+            "1 while archiving is paused because the shared (PostgreSQL) state does not answer",
+            registry=r,
+        ).set_function(lambda: float(self._cause() == "state_unreachable"))
         Gauge(
             "suno_archiver_start_time_seconds", "When the daemon started (Unix time)", registry=r
         ).set(self.started_at)
@@ -230,9 +266,18 @@ class Metrics:
         since = self.last_api_success if self.last_api_success is not None else self.started_at
         return max(0.0, self._clock() - since)
 
+    def watch_cluster(self, read: Callable[[], ClusterCounts]) -> None:
+        """Where the shared state's counts are read at scrape time (several daemons)."""
+        self._cluster = read
+
     def watch_pauses(self, paused: Callable[[], dict[str, Any] | None]) -> None:
-        """Where /healthz and the storage_full gauge read whether archiving waits for space."""
+        """Where /healthz and the storage_full and state_unreachable gauges read whether
+        archiving waits (for space, for the shared state)."""
         self._paused = paused
+
+    def _cause(self) -> str | None:
+        paused = self._paused()
+        return None if paused is None else str(paused.get("cause"))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, body): archiving is not paused for a full storage, the loop ticks, and

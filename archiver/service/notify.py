@@ -10,6 +10,11 @@ as one alert that counts them), delivered by a background task with a few retrie
 or slow receiver never holds archiving up; a failure is logged and dropped. `DaemonAlerts`
 decides what is worth an alert from what the daemon sees anyway: task changes (the engine's
 `on_change`) and the `archiving_paused` / `archiving_resumed` log events.
+
+Several daemons on one state: a task's end is alerted by the daemon that saved it (one, under
+its lease); a pause, its end and silence are seen by every daemon, so the first to say one in
+its time bucket says it for the cluster (`share`), and silence counts the last API answer of
+any daemon (their heartbeats carry it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Any
 import aiohttp
 import structlog
 
+from archiver.errors import one_line
 from archiver.kinds.timestamps import utc_iso_of
+from archiver.state.opening import STATE_ERRORS
 from archiver.tasks.taskstate import Phase, TaskState
 
 log = structlog.get_logger()
@@ -157,6 +164,24 @@ class DaemonAlerts:
         self._paused: str | None = None  # the cause of the pause last alerted
         self._paused_at = 0.0
         self._silent = False  # a silence alert was sent and nothing moved since
+        # several daemons: True for the one daemon that says an event first (Store.first_to_say)
+        self._first: Callable[[str, float], bool] | None = None
+
+    def share(self, first_to_say: Callable[[str, float], bool]) -> None:
+        """Alert a pause, its end and silence once for all the daemons of a shared state."""
+        self._first = first_to_say
+
+    def _send_once(self, key: str, bucket_s: float, event: str, message: str) -> None:
+        """Send unless another daemon said `key` in this time bucket already; a state
+        that cannot be asked does not silence the alert (better twice than never)."""
+        if self._first is not None:
+            now = time.time()
+            try:
+                if not self._first(f"{key}:{int(now // bucket_s)}", now):
+                    return
+            except STATE_ERRORS as exc:  # the shared state is away: say it anyway
+                log.warning("alert_not_deduplicated", alert=event, error=one_line(exc))
+        self._alerter.send(event, message)
 
     @property
     def alerter(self) -> Alerter:
@@ -184,14 +209,22 @@ class DaemonAlerts:
             if cause != self._paused:
                 self._paused, self._paused_at = cause, time.time()
                 message = f"archiving paused ({cause}): {event.get('error', '')}".rstrip(": ")
-                self._alerter.send("archiving_paused", message)
+                self._send_once(f"paused:{cause}", WINDOW_S, "archiving_paused", message)
         elif name == "archiving_resumed" and self._paused is not None:
             self._resumed(self._paused)
+        elif name == "state_unreachable" and self._paused != "state":
+            # not deduplicated: the state that would say who said it first is the one away
+            self._paused, self._paused_at = "state", time.time()
+            message = f"archiving paused (state): {event.get('state')}: {event.get('error')}"
+            self._alerter.send("archiving_paused", message)
+        elif name == "state_reachable_again" and self._paused == "state":
+            self._resumed("state")
         return event
 
     def _resumed(self, cause: str) -> None:
         self._paused = None
-        self._alerter.send("archiving_resumed", f"archiving resumed after a pause ({cause})")
+        message = f"archiving resumed after a pause ({cause})"
+        self._send_once(f"resumed:{cause}", WINDOW_S, "archiving_resumed", message)
 
     def tick(
         self, *, last_answer_at: float | None, quiet_s: float, pending: Callable[[], int]
@@ -209,7 +242,9 @@ class DaemonAlerts:
         waiting = 0 if self._silent else pending()
         if waiting:
             self._silent = True
-            self._alerter.send(
+            self._send_once(
+                "silence",
+                self._silence_after_s,
                 "silence",
                 f"{waiting} pending tasks, no answer from the API and nothing archived "
                 f"for {quiet_s:.0f} s",

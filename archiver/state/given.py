@@ -136,7 +136,8 @@ class GivenTasks:
         those in a `retry` phase are reopened. One transaction."""
         db = self._db
         scope = _ALL if whole else _BATCH
-        with self._state.transaction():
+        # the intake answers 200/202 once this returns: durable then, not only crash-safe
+        with self._state.transaction(durable=http and not whole):
             new = 0
             if whole:
                 db.execute("DELETE FROM given")

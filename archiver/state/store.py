@@ -20,12 +20,17 @@ import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from archiver.errors import UsageError
 from archiver.kinds.records import Kind
 from archiver.state import outbox
+from archiver.state.protocol import Daemon
 from archiver.state.schema import BORN, COLUMNS, PHASES, row_to_state, upgrade
 from archiver.tasks.taskstate import PROBLEMS, UNKNOWN_KIND, Phase, TaskState
+
+if TYPE_CHECKING:
+    from archiver.state.given import GivenTasks
 
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's bound-parameter limit
 
@@ -75,6 +80,8 @@ def _unlock(fd: int) -> None:
 
 class StateStore:
     """Task states in one SQLite file. Use from one thread (the asyncio loop's)."""
+
+    shared = False  # one process: the lock beside the file makes every task ours
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int) -> None:
         self.path = path
@@ -138,17 +145,35 @@ class StateStore:
 
     _db = connection  # the name this module's own queries use
 
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def given(self) -> GivenTasks:
+        from archiver.state.given import GivenTasks  # given.py builds on this module
+
+        return GivenTasks(self)
+
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One committed transaction (BEGIN IMMEDIATE), rolled back if the block raises."""
+    def _transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One committed transaction (BEGIN IMMEDIATE), rolled back if the block raises.
+        `durable`: committed with synchronous=FULL, so that a power cut cannot take it back
+        (what the HTTP intake answers 200/202 for; NORMAL, the rest of the time, is safe
+        against a crash, and cheaper)."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        if durable:
+            db.execute("PRAGMA synchronous = FULL")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if durable:
+                db.execute("PRAGMA synchronous = NORMAL")
 
     transaction = _transaction  # for the state's companion queries (`archiver.given`)
 
@@ -200,9 +225,16 @@ class StateStore:
                 found[row[0]] = row_to_state(row)
         return found
 
-    def save(self, state: TaskState, event: outbox.NewEvent | None = None) -> None:
+    def save(
+        self,
+        state: TaskState,
+        event: outbox.NewEvent | None = None,
+        *,
+        owner: str | None = None,
+    ) -> None:
         """Write the whole row (insert or update; `via_http` is kept), and `event` with it in
-        the same transaction (the outbox), committed before returning."""
+        the same transaction (the outbox), committed before returning (`owner`: a claim's,
+        always ours on SQLite)."""
         values = (
             state.task_id,
             state.kind.value if state.kind else None,
@@ -316,3 +348,47 @@ class StateStore:
             if event is not None:
                 outbox.insert(db, event)
         return len(values)
+
+    def due_now(self, task_id: str, now: float) -> None:
+        """A callback said the task moved on: nothing to write here (this process holds
+        the schedule)."""
+        return None
+
+    def pending_since(self, since: float) -> list[TaskState]:
+        """Tasks changed after `since`; with `since` <= 0, every pending task."""
+        if since <= 0:
+            where, params = "phase = ?", (Phase.PENDING.value,)
+        else:
+            where, params = "updated_at > ?", (since,)
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM tasks WHERE {where}", params)
+        return [row_to_state(r) for r in rows]
+
+    # --- one process: every claim is ours (the lock beside the file), nothing to share ------
+
+    def claim(self, task_ids: Iterable[str], owner: str, now: float, lease_s: float) -> set[str]:
+        return set(task_ids)
+
+    def confirm(self, task_id: str, owner: str, now: float, lease_s: float) -> bool:
+        return True
+
+    def renew(self, owner: str, now: float, lease_s: float) -> int:
+        return 0
+
+    def release(self, task_ids: Iterable[str], owner: str) -> None:
+        return None
+
+    def heartbeat(self, daemon: Daemon) -> float | None:
+        return daemon.last_answer_at
+
+    def daemons(self, now: float, alive_s: float) -> list[Daemon]:
+        return []
+
+    def leave(self, daemon_id: str) -> None:
+        return None
+
+    def first_to_say(self, key: str, now: float) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        yield True

@@ -54,7 +54,7 @@ def os_fault(where: Path, exc: OSError, *, folder: Path | None = None) -> Storag
     return StorageError(f"{where}: {exc.strerror or exc}")
 
 
-def state_full(path: Path, exc: sqlite3.Error) -> StorageFull | None:
+def state_full(path: Path, exc: Exception) -> StorageFull | None:
     """SQLite's "database or disk is full" as the StorageFull of the state's folder."""
     if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
         return None

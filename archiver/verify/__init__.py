@@ -20,9 +20,7 @@ def verify_archive(
     storage cannot be read)."""
     view = open_view(config.storage)
     try:
-        return verify(
-            view, config.state.path, only=only, read_data=read_data, on_progress=on_progress
-        )
+        return verify(view, config.state, only=only, read_data=read_data, on_progress=on_progress)
     finally:
         view.close()
 

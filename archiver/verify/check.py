@@ -20,11 +20,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from archiver.state.readonly import read_only_state
-from archiver.state.store import StateStore
+from archiver.state.opening import StateRef, read_state, state_exists
+from archiver.state.protocol import Store
 from archiver.storage.base import check_key
 from archiver.storage.tempdir import TEMP_NAME
 from archiver.tasks.manifest import decode_manifest, manifest_key, stored_entries
@@ -62,7 +61,7 @@ class _FolderResult:
 
 def verify(
     view: ArchiveView,
-    state_path: Path | None,
+    state_ref: StateRef | None,
     *,
     only: Collection[str] | None = None,
     asked: bool = True,
@@ -71,16 +70,16 @@ def verify(
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.time,
 ) -> VerifyReport:
-    """Check the archive `view` shows against its manifests and the state at `state_path`
-    (None, or a path with no file: every manifest is unknown to it). `only`: these task IDs;
+    """Check the archive `view` shows against its manifests and the state `state_ref` names
+    (None, or a SQLite path with no file: every manifest is unknown to it). `only`: these task IDs;
     `asked`: each of them should have a manifest (unless the state has it pending), not only
     those the state calls archived. `stop` set: the walk ends early (the daemon stops)."""
     started = time.monotonic()
     checker = _Checker(view, read_data=read_data, now=clock(), on_progress=on_progress, stop=stop)
     results = list(checker.run(view.folders(only)))
-    state_found = state_path is not None and state_path.exists()
-    state_ctx: AbstractContextManager[StateStore | None] = (
-        read_only_state(state_path) if state_found and state_path else nullcontext(None)
+    state_found = state_exists(state_ref)
+    state_ctx: AbstractContextManager[Store | None] = (
+        read_state(state_ref) if state_found and state_ref is not None else nullcontext(None)
     )
     with state_ctx as state:
         problems = checker.tally.problems + _against_state(view, results, state, only, asked)
@@ -215,7 +214,7 @@ def read_manifest(view: ArchiveView, task_id: str) -> tuple[dict[str, Any] | Non
 def _against_state(
     view: ArchiveView,
     results: list[_FolderResult],
-    state: StateStore | None,
+    state: Store | None,
     only: Collection[str] | None,
     asked: bool,
 ) -> list[Problem]:

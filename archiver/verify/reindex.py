@@ -22,11 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from archiver.config import Config
 from archiver.kinds.records import Kind
-from archiver.state.store import StateStore
+from archiver.state.opening import open_state
 from archiver.tasks.taskstate import PHASE_OF_OUTCOME, Phase
 from archiver.verify.backends import open_view
 from archiver.verify.check import WITH_MANIFEST, read_manifest
@@ -41,7 +40,7 @@ Row = tuple[str, Kind, Phase, str | None]  # task_id, kind, phase, the API's las
 @dataclass(frozen=True)
 class ReindexReport:
     archive: str
-    state: Path
+    state: str  # the state as messages name it (a path, or a URL without its password)
     adopted: dict[Phase, int]  # tasks by the phase their manifest gave them
     reopened: int  # tasks the state said had a manifest, set back to pending
     unreadable: tuple[Problem, ...]
@@ -55,7 +54,8 @@ def reindex(config: Config, *, clock: Callable[[], float] = time.time) -> Reinde
     started = time.monotonic()
     view = open_view(config.storage)
     try:
-        with StateStore.open(config.state.path) as state:
+        state = open_state(config.state)
+        try:
             rows: list[Row] = []
             unreadable: list[Problem] = []
             for row, problem in _manifests(view):
@@ -68,6 +68,8 @@ def reindex(config: Config, *, clock: Callable[[], float] = time.time) -> Reinde
             kept = {row[0] for row in rows} | {p.task_id for p in unreadable}
             gone = [tid for tid in state.phases_in(WITH_MANIFEST) if tid not in kept]
             reopened = state.reopen(gone, WITH_MANIFEST, now)
+        finally:
+            state.close()
     finally:
         view.close()
     adopted = dict.fromkeys(PHASE_OF_OUTCOME.values(), 0)
@@ -75,7 +77,7 @@ def reindex(config: Config, *, clock: Callable[[], float] = time.time) -> Reinde
         adopted[phase] += 1
     return ReindexReport(
         view.location,
-        config.state.path,
+        config.state.where,
         adopted,
         reopened,
         tuple(unreadable),

@@ -77,7 +77,7 @@ async def verify_and_repair(
     view = await asyncio.to_thread(open_view, config.storage)
     try:
         found = await asyncio.to_thread(
-            verify, view, config.state.path, only=only, read_data=read_data, on_progress=on_progress
+            verify, view, config.state, only=only, read_data=read_data, on_progress=on_progress
         )
         if found.intact:
             return Repaired(found, (), found)
@@ -85,9 +85,7 @@ async def verify_and_repair(
             actions = await repair(pipeline, view, found.problems)
         touched = sorted({p.task_id for p in found.problems if _by_files(p) and p.task_id})
         recheck = (
-            await asyncio.to_thread(
-                verify, view, config.state.path, only=touched, read_data=read_data
-            )
+            await asyncio.to_thread(verify, view, config.state, only=touched, read_data=read_data)
             if touched
             else None
         )

@@ -15,14 +15,13 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from archiver.config import Config, StorageConfig
 from archiver.kinds.records import is_id
-from archiver.state.readonly import read_only_state
+from archiver.state.opening import StateRef, read_state, state_exists
 from archiver.verify.backends import open_view
 from archiver.verify.check import WITH_MANIFEST, verify
 from archiver.verify.findings import VerifyReport
@@ -41,7 +40,7 @@ class RollingVerify:
     def __init__(
         self,
         storage: StorageConfig,
-        state_path: Path,
+        state: StateRef,
         *,
         every_s: float,
         registry: CollectorRegistry,
@@ -49,7 +48,7 @@ class RollingVerify:
     ) -> None:
         self._storage = storage
         self._view: ArchiveView | None = None
-        self._state_path = state_path
+        self._state = state
         self._every_s = every_s
         self._clock = clock
         self._halt = threading.Event()
@@ -84,7 +83,8 @@ class RollingVerify:
                 except Exception as exc:  # storage away for a while: the next slice tries again
                     log.warning("verify_slice_failed", slice=index, error=str(exc))
                 else:
-                    self._count(index, report)
+                    if report is not None:
+                        self._count(index, report)
                 index = (index + 1) % SLICES
                 await asyncio.sleep(max(0.0, pause_s - (time.monotonic() - started)))
         finally:
@@ -92,9 +92,12 @@ class RollingVerify:
             if self._view is not None:
                 self._view.close()
 
-    async def _slice(self, index: int) -> VerifyReport:
-        """One slice in a thread. Cancelled, it tells the walk to stop and waits for the
-        thread to notice (a folder at most), so the view is never closed under it."""
+    async def _slice(self, index: int) -> VerifyReport | None:
+        """One slice in a thread (None: another daemon verifies it this round). Cancelled,
+        it tells the walk to stop and waits for the thread to notice (a folder at most), so
+        the view is never closed under it."""
+        if not await asyncio.to_thread(self._ours, index):
+            return None
         if self._view is None:
             self._view = await asyncio.to_thread(open_view, self._storage)
         walk = asyncio.ensure_future(asyncio.to_thread(self.check_slice, self._view, index))
@@ -105,6 +108,15 @@ class RollingVerify:
             await asyncio.gather(walk, return_exceptions=True)
             raise
 
+    def _ours(self, index: int) -> bool:
+        """Whether this daemon verifies slice `index` this round: always with a state of its
+        own; on a shared state, the first daemon to come to it (the slices are divided)."""
+        if not state_exists(self._state):
+            return True
+        now = self._clock()
+        with read_state(self._state) as state:
+            return state.first_to_say(f"verify_slice:{index}:{int(now // self._every_s)}", now)
+
     def check_slice(self, view: ArchiveView, index: int) -> VerifyReport:
         """Verify the task folders of slice `index`, and the tasks of that slice the state
         says were archived (whether their folder is there or not)."""
@@ -113,11 +125,11 @@ class RollingVerify:
             for f in view.folders(None)
             if f.name and is_id(f.name) and slice_of(f.name) == index
         }
-        if self._state_path.exists():
-            with read_only_state(self._state_path) as state:
+        if state_exists(self._state):
+            with read_state(self._state) as state:
                 claimed = state.phases_in(WITH_MANIFEST)
             names |= {tid for tid in claimed if slice_of(tid) == index}
-        return verify(view, self._state_path, only=sorted(names), asked=False, stop=self._halt)
+        return verify(view, self._state, only=sorted(names), asked=False, stop=self._halt)
 
     def _count(self, index: int, report: VerifyReport) -> None:
         for problem in report.problems:
@@ -150,7 +162,7 @@ def start_rolling_verify(config: Config, registry: CollectorRegistry) -> asyncio
         return None
     rolling = RollingVerify(
         config.storage,
-        config.state.path,
+        config.state,
         every_s=config.daemon.verify_every_s,
         registry=registry,
     )

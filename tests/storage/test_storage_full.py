@@ -103,10 +103,16 @@ async def test_the_state_meeting_a_full_disk_stops_backfill(
 
     real_save = StateStore.save
 
-    def save(self: StateStore, task: TaskState, event: NewEvent | None = None) -> None:
+    def save(
+        self: StateStore,
+        task: TaskState,
+        event: NewEvent | None = None,
+        *,
+        owner: str | None = None,
+    ) -> None:
         if task.phase is Phase.ARCHIVED:
             full()
-        real_save(self, task, event)
+        real_save(self, task, event, owner=owner)
 
     monkeypatch.setattr(StateStore, "save", save)
 

@@ -1,0 +1,472 @@
+"""The PostgreSQL state: the SQLite state's questions (archiver.state.store), answered by one
+database that any number of daemons share, and the leases that let them share it.
+
+Connections come from psycopg's pool, in autocommit mode: a question is one statement and one
+round trip; `transaction` makes several one. A connection that broke (the server restarted) is
+dropped by the pool when it comes back, so the call after a failure connects anew: the caller
+sees psycopg.OperationalError once, pauses, and tries again (archiver.engine).
+
+Leases: a daemon claims a due pending task before its step (`claim`: the row, locked with
+FOR UPDATE SKIP LOCKED so that two daemons never both win it, gets the daemon's name and an
+expiry), renews its leases while the step lasts (`renew`), and saves the step's row only if the
+lease is still its own (`save(..., owner=...)`, one statement: the check and the write are one
+transaction), which also lets the lease go.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from archiver.errors import UsageError, one_line
+from archiver.kinds.records import Kind
+from archiver.state.outbox import NewEvent
+from archiver.state.pgschema import upgrade
+from archiver.state.protocol import Daemon, LeaseLost
+from archiver.state.schema import BORN, COLUMNS, PHASES, row_to_state
+from archiver.tasks.taskstate import PROBLEMS, UNKNOWN_KIND, Phase, TaskState
+
+CONNECT_TIMEOUT_S = 5  # a database that does not answer within this is "away"
+
+_FIELDS = COLUMNS.split(", ")
+_SET_ALL = ", ".join(f"{c} = %({c})s" for c in _FIELDS[1:])
+_VALUES = ", ".join(f"%({c})s" for c in _FIELDS)
+_UPDATE_ALL = ", ".join(f"{c} = excluded.{c}" for c in _FIELDS[1:])
+_PENDING = Phase.PENDING.value
+
+
+def _no_event(event: NewEvent | None) -> None:
+    """No task event is kept on PostgreSQL yet (the outbox's queries are SQLite's): the config
+    refuses [events] urls with [state] url, and the engine records none (assemble)."""
+    if event is not None:
+        raise RuntimeError("task events are not kept on a PostgreSQL state")
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    """Each new connection: room in memory for the given set's temporary tables (a million
+    IDs; the default 8 MB spills them to disk: 8.4 s instead of 1 s to fill)."""
+    conn.execute("SET temp_buffers = '128MB'")
+
+
+def _row(state: TaskState) -> dict[str, Any]:
+    return {
+        "task_id": state.task_id,
+        "kind": state.kind.value if state.kind else None,
+        "phase": Phase(state.phase).value,
+        "first_seen_at": state.first_seen_at,
+        "next_poll_at": state.next_poll_at,
+        "polls": state.polls,
+        "attempts": state.attempts,
+        "last_status": state.last_status,
+        "last_error": state.last_error,
+        "updated_at": state.updated_at,
+        "archive_attempts": state.archive_attempts,
+        "created_at": state.created_at,
+        "completed_at": state.completed_at,
+        "unknown_polls": state.unknown_polls,
+    }
+
+
+def _values(phases: Collection[Phase]) -> list[str]:
+    return sorted({Phase(p).value for p in phases})
+
+
+class PgStore:
+    """Task states in one PostgreSQL database. Use from one thread (the asyncio loop's)."""
+
+    shared = True
+
+    def __init__(self, pool: ConnectionPool, where: str) -> None:
+        self._pool = pool
+        self._where = where
+        self._held: psycopg.Connection | None = None  # the connection of the open transaction
+        # when each lease this process holds was last set or renewed in the database (`confirm`)
+        self._confirmed: dict[str, float] = {}
+
+    @classmethod
+    def open(cls, url: str, where: str, *, password: str = "") -> PgStore:
+        """Connect to the state at `url` (`where`: the URL as messages show it), creating
+        its tables in an empty database. UsageError (naming `where`) when that fails."""
+        kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S}
+        if password:
+            kwargs["password"] = password
+        # The pool's own retries log each failure at WARNING; what matters reaches the
+        # archiver's log once, as its own event (state_unreachable).
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+        try:  # first alone: libpq's own reason, at once (the pool would retry it for seconds)
+            psycopg.connect(url, **kwargs).close()
+        except psycopg.Error as exc:
+            raise UsageError(f"{where}: cannot open state database: {one_line(exc)}") from None
+        pool = ConnectionPool(
+            url,
+            kwargs=kwargs,
+            configure=_configure,
+            min_size=1,
+            max_size=1,
+            open=False,
+            name="state",
+            # a call waits this long for a connection while the server is away, then fails
+            # (the engine pauses): never the event loop held for long
+            timeout=CONNECT_TIMEOUT_S,
+        )
+        try:
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)
+        except Exception as exc:  # PoolTimeout: the server went away a moment ago
+            pool.close()
+            raise UsageError(f"{where}: cannot open state database: {one_line(exc)}") from None
+        store = cls(pool, where)
+        try:
+            with store._connection() as conn:
+                upgrade(conn, where)
+        except psycopg.Error as exc:
+            store.close()
+            raise UsageError(f"{where}: cannot open state database: {one_line(exc)}") from None
+        except UsageError:
+            store.close()
+            raise
+        return store
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PgStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if self._held is not None:
+            yield self._held
+            return
+        with self._pool.connection() as conn:
+            self._held = conn
+            try:
+                yield conn
+            finally:
+                self._held = None
+
+    @contextmanager
+    def transaction(
+        self, *, durable: bool = True, pipelined: bool = False
+    ) -> Iterator[psycopg.Connection]:
+        """One committed transaction, rolled back if the block raises (nested: the outer).
+        Always durable once committed (the server's synchronous_commit, on by default).
+        `pipelined`: its statements are sent without waiting for each answer, and the whole
+        transaction costs one round trip; their cursors are read after the block (no COPY).
+        """
+        if self._held is not None:
+            yield self._held
+            return
+        with self._connection() as conn:
+            if not pipelined:
+                with conn.transaction():
+                    yield conn
+                return
+            # BEGIN and COMMIT as plain statements: psycopg's transaction() syncs the pipeline
+            # at its start and end (4 round trips instead of 1)
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    yield conn
+                    conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    with suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+    def given(self) -> Any:
+        from archiver.state.pggiven import PgGiven
+
+        return PgGiven(self)
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def add(
+        self, refs: Iterable[tuple[str, Kind | None]], now: float, *, via_http: bool = False
+    ) -> int:
+        """Insert unknown tasks as PENDING, due now; return how many were new (see
+        StateStore.add)."""
+        rows = sorted({tid: (tid, kind.value if kind else None) for tid, kind in refs}.values())
+        if not rows:
+            return 0
+        with self.transaction() as db:
+            cur = db.execute(
+                "WITH given AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS g(task_id, kind)),"
+                " ins AS (INSERT INTO tasks (task_id, kind, phase, first_seen_at, next_poll_at,"
+                " updated_at, via_http) SELECT task_id, kind, %s, %s, %s, %s, %s FROM given "
+                "ON CONFLICT (task_id) DO UPDATE SET "
+                "kind = coalesce(tasks.kind, excluded.kind), "
+                "via_http = greatest(tasks.via_http, excluded.via_http) "
+                "WHERE (tasks.kind IS NULL AND excluded.kind IS NOT NULL) "
+                "OR tasks.via_http < excluded.via_http RETURNING (xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted) FROM ins",
+                (
+                    [r[0] for r in rows],
+                    [r[1] for r in rows],
+                    _PENDING,
+                    now,
+                    now,
+                    now,
+                    int(via_http),
+                ),
+            )
+            found = cur.fetchone()
+        return int(found[0]) if found else 0
+
+    def http_task_ids(self) -> list[str]:
+        with self._connection() as db:
+            rows = db.execute("SELECT task_id FROM tasks WHERE via_http = 1 ORDER BY task_id")
+            return [row[0] for row in rows]
+
+    def get_many(self, task_ids: Iterable[str]) -> dict[str, TaskState]:
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return {}
+        with self._connection() as db:
+            rows = db.execute(f"SELECT {COLUMNS} FROM tasks WHERE task_id = ANY(%s)", (ids,))
+            return {row[0]: row_to_state(row) for row in rows}
+
+    def save(
+        self, state: TaskState, event: NewEvent | None = None, *, owner: str | None = None
+    ) -> None:
+        """Write the whole row (`via_http` is kept). With `owner`, only while `owner` holds
+        the task's lease (LeaseLost otherwise), and the lease goes with the write."""
+        _no_event(event)
+        with self._connection() as db:
+            if owner is None:
+                db.execute(
+                    f"INSERT INTO tasks ({COLUMNS}) VALUES ({_VALUES}) "
+                    f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_ALL}",
+                    _row(state),
+                )
+                return
+            cur = db.execute(
+                f"UPDATE tasks SET {_SET_ALL}, lease_owner = NULL, lease_until = NULL "
+                "WHERE task_id = %(task_id)s AND lease_owner = %(owner)s",
+                {**_row(state), "owner": owner},
+            )
+            self._confirmed.pop(state.task_id, None)
+            if cur.rowcount != 1:
+                raise LeaseLost(state.task_id)
+
+    def reopen(self, task_ids: Iterable[str], phases: Collection[Phase], now: float) -> int:
+        ids = list(dict.fromkeys(task_ids))
+        values = _values(phases)
+        if not ids or not values:
+            return 0
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE tasks SET phase = %s, attempts = 0, archive_attempts = 0, "
+                "unknown_polls = 0, first_seen_at = %s, next_poll_at = %s, updated_at = %s "
+                "WHERE task_id = ANY(%s) AND phase = ANY(%s)",
+                (_PENDING, now, now, now, ids, values),
+            )
+            return cur.rowcount
+
+    def counts(self) -> dict[Phase, int]:
+        result = dict.fromkeys(Phase, 0)
+        with self._connection() as db:
+            for phase, n in db.execute("SELECT phase, count(*) FROM tasks GROUP BY phase"):
+                result[Phase(phase)] = n
+        return result
+
+    def kind_counts(self) -> dict[str, int]:
+        with self._connection() as db:
+            found = dict(db.execute("SELECT kind, count(*) FROM tasks GROUP BY kind").fetchall())
+        order = [*(kind.value for kind in Kind), None]
+        return {kind or UNKNOWN_KIND: found[kind] for kind in order if found.get(kind)}
+
+    def problems(self) -> list[TaskState]:
+        return self._select(
+            "WHERE phase = ANY(%s) ORDER BY updated_at, task_id", (_values(PROBLEMS),)
+        )
+
+    def born_between(self, low: float, high: float, phases: Collection[Phase]) -> list[TaskState]:
+        return self._select(
+            f"WHERE phase = ANY(%s) AND {BORN} > %s AND {BORN} <= %s ORDER BY {BORN}, task_id",
+            (_values(phases), low, high),
+        )
+
+    def phases_in(self, phases: Collection[Phase]) -> dict[str, Phase]:
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT task_id, phase FROM tasks WHERE phase = ANY(%s) ORDER BY task_id",
+                (_values(phases),),
+            )
+            return {task_id: PHASES[phase] for task_id, phase in rows}
+
+    def adopt(
+        self,
+        rows: Iterable[tuple[str, Kind, Phase, str | None]],
+        now: float,
+        event: NewEvent | None = None,
+    ) -> int:
+        _no_event(event)
+        values = sorted(
+            (tid, kind.value, Phase(phase).value, status) for tid, kind, phase, status in rows
+        )
+        if not values:
+            return 0
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO tasks (task_id, kind, phase, last_status, first_seen_at, "
+                "next_poll_at, updated_at) SELECT t, k, p, s, %s, %s, %s FROM "
+                "unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS r(t, k, p, s) "
+                "ON CONFLICT (task_id) DO UPDATE SET kind = excluded.kind, "
+                "phase = excluded.phase, last_status = excluded.last_status, attempts = 0, "
+                "archive_attempts = 0, last_error = NULL, updated_at = excluded.updated_at",
+                (now, now, now, *(list(col) for col in zip(*values, strict=True))),
+            )
+        return len(values)
+
+    def due_now(self, task_id: str, now: float) -> None:
+        """A callback said the pending task moved on: due now for whichever daemon claims
+        it first (a claim takes only a task that is due)."""
+        with self._connection() as db:
+            db.execute(
+                "UPDATE tasks SET next_poll_at = %s WHERE task_id = %s AND phase = %s "
+                "AND next_poll_at > %s",
+                (now, task_id, _PENDING, now),
+            )
+
+    def pending_since(self, since: float) -> list[TaskState]:
+        """Tasks changed after `since` (any phase: one another daemon ended is forgotten);
+        with `since` <= 0, every pending task (a daemon's start)."""
+        if since <= 0:
+            return self._select("WHERE phase = %s", (_PENDING,))
+        return self._select("WHERE updated_at > %s", (since,))
+
+    def _select(self, where: str, params: tuple[Any, ...]) -> list[TaskState]:
+        with self._connection() as db:
+            rows = db.execute(f"SELECT {COLUMNS} FROM tasks {where}", params)
+            return [row_to_state(r) for r in rows]
+
+    # --- several daemons ----------------------------------------------------------------------
+
+    def claim(self, task_ids: Iterable[str], owner: str, now: float, lease_s: float) -> set[str]:
+        """Lease those of `task_ids` that are pending, due by `now` and not leased by another
+        daemon (or whose lease lapsed) to `owner` until now + lease_s; return the ones won.
+        Rows another daemon is claiming this instant are skipped, not waited for."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return set()
+        with self._connection() as db:
+            rows = db.execute(
+                "UPDATE tasks SET lease_owner = %(owner)s, lease_until = %(until)s "
+                "WHERE task_id IN (SELECT task_id FROM tasks WHERE task_id = ANY(%(ids)s) "
+                "AND phase = %(pending)s AND next_poll_at <= %(now)s AND (lease_owner IS NULL "
+                "OR lease_owner = %(owner)s OR lease_until < %(now)s) "
+                "FOR UPDATE SKIP LOCKED) RETURNING task_id",
+                {"owner": owner, "until": now + lease_s, "ids": ids, "pending": _PENDING,
+                 "now": now},
+            )  # fmt: skip
+            won = {row[0] for row in rows}
+        self._confirmed.update(dict.fromkeys(won, now))
+        return won
+
+    def confirm(self, task_id: str, owner: str, now: float, lease_s: float) -> bool:
+        """Whether `owner` still holds the task's lease (before a manifest is written).
+        Without a round trip while the lease was set or renewed less than lease_s / 2 ago:
+        no other daemon can have taken it then (clocks apart by less than that); else it is
+        claimed again, False when another daemon took it."""
+        if now - self._confirmed.get(task_id, -math.inf) < lease_s / 2:
+            return True
+        return bool(self.claim([task_id], owner, now, lease_s))
+
+    def renew(self, owner: str, now: float, lease_s: float) -> int:
+        """Extend every lease `owner` holds to now + lease_s; return how many it holds."""
+        with self._connection() as db:
+            rows = db.execute(
+                "UPDATE tasks SET lease_until = %s WHERE lease_owner = %s RETURNING task_id",
+                (now + lease_s, owner),
+            ).fetchall()
+        held = {row[0] for row in rows}
+        # only the leases still ours: one another daemon took meanwhile is not confirmed
+        self._confirmed = {task_id: now for task_id in held}
+        return len(held)
+
+    def release(self, task_ids: Iterable[str], owner: str) -> None:
+        ids = sorted(set(task_ids))
+        if not ids:
+            return
+        for task_id in ids:
+            self._confirmed.pop(task_id, None)
+        with self._connection() as db:
+            db.execute(
+                "UPDATE tasks SET lease_owner = NULL, lease_until = NULL "
+                "WHERE task_id = ANY(%s) AND lease_owner = %s",
+                (ids, owner),
+            )
+
+    def heartbeat(self, daemon: Daemon) -> float | None:
+        """Say `daemon` is alive (and when it last had an API answer); return the latest
+        API answer any daemon had, for the cluster's silence alert. One round trip."""
+        with self._connection() as db:
+            found = db.execute(
+                "WITH beat AS (INSERT INTO daemons VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (daemon_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
+                "last_answer_at = excluded.last_answer_at RETURNING 1) "
+                "SELECT max(last_answer_at) FROM daemons",
+                (daemon.daemon_id, daemon.host, daemon.pid, daemon.started_at,
+                 daemon.heartbeat_at, daemon.last_answer_at),
+            ).fetchone()  # fmt: skip
+        latest = [t for t in (found[0] if found else None, daemon.last_answer_at) if t]
+        return max(latest) if latest else None
+
+    def daemons(self, now: float, alive_s: float) -> list[Daemon]:
+        """The daemons whose last heartbeat is at most `alive_s` old, with their leases."""
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT d.daemon_id, d.host, d.pid, d.started_at, d.heartbeat_at, "
+                "(SELECT count(*) FROM tasks t WHERE t.lease_owner = d.daemon_id "
+                " AND t.lease_until >= %s), d.last_answer_at FROM daemons d "
+                "WHERE d.heartbeat_at >= %s ORDER BY d.host, d.pid",
+                (now, now - alive_s),
+            )
+            return [Daemon(*row) for row in rows]
+
+    def leave(self, daemon_id: str) -> None:
+        """A daemon stopping cleanly: its leases go at once, its heartbeat row too."""
+        self._confirmed.clear()
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE tasks SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = %s",
+                (daemon_id,),
+            )
+            db.execute("DELETE FROM daemons WHERE daemon_id = %s", (daemon_id,))
+
+    def first_to_say(self, key: str, now: float) -> bool:
+        """True for the one daemon that says `key` first (an alert sent once, not once per
+        daemon); the others get False."""
+        with self._connection() as db:
+            cur = db.execute(
+                "INSERT INTO said VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, now)
+            )
+            return cur.rowcount == 1
+
+    @contextmanager
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """An advisory lock for the cluster (index.html is written by one daemon at a time):
+        yields whether this daemon got it; held until the block ends."""
+        with self._connection() as db:
+            got = db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()
+            won = bool(got and got[0])
+            try:
+                yield won
+            finally:
+                if won:
+                    db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
