@@ -91,3 +91,15 @@ def test_shown_urls_keep_everything_but_the_password() -> None:
     )
     assert shown("postgresql://u@h/d") == "postgresql://u@h/d"
     assert password_of("postgres://u:p%40ss@h:5/d") == "p@ss"
+
+
+def test_task_events_with_a_postgresql_state_are_refused_for_now(tmp_path: Path) -> None:
+    (tmp_path / "whsec").write_text("whsec_" + "A" * 32 + "\n")
+    message = error(
+        write(
+            tmp_path,
+            S3 + '[state]\nurl = "postgresql://h/d"\n[events]\n'
+            'urls = ["https://hooks.example/x"]\nsecret_file = "whsec"\n',
+        )
+    )
+    assert "[events] urls" in message and "PostgreSQL" in message
