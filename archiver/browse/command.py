@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from archiver.browse.indexer import PG_NOT_YET, Indexer
+from archiver.browse.indexer import Indexer
 from archiver.browse.render import INDEX_KEY, PLAYLIST_FOLDER, SHARD_FOLDER
 from archiver.config import Config
 from archiver.errors import StorageError, UsageError
-from archiver.state.store import StateStore
+from archiver.state.opening import open_state
 from archiver.storage import open_storage
 
 
 async def write_index(config: Config) -> str:
     """Rebuild the view from the manifests and write every file; returns the line to print.
     Raises UsageError (one line) when the state or the storage cannot be used."""
-    if config.state.url:
-        raise UsageError(f"{config.state.where}: {PG_NOT_YET}")
-    with StateStore.open(config.state.path) as state:
+    state = open_state(config.state)
+    try:
         storage = await open_storage(config.storage)
         try:
             written = await Indexer(state, storage).rebuild()
@@ -23,6 +22,8 @@ async def write_index(config: Config) -> str:
             raise UsageError(f"{config.storage.location}: cannot write the index: {exc}") from exc
         finally:
             await storage.close()
+    finally:
+        state.close()
     where = config.storage.location.rstrip("/")
     return (
         f"{where}/{INDEX_KEY}: {written.tracks} tracks in {written.tasks} tasks "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from archiver import __version__
+from archiver.browse.pgstore import PgSnapshot
 from archiver.browse.render import (
     INDEX_CONTENT_TYPE,
     INDEX_KEY,
@@ -40,44 +40,22 @@ from archiver.browse.render import (
     tasks_key,
     words_key,
 )
-from archiver.browse.store import (
-    ViewStore,
-    changed_shards,
-    newest_m3u,
-    read_snapshot,
-    shard_rows,
-    shard_table,
-    tasks_in_order,
-)
+from archiver.browse.store import SqliteSnapshot, open_snapshot, view_store
 from archiver.browse.view import ViewRow, view_row
-from archiver.config import Config
 from archiver.errors import StorageError
 from archiver.fetch.archiving import read_manifest
 from archiver.kinds.timestamps import utc_iso_of
+from archiver.state.opening import STATE_ERRORS
 from archiver.state.protocol import Store
-from archiver.state.store import StateStore
 from archiver.storage import Storage
 from archiver.tasks.taskstate import Phase
 
 log = structlog.get_logger()
 
-# The view rows live in SQLite only so far (issue 22 reshapes them; the PostgreSQL store gets
-# them then): on a PostgreSQL state, index.html and playlist.m3u8 are not kept.
-PG_NOT_YET = (
-    "the browse files (index.html, its shards, the playlists) are not kept on a PostgreSQL "
-    "state yet (use a SQLite state for them, or [index] enabled = false)"
-)
-
-
-def index_kept(config: Config, state: Store) -> bool:
-    """Whether `run` and `backfill` keep the index: enabled, and the state holds view rows
-    (said once in the log when it cannot)."""
-    if not config.index.enabled:
-        return False
-    if state.shared:
-        log.warning("index_not_kept", reason=PG_NOT_YET)
-        return False
-    return True
+# The writer's snapshot, on either store (browse/store.py and browse/pgstore.py).
+Snapshot = SqliteSnapshot | PgSnapshot
+# Several daemons on one state: the one holding this advisory lock writes the browse files.
+_INDEX_LOCK = "index"
 
 
 SHOWN = (Phase.ARCHIVED, Phase.PARTIAL, Phase.FAILED)  # the phases that leave a manifest
@@ -104,7 +82,7 @@ class Written:
 class Indexer:
     def __init__(
         self,
-        state: StateStore,
+        state: Store,
         storage: Storage,
         *,
         clock: Callable[[], float] = time.time,
@@ -112,7 +90,7 @@ class Indexer:
         shard_tasks: int = SHARD_TASKS,
     ) -> None:
         self._state = state
-        self._views = ViewStore(state)
+        self._views = view_store(state)
         self._storage = storage
         self._clock = clock
         self._version = version
@@ -132,6 +110,12 @@ class Indexer:
         everything when the page or its table is missing. Returns what was written (None:
         nothing to do). Raises StorageError when the storage fails (what was not written stays
         due: the next call writes it)."""
+        with self._state.try_lock(_INDEX_LOCK) as ours:
+            if not ours:  # another daemon of the shared state writes it now
+                return None
+            return await self._refresh()
+
+    async def _refresh(self) -> Written | None:
         read = await self.update_rows()
         if self._behind is None:
             self._behind = not await self.files_present()
@@ -165,9 +149,9 @@ class Indexer:
         since = self._clock() - CLOCK_MARGIN_S
         self._views.put([], replace_all=True, shard_tasks=self._shard_tasks)
         read = 0
-        db = await asyncio.to_thread(read_snapshot, self._state)
+        db = await asyncio.to_thread(open_snapshot, self._state)
         try:
-            chunks = tasks_in_order(db, _REBUILD_CHUNK)
+            chunks = db.tasks_in_order(_REBUILD_CHUNK)
             while tasks := await asyncio.to_thread(next, chunks, None):
                 rows, _gone = await self._read(tasks)
                 self._views.put(rows, shard_tasks=self._shard_tasks)
@@ -199,9 +183,9 @@ class Indexer:
     async def write(self, *, read: int = 0) -> Written:
         """The files of every changed shard, then the table, the playlist and the page, from
         one snapshot of the stored rows; `read`: the manifests read for them, for the log."""
-        db = await asyncio.to_thread(read_snapshot, self._state)
+        db = await asyncio.to_thread(open_snapshot, self._state)
         try:
-            await asyncio.to_thread(db.execute, "BEGIN")  # one snapshot for every file
+            await asyncio.to_thread(db.begin)  # one snapshot for every file
             written = await self._write(db, read)
         finally:
             await asyncio.to_thread(db.close)  # ends the snapshot
@@ -216,8 +200,8 @@ class Indexer:
         )
         return written
 
-    async def _write(self, db: sqlite3.Connection, read: int) -> Written:
-        changed = await asyncio.to_thread(changed_shards, db)
+    async def _write(self, db: Snapshot, read: int) -> Written:
+        changed = await asyncio.to_thread(db.changed_shards)
         stored = 0
         for start in range(0, len(changed), _SHARDS_AT_ONCE):
             chunk = changed[start : start + _SHARDS_AT_ONCE]
@@ -226,7 +210,7 @@ class Indexer:
             stored += sum(sizes)
             self._views.mark_written(files.info for files in made)
         # The table from the main connection: it names only shards whose files are stored.
-        table = shard_table(self._state.connection)
+        table = self._views.shard_table()
         generated = utc_iso_of(self._clock()).replace("T", " ").replace("Z", " UTC")
         stored += await self._store(
             TABLE_KEY,
@@ -238,7 +222,7 @@ class Indexer:
             ),
             SCRIPT_CONTENT_TYPE,
         )
-        playlist, _ = await asyncio.to_thread(lambda: render_recent(newest_m3u(db)))
+        playlist, _ = await asyncio.to_thread(lambda: render_recent(db.newest_m3u()))
         stored += await self._store(PLAYLIST_KEY, playlist, PLAYLIST_CONTENT_TYPE)
         if not self._page_written or not await self._storage.exists(INDEX_KEY):
             page = render_page(version=self._version)
@@ -276,9 +260,9 @@ async def _every(*stores: Awaitable[int]) -> list[int]:
     return [r for r in done if not isinstance(r, BaseException)]
 
 
-def _render_shards(db: sqlite3.Connection, shards: Sequence[tuple[int, int]]) -> list[ShardFiles]:
+def _render_shards(db: Snapshot, shards: Sequence[tuple[int, int]]) -> list[ShardFiles]:
     """Blocking: the files of `shards` ((shard, changes) each) from the snapshot `db`."""
-    return [render_shard(shard, changes, shard_rows(db, shard)) for shard, changes in shards]
+    return [render_shard(shard, changes, db.shard_rows(shard)) for shard, changes in shards]
 
 
 async def refresh_logged(indexer: Indexer, *, changed: bool = True) -> Written | None:
@@ -290,7 +274,7 @@ async def refresh_logged(indexer: Indexer, *, changed: bool = True) -> Written |
         if not changed and await indexer.files_present():
             return None
         return await indexer.refresh()
-    except (StorageError, sqlite3.Error) as exc:
+    except (StorageError, *STATE_ERRORS) as exc:
         log.warning("index_not_written", error=str(exc))
         return None
 

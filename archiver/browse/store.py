@@ -1,4 +1,6 @@
-"""The browse view in the state: every SQL statement of archiver.browse, in one place.
+"""The browse view in the state: every SQL statement of archiver.browse on SQLite, in one place
+(pgstore.py has them in PostgreSQL's dialect; `view_store` and `open_snapshot` pick the one the
+state needs).
 
 A view row is what the page and the playlists show of one task (archiver.browse.view), kept so
 that the daemon rewrites them without reading every manifest again. Each row belongs to a
@@ -13,10 +15,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from archiver.browse.view import ViewRow
+from archiver.state.pgstore import PgStore
+from archiver.state.protocol import Store
 from archiver.state.store import StateStore
 from archiver.tasks.taskstate import Phase
+
+if TYPE_CHECKING:
+    from archiver.browse.pgstore import PgSnapshot, PgViewStore
 
 ROW_COLUMNS = "task_id, sort_key, data, lyrics, m3u, hay, tracks"
 _IN_SHARD_ORDER = "ORDER BY sort_key DESC, task_id DESC"  # newest first, as the page lists them
@@ -96,7 +104,7 @@ class ViewStore:
                 "UPDATE view SET seen_at = ?, sort_key = ?, data = ?, lyrics = ?, m3u = ?, "
                 "hay = ?, tracks = ? WHERE task_id = ?",
                 (
-                    (seen, *_values(row)[1:], row.task_id)
+                    (seen, *row_values(row)[1:], row.task_id)
                     for row, seen in rows
                     if row.task_id in shards
                 ),
@@ -129,7 +137,7 @@ class ViewStore:
                 shard, held = shard + 1, 0
             held += 1
             touched.add(shard)
-            yield (shard, seen, *_values(row))
+            yield (shard, seen, *row_values(row))
 
     def looked(self) -> float | None:
         """What the last `put` gave as `looked` (None: never, look at every task)."""
@@ -151,6 +159,53 @@ class ViewStore:
         with self._state.transaction() as db:
             db.execute("UPDATE view_shards SET written = NULL")
 
+    def shard_table(self) -> list[ShardInfo]:
+        """`shard_table` on the main connection: it names only shards whose files are stored."""
+        return shard_table(self._state.connection)
+
+
+class SqliteSnapshot:
+    """One snapshot of the view for the writer's thread: `read_snapshot`'s connection, read
+    in one transaction from `begin` to `close` (pgstore.PgSnapshot: the same on PostgreSQL)."""
+
+    def __init__(self, state: StateStore) -> None:
+        self._db = read_snapshot(state)
+
+    def begin(self) -> None:
+        self._db.execute("BEGIN")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def tasks_in_order(self, batch: int) -> Iterator[list[tuple[str, float]]]:
+        return tasks_in_order(self._db, batch)
+
+    def changed_shards(self) -> list[tuple[int, int]]:
+        return changed_shards(self._db)
+
+    def shard_rows(self, shard: int) -> list[ViewRow]:
+        return shard_rows(self._db, shard)
+
+    def newest_m3u(self) -> Iterator[list[str]]:
+        return newest_m3u(self._db)
+
+    def shards(self) -> list[int]:
+        return every_shard(self._db)
+
+
+def view_store(state: Store) -> ViewStore | PgViewStore:
+    """The view's questions in the state's dialect."""
+    from archiver.browse.pgstore import PgViewStore  # it builds on this module
+
+    return PgViewStore(state) if isinstance(state, PgStore) else ViewStore(state)  # type: ignore[arg-type]
+
+
+def open_snapshot(state: Store) -> SqliteSnapshot | PgSnapshot:
+    """A snapshot of the view for a writer in another thread (blocking: call it there)."""
+    from archiver.browse.pgstore import PgSnapshot
+
+    return PgSnapshot(state) if isinstance(state, PgStore) else SqliteSnapshot(state)  # type: ignore[arg-type]
+
 
 def _shards_of(db: sqlite3.Connection, task_ids: list[str]) -> dict[str, int]:
     """The shard of each of `task_ids` that has a row (a few hundred looked up at once)."""
@@ -164,7 +219,7 @@ def _shards_of(db: sqlite3.Connection, task_ids: list[str]) -> dict[str, int]:
     return found
 
 
-def _values(row: ViewRow) -> tuple[object, ...]:
+def row_values(row: ViewRow) -> tuple[object, ...]:
     return (row.task_id, row.sort_key, row.data, row.lyrics, row.m3u, row.hay, row.tracks)
 
 
@@ -214,11 +269,15 @@ def shard_table(db: sqlite3.Connection) -> list[ShardInfo]:
     return [ShardInfo(*row) for row in cursor]
 
 
+def every_shard(db: sqlite3.Connection) -> list[int]:
+    """Every shard, the newest first."""
+    return [shard for (shard,) in db.execute("SELECT shard FROM view_shards ORDER BY shard DESC")]
+
+
 def newest_m3u(db: sqlite3.Connection) -> Iterator[list[str]]:
     """The rows' playlist lines, newest first: a shard at a time, from the newest (the
     caller stops when it has enough)."""
-    shards = db.execute("SELECT shard FROM view_shards ORDER BY shard DESC").fetchall()
-    for (shard,) in shards:
+    for shard in every_shard(db):
         yield [
             m3u
             for (m3u,) in db.execute(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from archiver.browse.indexer import Indexer, index_kept, refresh_logged
+from archiver.browse.indexer import Indexer, refresh_logged
 from archiver.config import Config
 from archiver.engine.assemble import open_engine
 from archiver.errors import StorageFull
@@ -102,7 +102,7 @@ async def backfill(
                     sender.finish()  # what is due gets a last try; what fails waits for `run`
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(sending, EVENTS_FLUSH_S)
-            if stopped is None and index_kept(config, engine.state):
+            if stopped is None and config.index.enabled:
                 indexer = Indexer(engine.state, engine.storage)
                 await refresh_logged(indexer, changed=changed)
             return BackfillReport(

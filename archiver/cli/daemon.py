@@ -22,7 +22,7 @@ import structlog
 
 from archiver import __version__
 from archiver.api.backoff import backoff_delay
-from archiver.browse.indexer import Indexer, index_kept, keep_current, refresh_logged
+from archiver.browse.indexer import Indexer, keep_current, refresh_logged
 from archiver.config import Config
 from archiver.engine.assemble import open_engine
 from archiver.engine.cluster import Membership
@@ -375,7 +375,7 @@ async def _archive(
 
     watching = asyncio.create_task(watch(), name="task-list-watch")
     verifying = start_rolling_verify(config, metrics.registry)
-    indexer = Indexer(engine.state, engine.storage) if index_kept(config, engine.state) else None
+    indexer = Indexer(engine.state, engine.storage) if config.index.enabled else None
     indexing = (
         asyncio.create_task(keep_current(indexer, config.index.min_interval_s, stop), name="index")
         if indexer

@@ -48,7 +48,7 @@ CREATE INDEX tasks_pending ON tasks (next_poll_at) WHERE phase = 'pending';
 CREATE INDEX tasks_updated ON tasks (updated_at);
 CREATE INDEX tasks_lease ON tasks (lease_owner) WHERE lease_owner IS NOT NULL;
 -- The browse view as the SQLite state's schema 9 has it (archiver.state.schema), so that
--- copy-state moves its rows over; its questions are SQLite's only so far (archiver.browse).
+-- copy-state moves its rows over; its questions are archiver/browse/pgstore.py's.
 CREATE TABLE view (
     task_id   TEXT PRIMARY KEY,
     seen_at   DOUBLE PRECISION NOT NULL,

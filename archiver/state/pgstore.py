@@ -83,9 +83,14 @@ class PgStore:
 
     shared = True
 
-    def __init__(self, pool: ConnectionPool, where: str) -> None:
+    def __init__(
+        self, pool: ConnectionPool, where: str, url: str = "", kwargs: dict[str, Any] | None = None
+    ) -> None:
         self._pool = pool
         self._where = where
+        self._url = url  # for the connections of their own (`connect`, the advisory locks)
+        self._kwargs = kwargs or {}
+        self._lock_conn: psycopg.Connection | None = None
         self._held: psycopg.Connection | None = None  # the connection of the open transaction
         # when each lease this process holds was last set or renewed in the database (`confirm`)
         self._confirmed: dict[str, float] = {}
@@ -121,7 +126,7 @@ class PgStore:
         except Exception as exc:  # PoolTimeout: the server went away a moment ago
             pool.close()
             raise UsageError(f"{where}: cannot open state database: {one_line(exc)}") from None
-        store = cls(pool, where)
+        store = cls(pool, where, url, kwargs)
         try:
             with store._connection() as conn:
                 upgrade(conn, where)
@@ -138,7 +143,15 @@ class PgStore:
         return self._where
 
     def close(self) -> None:
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+            self._lock_conn = None
         self._pool.close()
+
+    def connect(self) -> psycopg.Connection:
+        """A connection of its own (autocommit), for work in another thread: a writer's
+        snapshot. The caller closes it."""
+        return psycopg.connect(self._url, **self._kwargs)
 
     def __enter__(self) -> PgStore:
         return self
@@ -460,13 +473,18 @@ class PgStore:
 
     @contextmanager
     def try_lock(self, name: str) -> Iterator[bool]:
-        """An advisory lock for the cluster (index.html is written by one daemon at a time):
-        yields whether this daemon got it; held until the block ends."""
-        with self._connection() as db:
-            got = db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()
-            won = bool(got and got[0])
-            try:
-                yield won
-            finally:
-                if won:
+        """An advisory lock for the cluster (the browse files are written by one daemon at a
+        time): yields whether this daemon got it; held until the block ends, or the daemon's
+        death ends its session. On a connection of its own: the block may await, and the
+        pooled one goes on serving the engine meanwhile."""
+        if self._lock_conn is None or self._lock_conn.closed or self._lock_conn.broken:
+            self._lock_conn = self.connect()
+        db = self._lock_conn
+        got = db.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,)).fetchone()
+        won = bool(got and got[0])
+        try:
+            yield won
+        finally:
+            if won and not db.closed:
+                with suppress(psycopg.Error):
                     db.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))

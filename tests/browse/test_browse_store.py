@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browsefiles import call, page_tasks, table
@@ -15,10 +16,11 @@ from smallfs import mounted_tmpfs
 
 from archiver.browse import indexer as indexer_module
 from archiver.browse.indexer import CLOCK_MARGIN_S, Indexer, Written
-from archiver.browse.store import ViewStore, read_snapshot, shard_rows
+from archiver.browse.store import open_snapshot, view_store
 from archiver.browse.view import ViewRow
 from archiver.errors import StorageError, StorageFull
 from archiver.kinds.records import Kind
+from archiver.state.protocol import Store
 from archiver.state.store import StateStore
 from archiver.storage.local import LocalStorage
 from archiver.tasks.manifest import encode_manifest
@@ -34,12 +36,12 @@ def row(task_id: str, when: str, *, tracks: int = 1, lyrics: str = "[]") -> View
     return ViewRow(task_id, when, data, lyrics, m3u, f"{task_id} ü", tracks)
 
 
-def every_row(state: StateStore) -> list[ViewRow]:
+def every_row(state: Store) -> list[ViewRow]:
     """Every row, in the page's order: the newest shard first, newest first in each."""
-    db = read_snapshot(state)
+    db = open_snapshot(state)
     try:
-        shards = [s for (s,) in db.execute("SELECT DISTINCT shard FROM view ORDER BY shard DESC")]
-        return [r for s in shards for r in shard_rows(db, s)]
+        db.begin()
+        return [r for s in db.shards() for r in db.shard_rows(s)]
     finally:
         db.close()
 
@@ -56,13 +58,13 @@ def marks(archive: Path) -> dict[str, tuple[int, int]]:
 
 @dataclass
 class Site:
-    state: StateStore
+    state: Store
     storage: LocalStorage
     archive: Path
 
     @property
-    def views(self) -> ViewStore:
-        return ViewStore(self.state)
+    def views(self) -> Any:
+        return view_store(self.state)
 
     def indexer(self) -> Indexer:
         return Indexer(
@@ -85,10 +87,10 @@ class Site:
 
 
 @pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
+async def site(tmp_path: Path, any_store: Store) -> AsyncIterator[Site]:
+    """On each store: the view's questions are asked in SQLite's and PostgreSQL's SQL."""
     storage = LocalStorage(tmp_path / "archive")
-    with StateStore.open(tmp_path / "state.sqlite3") as state:
-        yield Site(state, storage, tmp_path / "archive")
+    yield Site(any_store, storage, tmp_path / "archive")
     await storage.close()
 
 

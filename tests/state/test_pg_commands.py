@@ -117,3 +117,13 @@ def test_a_database_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) 
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
         assert "127.0.0.1:9" in done.stderr and PASSWORD not in done.stderr
+
+
+def test_the_index_command_writes_the_browse_files_from_a_postgresql_state(
+    tmp_path: Path, pg_url: str
+) -> None:
+    (tmp_path / "archive").mkdir()
+    done = cli("index", "--config", str(_config(tmp_path, pg_url)), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "archive" / "index.html").exists()
+    assert (tmp_path / "archive" / "browse" / "shards.js").exists()

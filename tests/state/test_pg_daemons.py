@@ -73,8 +73,6 @@ url = "{url}"
 lease_s = {LEASE_S}
 [download]
 attempts = 2
-[index]
-enabled = false
 [daemon]
 grace_period_s = 5
 metrics_listen = "{self.metrics}"
@@ -176,6 +174,8 @@ async def test_three_daemons_share_the_work_and_take_over_a_killed_ones_task(
         for member in members:
             if member.daemon is not victim:  # the killed one's cache keeps its stalled file
                 verify_bucket(bucket, member.root)
+        # the browse files, from the shared rows, by whichever daemon held the index lock
+        assert {f"{PREFIX}/index.html", f"{PREFIX}/browse/shards.js"} <= set(bucket.objects())
     finally:
         for d in daemons:
             await d.kill()

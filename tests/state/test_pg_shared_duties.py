@@ -9,9 +9,11 @@ from pathlib import Path
 from alert_receiver import Receiver
 from prometheus_client import CollectorRegistry
 
+from archiver.browse.indexer import Indexer
 from archiver.config import StateConfig, StorageConfig
 from archiver.service.notify import Alerter, DaemonAlerts
 from archiver.state.pgstore import PgStore
+from archiver.storage.local import LocalStorage
 from archiver.verify.rolling import SLICES, RollingVerify
 
 
@@ -49,3 +51,21 @@ def test_rolling_verify_slices_are_divided_between_daemons(pg_url: str, tmp_path
     ]
     taken = [[d._ours(i) for d in daemons].count(True) for i in range(SLICES)]
     assert taken == [1] * SLICES
+
+
+async def test_the_browse_files_are_written_by_one_daemon_at_a_time(
+    pg_url: str, tmp_path: Path
+) -> None:
+    a, b = PgStore.open(pg_url, "a"), PgStore.open(pg_url, "b")
+    storage = LocalStorage(tmp_path / "archive")
+    try:
+        with a.try_lock("index") as got:
+            assert got
+            assert await Indexer(b, storage).refresh() is None  # a writes them: b skips
+            assert not (tmp_path / "archive" / "index.html").exists()
+        assert await Indexer(b, storage).refresh() is not None
+        assert (tmp_path / "archive" / "index.html").exists()
+    finally:
+        a.close()
+        b.close()
+        await storage.close()
