@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from archiver import __version__
+from archiver.browse.dialect import open_snapshot, view_store
 from archiver.browse.pgstore import PgSnapshot
 from archiver.browse.render import (
     INDEX_CONTENT_TYPE,
@@ -40,7 +41,7 @@ from archiver.browse.render import (
     tasks_key,
     words_key,
 )
-from archiver.browse.store import SqliteSnapshot, open_snapshot, view_store
+from archiver.browse.store import SqliteSnapshot
 from archiver.browse.view import ViewRow, view_row
 from archiver.errors import StorageError
 from archiver.fetch.archiving import read_manifest

@@ -1,6 +1,5 @@
 """The browse view in the state: every SQL statement of archiver.browse on SQLite, in one place
-(pgstore.py has them in PostgreSQL's dialect; `view_store` and `open_snapshot` pick the one the
-state needs).
+(pgstore.py has them in PostgreSQL's dialect; dialect.py picks the one a state needs).
 
 A view row is what the page and the playlists show of one task (archiver.browse.view), kept so
 that the daemon rewrites them without reading every manifest again. Each row belongs to a
@@ -15,16 +14,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from archiver.browse.view import ViewRow
-from archiver.state.pgstore import PgStore
-from archiver.state.protocol import Store
 from archiver.state.store import StateStore
 from archiver.tasks.taskstate import Phase
-
-if TYPE_CHECKING:
-    from archiver.browse.pgstore import PgSnapshot, PgViewStore
 
 ROW_COLUMNS = "task_id, sort_key, data, lyrics, m3u, hay, tracks"
 _IN_SHARD_ORDER = "ORDER BY sort_key DESC, task_id DESC"  # newest first, as the page lists them
@@ -191,20 +184,6 @@ class SqliteSnapshot:
 
     def shards(self) -> list[int]:
         return every_shard(self._db)
-
-
-def view_store(state: Store) -> ViewStore | PgViewStore:
-    """The view's questions in the state's dialect."""
-    from archiver.browse.pgstore import PgViewStore  # it builds on this module
-
-    return PgViewStore(state) if isinstance(state, PgStore) else ViewStore(state)  # type: ignore[arg-type]
-
-
-def open_snapshot(state: Store) -> SqliteSnapshot | PgSnapshot:
-    """A snapshot of the view for a writer in another thread (blocking: call it there)."""
-    from archiver.browse.pgstore import PgSnapshot
-
-    return PgSnapshot(state) if isinstance(state, PgStore) else SqliteSnapshot(state)  # type: ignore[arg-type]
 
 
 def _shards_of(db: sqlite3.Connection, task_ids: list[str]) -> dict[str, int]:

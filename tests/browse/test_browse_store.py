@@ -15,8 +15,8 @@ from manifestdocs import music, track
 from smallfs import mounted_tmpfs
 
 from archiver.browse import indexer as indexer_module
+from archiver.browse.dialect import open_snapshot, view_store
 from archiver.browse.indexer import CLOCK_MARGIN_S, Indexer, Written
-from archiver.browse.store import open_snapshot, view_store
 from archiver.browse.view import ViewRow
 from archiver.errors import StorageError, StorageFull
 from archiver.kinds.records import Kind
