@@ -367,8 +367,13 @@ async def _archive(
                 quiet_s=quiet_s,
                 pending=lambda: len(engine.pending),
             )
-            if await watcher.check(force=force) or space.paused is not paused:
+            # PostgreSQL came back on a new connection: the list is given again, whole
+            lost = engine.given_lost
+            if await watcher.check(force=force or lost) or space.paused is not paused:
                 status_stale.set()
+            if lost and not watcher.loaded:  # no list read yet: the intake's tasks, as at start
+                with suppress(UsageError):
+                    engine.set_tasks(keep_http=True)
             if status_stale.is_set() and not stop.is_set():
                 status_stale.clear()
                 readiness.notifier.status(status())

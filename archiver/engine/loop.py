@@ -135,6 +135,12 @@ class Engine(SharedState):
         self._wake.set()
 
     @property
+    def given_lost(self) -> bool:
+        """What this engine was given was emptied under it (a shared state's connection was
+        replaced): the daemon gives it again whole (`set_tasks`)."""
+        return self._given.lost
+
+    @property
     def owner(self) -> str | None:
         """The name this engine's leases are held in (None: its state is its own)."""
         return self._owner

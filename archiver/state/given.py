@@ -84,6 +84,8 @@ class Merged:
 class GivenTasks:
     """The given set of one engine. Use from the thread that uses the state."""
 
+    lost = False  # its tables live in the state file's own connection, never replaced
+
     def __init__(self, state: StateStore) -> None:
         self._state = state
         self._db = state.connection

@@ -2,8 +2,9 @@
 and set operations, in PostgreSQL's dialect (the rules are given.py's; this is its SQL).
 
 The temporary tables live on the store's one pooled connection; should that connection be
-replaced (the server restarted), they are made again, empty, and the daemon's next list reload
-fills them (the tasks themselves are in the shared `tasks` table, never lost).
+replaced (the server restarted), they are made again, empty: `lost` says so, and the daemon gives
+its list and intake tasks again whole at once (the tasks themselves are in the shared `tasks`
+table, never lost).
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ class PgGiven:
         self._last_pos = 0
         self._made_on: int | None = None  # id() of the connection the tables were made on
         self._staged = False  # `incoming` may hold rows (a batch staged, not merged yet)
+        # the store's connection (`connections_made`) `incoming`'s batch was begun on, and the
+        # one `given` was last filled whole on (None: never filled)
+        self._batch_on: int | None = None
+        self._filled_on: int | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self._filled_on is not None and self._filled_on != self._state.connections_made
 
     @contextmanager
     def _transaction(self, *, pipelined: bool = False) -> Iterator[psycopg.Connection]:
@@ -70,12 +79,15 @@ class PgGiven:
     def stage(self, refs: Iterable[TaskRef], *, first: bool = False) -> None:
         refs = iter(refs)
         batch = list(itertools.islice(refs, _STAGE_BATCH))
+        if first or not self._staged:
+            self._batch_on = None
         if not batch and not (first and self._staged):
             return  # nothing to send nor to drop: not even a round trip
         with self._transaction() as db:
             if first and self._staged:
                 db.execute("DELETE FROM incoming")
             self._staged = bool(batch)
+            self._begin_batch()
             while batch:
                 first_pos = self._take(len(batch))
                 with db.cursor().copy(
@@ -92,8 +104,11 @@ class PgGiven:
         if ids is None:
             return False
         count = data.count(b"\n")
+        if not self._staged:
+            self._batch_on = None
         self._staged = True
         with self._transaction(pipelined=True) as db:
+            self._begin_batch()
             db.execute(
                 "INSERT INTO incoming SELECT %s + ord - 1, %s + ord - 1, value, NULL "
                 "FROM json_array_elements_text(%s::json) WITH ORDINALITY AS t(value, ord)",
@@ -193,7 +208,16 @@ class PgGiven:
         }
         pending = [row_to_state(row) for row in pending_cur.fetchall()]
         self._staged = False
+        if whole or self._filled_on is None:
+            # filled on the connection its batch began on: rows staged on one replaced since
+            # are gone, and `lost` stays true
+            self._filled_on = self._batch_on or self._state.connections_made
+        self._batch_on = None
         return Merged(pending, counts, whole, conflicts, found[0] if found else 0)
+
+    def _begin_batch(self) -> None:
+        if self._batch_on is None:
+            self._batch_on = self._state.connections_made
 
     def count_born(self, low: float, high: float, phases: Collection[Phase]) -> int:
         values = sorted({Phase(p).value for p in phases})

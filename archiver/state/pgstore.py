@@ -49,10 +49,18 @@ def _no_event(event: NewEvent | None) -> None:
         raise RuntimeError("task events are not kept on a PostgreSQL state")
 
 
-def _configure(conn: psycopg.Connection) -> None:
-    """Each new connection: room in memory for the given set's temporary tables (a million
-    IDs; the default 8 MB spills them to disk: 8.4 s instead of 1 s to fill)."""
-    conn.execute("SET temp_buffers = '128MB'")
+class _Connections:
+    """The pool's `configure`: counts the connections it made (a new one has none of the
+    given set's temporary tables: `PgGiven.lost`)."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def __call__(self, conn: psycopg.Connection) -> None:
+        # room in memory for the given set's temporary tables (a million IDs; the default
+        # 8 MB spills them to disk: 8.4 s instead of 1 s to fill)
+        conn.execute("SET temp_buffers = '128MB'")
+        self.made += 1
 
 
 def _row(state: TaskState) -> dict[str, Any]:
@@ -84,9 +92,15 @@ class PgStore:
     shared = True
 
     def __init__(
-        self, pool: ConnectionPool, where: str, url: str = "", kwargs: dict[str, Any] | None = None
+        self,
+        pool: ConnectionPool,
+        where: str,
+        url: str = "",
+        kwargs: dict[str, Any] | None = None,
+        connections: _Connections | None = None,
     ) -> None:
         self._pool = pool
+        self._connections = connections or _Connections()
         self._where = where
         self._url = url  # for the connections of their own (`connect`, the advisory locks)
         self._kwargs = kwargs or {}
@@ -109,10 +123,11 @@ class PgStore:
             psycopg.connect(url, **kwargs).close()
         except psycopg.Error as exc:
             raise UsageError(f"{where}: cannot open state database: {one_line(exc)}") from None
+        connections = _Connections()
         pool = ConnectionPool(
             url,
             kwargs=kwargs,
-            configure=_configure,
+            configure=connections,
             min_size=1,
             max_size=1,
             open=False,
@@ -126,7 +141,7 @@ class PgStore:
         except Exception as exc:  # PoolTimeout: the server went away a moment ago
             pool.close()
             raise UsageError(f"{where}: cannot open state database: {one_line(exc)}") from None
-        store = cls(pool, where, url, kwargs)
+        store = cls(pool, where, url, kwargs, connections)
         try:
             with store._connection() as conn:
                 upgrade(conn, where)
@@ -141,6 +156,11 @@ class PgStore:
     @property
     def where(self) -> str:
         return self._where
+
+    @property
+    def connections_made(self) -> int:
+        """How many connections the pool made so far: the newest is the one in use."""
+        return self._connections.made
 
     def close(self) -> None:
         if self._lock_conn is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -219,8 +218,21 @@ async def test_postgresql_stopped_and_started_under_a_daemon_pauses_and_resumes_
         finally:
             pg_cluster.start()
         await daemon.wait_for("state_reachable_again", timeout=30)
-        await daemon.send(signal.SIGHUP)  # the list, read again now that the state answers
         await wait_until(lambda: archived_ids(bucket) >= {"after"}, 40, "archived after restart")
+        # Restarted again with the list untouched: the daemon's given set (on the connection
+        # PostgreSQL dropped) is given again whole by itself, so that a line appended later
+        # naming a task it has counts it once.
+        loaded = len(daemon.named("task_list_loaded"))
+        pg_cluster.stop()
+        try:
+            await wait_until(lambda: len(daemon.named("state_unreachable")) >= 2, 20, "down")
+        finally:
+            pg_cluster.start()
+        await wait_until(lambda: len(daemon.named("task_list_loaded")) > loaded, 30, "given again")
+        with (member.root / "tasks.txt").open("a", encoding="utf-8") as f:
+            f.write("before\n")
+        appended = await daemon.wait_for("task_list_appended", timeout=20)
+        assert appended["tasks"] == 2, appended
         assert "Traceback" not in "\n".join(daemon.raw)
         assert await daemon.stop() == 0
     finally:
