@@ -92,6 +92,11 @@ class StorageConflict(StorageError):
     """The final name already holds other content; it is never silently overwritten."""
 
 
+class WriteRefused(StorageError):
+    """The store refused a conditional write: the key no longer holds what was read before
+    (another writer stored it meanwhile); nothing was written."""
+
+
 class StorageAccessError(StorageError, UsageError):
     """The storage cannot be used at all (missing bucket, access denied, unwritable root)."""
 

@@ -34,11 +34,13 @@ from archiver.errors import (
     FetchError,
     StorageConflict,
     TaggingError,
+    WriteRefused,
 )
 from archiver.fetch.download import Fetched
 from archiver.fetch.taskfiles import FileResult, TaskFetcher
 from archiver.kinds import media
 from archiver.kinds.records import MusicRecord, OutputRecord, Record
+from archiver.state.protocol import LeaseLost
 from archiver.storage import Storage
 from archiver.tags.aligned import LyricsSource, add_aligned_lyrics, stored_keys
 from archiver.tags.tagging import check_mp3
@@ -85,7 +87,10 @@ class Archived:
 async def read_manifest(storage: Storage, task_id: str) -> dict[str, Any] | None:
     """The task's stored manifest; None when there is none, or when it is unreadable or names
     another task (logged). Raises StorageError when the storage cannot be read."""
-    data = await storage.read(manifest_key(task_id))
+    return _manifest_of(task_id, await storage.read(manifest_key(task_id)))
+
+
+def _manifest_of(task_id: str, data: bytes | None) -> dict[str, Any] | None:
     if data is None:
         return None
     try:
@@ -133,7 +138,10 @@ class Archivist:
         """Fetch and store the files of `specs` storage lacks, then write the manifest.
         `expect` (repair): the source SHA-256 each of those files had when first archived;
         unless every one is fetched with the same bytes, NotRestored and nothing changes."""
-        before = await read_manifest(self._storage, record.task_id)
+        # Several daemons: the manifest is written only over what was read here (S3 refuses
+        # it otherwise), so a daemon frozen past its lease never writes over another's.
+        data, unchanged = await self._storage.read_tagged(manifest_key(record.task_id))
+        before = _manifest_of(record.task_id, data)
         kept = await self._still_stored(_stored_before(before, specs))
         new = await self._fetch_and_store(record, specs, kept, final=final, expect=expect)
         entries = {spec: kept[spec] if spec in kept else new[spec] for spec in specs}
@@ -151,9 +159,16 @@ class Archivist:
         )
         if self._fence is not None:
             self._fence(record.task_id)
-        await self._storage.put_bytes(
-            manifest_key(record.task_id), encode_manifest(doc), content_type="application/json"
-        )
+        try:
+            await self._storage.put_bytes(
+                manifest_key(record.task_id),
+                encode_manifest(doc),
+                content_type="application/json",
+                unchanged=unchanged if self._fence is not None else None,
+            )
+        except WriteRefused as exc:  # our lease lapsed and another daemon wrote it: theirs stands
+            log.warning("manifest_write_refused", error=str(exc))
+            raise LeaseLost(record.task_id) from exc
         stored = [e for e in new.values() if "sha256" in e]
         return Archived(
             doc["outcome"],

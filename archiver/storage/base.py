@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,14 @@ def check_key(key: str) -> str:
     if not parts or any(not _SEGMENT.fullmatch(p) or p in (".", "..") for p in parts):
         raise ValueError(f"unsafe archive key: {key!r}")
     return key
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A write's condition: the key still holds the object `tag` (S3: its ETag) names, or
+    still none when `tag` is None."""
+
+    tag: str | None
 
 
 class Storage(Protocol):
@@ -38,13 +47,22 @@ class Storage(Protocol):
         already holds other content, raise StorageConflict; the same content is a no-op."""
         ...
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+    async def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, unchanged: Unchanged | None = None
+    ) -> None:
         """Store small `data` (a manifest) under `key` atomically, replacing what was there.
-        Every file `put_file` stored before in the same folder is durable before `key` shows."""
+        Every file `put_file` stored before in the same folder is durable before `key` shows.
+        With `unchanged`, only if the key still holds what `read_tagged` found (WriteRefused
+        otherwise), where the store can say so (S3); local storage, on one host, ignores it."""
         ...
 
     async def read(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there is none (small objects only)."""
+        ...
+
+    async def read_tagged(self, key: str) -> tuple[bytes | None, Unchanged]:
+        """`read`, and the condition for a later `put_bytes` that must not write over what
+        another writer stored meanwhile."""
         ...
 
     async def close(self) -> None: ...

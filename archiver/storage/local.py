@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from archiver.errors import StorageAccessError, StorageConflict, StorageError
-from archiver.storage.base import check_key
+from archiver.storage.base import Unchanged, check_key
 from archiver.storage.space import os_fault
 from archiver.storage.tempdir import TEMP_NAME, TempDir
 
@@ -219,7 +219,11 @@ class LocalStorage:
             raise self._fault(target, e) from e
         return Path(tmp)
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+    async def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, unchanged: Unchanged | None = None
+    ) -> None:
+        # `unchanged` is not checked: a local folder has one host, whose daemon's lease fence
+        # is the guard (several hosts on one local folder are not supported)
         target = self._target(key)
         await asyncio.to_thread(self._put_bytes, target, bytes(data))
 
@@ -261,6 +265,9 @@ class LocalStorage:
             return None
         except OSError as e:
             raise self._fault(self.root / key, e) from e
+
+    async def read_tagged(self, key: str) -> tuple[bytes | None, Unchanged]:
+        return await self.read(key), Unchanged(None)
 
     async def close(self) -> None:
         self._temp.close()

@@ -21,7 +21,7 @@ import structlog
 
 from archiver.config import StorageConfig
 from archiver.errors import StorageAccessError
-from archiver.storage.base import check_key
+from archiver.storage.base import Unchanged, check_key
 from archiver.storage.s3client import check_bucket, client_for
 from archiver.storage.s3objects import (
     MIN_PART_SIZE,
@@ -148,9 +148,15 @@ class S3Storage:
         full = self._key(key)
         await self._bounded(self._objects.put_file, full, Path(path), sha256.lower(), content_type)
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+    async def read_tagged(self, key: str) -> tuple[bytes | None, Unchanged]:
+        data, etag = await self._in_thread(self._objects.read_tagged, self._key(key))
+        return data, Unchanged(etag)
+
+    async def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, unchanged: Unchanged | None = None
+    ) -> None:
         full = self._key(key)
-        await self._bounded(self._objects.put_bytes, full, bytes(data), content_type)
+        await self._bounded(self._objects.put_bytes, full, bytes(data), content_type, unchanged)
 
     def presign_get(self, key: str, ttl_s: int) -> str:
         """A URL that GETs the object for `ttl_s` seconds (`[storage] presign_ttl_s`): signed

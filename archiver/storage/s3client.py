@@ -9,16 +9,21 @@ bucket, a store that refuses boto3's checksum headers), StorageFull when the sto
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import boto3
 import boto3.exceptions as b3x
 import botocore.exceptions as bx
 import s3transfer.exceptions as tx
+import structlog
 from botocore.config import Config as BotoConfig
 
 from archiver.config import StorageConfig
 from archiver.errors import StorageAccessError, StorageError, StorageFull
+
+log = structlog.get_logger()
 
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 # A conditional write (If-None-Match: *) refused: the key exists (412), or another conditional
@@ -196,6 +201,31 @@ def head_or_none(client: Any, bucket: str, key: str, *, checksums: bool) -> dict
         if error_code(exc) in MISSING_CODES:
             return None
         raise
+
+
+def abort_stale_uploads(
+    client: Any,
+    bucket: str,
+    full: str,
+    cutoff: datetime,
+    describe: Callable[[Exception], StorageError],
+) -> None:
+    """Abort multipart uploads of exactly `full` begun before `cutoff` (see s3objects'
+    STALE_UPLOAD_AFTER_S). Best effort: without s3:ListBucketMultipartUploads or
+    s3:AbortMultipartUpload it logs and goes on; a lifecycle rule is the backstop."""
+    try:
+        pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=full)
+        stale = [
+            upload["UploadId"]
+            for page in pages
+            for upload in page.get("Uploads", [])
+            if upload["Key"] == full and upload["Initiated"] <= cutoff
+        ]
+        for upload_id in stale:
+            client.abort_multipart_upload(Bucket=bucket, Key=full, UploadId=upload_id)
+            log.info("s3_stale_upload_aborted", key=full, upload_id=upload_id)
+    except S3_FAILURES as exc:
+        log.warning("s3_stale_uploads_not_aborted", key=full, error=str(describe(exc)))
 
 
 def error_code(exc: bx.ClientError) -> str:

@@ -35,7 +35,8 @@ from boto3.s3.transfer import TransferConfig
 from s3transfer.manager import TransferManager
 from s3transfer.utils import ChunksizeAdjuster
 
-from archiver.errors import StorageConflict, StorageError
+from archiver.errors import StorageConflict, StorageError, WriteRefused
+from archiver.storage.base import Unchanged
 from archiver.storage.s3checksums import (
     CHUNK,
     Scan,
@@ -49,6 +50,7 @@ from archiver.storage.s3client import (
     MISSING_CODES,
     PRECONDITION_CODES,
     S3_FAILURES,
+    abort_stale_uploads,
     classify,
     error_code,
     head_or_none,
@@ -136,15 +138,19 @@ class S3Objects:
             raise self._error(exc, full, "head") from exc
 
     def read(self, full: str) -> bytes | None:
+        return self.read_tagged(full)[0]
+
+    def read_tagged(self, full: str) -> tuple[bytes | None, str | None]:
+        """The object's bytes and ETag (a conditional write's If-Match); None, None if none."""
         try:
             response = self._client.get_object(Bucket=self.bucket, Key=full)
             if response.get("ContentLength", 0) > _READ_CAP:
                 raise StorageError(f"{self._where(full)}: too large to read into memory")
             with contextlib.closing(response["Body"]) as body:
-                return body.read()
+                return body.read(), response.get("ETag")
         except bx.ClientError as exc:
             if error_code(exc) in MISSING_CODES:
-                return None
+                return None, None
             raise self._error(exc, full, "read") from exc
         except S3_FAILURES as exc:
             raise self._error(exc, full, "read") from exc
@@ -220,7 +226,14 @@ class S3Objects:
         return existing
 
     def _put_object(
-        self, full: str, body: Any, scan: Scan, content_type: str, *, if_absent: bool
+        self,
+        full: str,
+        body: Any,
+        scan: Scan,
+        content_type: str,
+        *,
+        if_absent: bool,
+        if_match: str | None = None,
     ) -> dict[str, Any]:
         """One PUT. The full SHA-256 goes with it for the store to check against the body
         (and with ChecksumAlgorithm, so the store keeps it and reports it on head)."""
@@ -233,6 +246,8 @@ class S3Objects:
         }
         if if_absent:
             kwargs["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kwargs["IfMatch"] = if_match
         if self._checksums:
             kwargs["ChecksumAlgorithm"] = "SHA256"
             kwargs["ChecksumSHA256"] = scan.full_b64
@@ -247,7 +262,10 @@ class S3Objects:
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": {META_SHA256: sha256}}
         if self._checksums:
             extra["ChecksumAlgorithm"] = "SHA256"  # per part, checked by the store
-        self._abort_stale_uploads(full)
+        abort_stale_uploads(
+            self._client, self.bucket, full, datetime.now(UTC) - self._stale_after,
+            lambda exc: self._error(exc, full, "abort stale multipart uploads"),
+        )  # fmt: skip
         with self._lock:
             if full in self._completing:
                 raise StorageError(f"{self._where(full)}: already being uploaded; not uploaded")
@@ -259,30 +277,6 @@ class S3Objects:
         finally:
             with self._lock:
                 del self._completing[full]
-
-    def _abort_stale_uploads(self, full: str) -> None:
-        """Abort multipart uploads of exactly `full` begun longer ago than the stale age (see
-        STALE_UPLOAD_AFTER_S). Best effort: without s3:ListBucketMultipartUploads or
-        s3:AbortMultipartUpload it logs and goes on; a lifecycle rule is the backstop."""
-        cutoff = datetime.now(UTC) - self._stale_after
-        try:
-            pages = self._client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=full
-            )
-            stale = [
-                upload["UploadId"]
-                for page in pages
-                for upload in page.get("Uploads", [])
-                if upload["Key"] == full and upload["Initiated"] <= cutoff
-            ]
-            for upload_id in stale:
-                self._client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=full, UploadId=upload_id
-                )
-                log.info("s3_stale_upload_aborted", key=full, upload_id=upload_id)
-        except S3_FAILURES as exc:
-            error = self._error(exc, full, "abort stale multipart uploads")
-            log.warning("s3_stale_uploads_not_aborted", key=full, error=str(error))
 
     def _complete_if_absent(
         self, params: dict[str, Any], context: dict[str, Any], **_: Any
@@ -370,12 +364,36 @@ class S3Objects:
                 log.error("s3_delete_failed", key=full, error=str(self._error(exc, full, "delete")))
         raise StorageError(f"{self._where(full)}: upload not confirmed: {problem}")
 
-    def put_bytes(self, full: str, data: bytes, content_type: str) -> None:
+    def put_bytes(
+        self, full: str, data: bytes, content_type: str, unchanged: Unchanged | None = None
+    ) -> None:
+        """Store `data`; with `unchanged` (and a store that has conditional writes), only if
+        the key still holds what was read: S3 itself refuses it otherwise (WriteRefused), so
+        that of two writers that read the same object only the first one's write stands."""
         scan = scan_bytes(data)
-        written = self._call(
-            full, "upload", self._put_object, full=full, body=data, scan=scan,
-            content_type=content_type, if_absent=False,
-        )  # fmt: skip
+        try:
+            written = self._put_bytes_once(full, data, scan, content_type, unchanged)
+        except bx.ClientError as exc:
+            # (If-Match on a key deleted since it was read: 404)
+            if unchanged is not None and error_code(exc) in PRECONDITION_CODES | MISSING_CODES:
+                raise WriteRefused(
+                    f"{self._where(full)}: not written: another writer stored it since it was read"
+                ) from exc
+            if not self._drop_conditions_if_unsupported(full, exc):
+                raise self._error(exc, full, "upload") from exc
+            written = self._call(full, "upload", self._put_bytes_once, full=full, data=data,
+                                 scan=scan, content_type=content_type, unchanged=None)  # fmt: skip
+        except S3_FAILURES as exc:
+            raise self._error(exc, full, "upload") from exc
         if self._verify(full, scan, scan.sha256, written) is not None:
             return  # a later write of the key replaced ours: the last writer's stands
         log.info("s3_put_bytes", key=full, bytes=len(data))
+
+    def _put_bytes_once(
+        self, full: str, data: bytes, scan: Scan, content_type: str, unchanged: Unchanged | None
+    ) -> dict[str, Any]:
+        if unchanged is None or not self._conditional:
+            return self._put_object(full, data, scan, content_type, if_absent=False)
+        return self._put_object(
+            full, data, scan, content_type, if_absent=unchanged.tag is None, if_match=unchanged.tag
+        )
