@@ -21,13 +21,12 @@ from contextlib import AsyncExitStack, contextmanager, suppress
 import structlog
 
 from archiver import __version__
-from archiver.api.backoff import backoff_delay
 from archiver.browse.indexer import Indexer, keep_current, refresh_logged
+from archiver.cli.daemonstart import Readiness, heartbeat, open_engine_when_storage_opens
 from archiver.config import Config
-from archiver.engine.assemble import open_engine
 from archiver.engine.cluster import Membership
 from archiver.engine.loop import Engine
-from archiver.errors import StorageError, UsageError
+from archiver.errors import UsageError
 from archiver.intake import Intake
 from archiver.service.eventbody import EventBodies
 from archiver.service.eventtasks import EventTasks
@@ -41,11 +40,6 @@ from archiver.tasks.taskstate import RETRYABLE, Phase, TaskState, counts_text
 from archiver.verify.rolling import start_rolling_verify
 
 log = structlog.get_logger()
-
-TICK_S = 1.0  # the loop's heartbeat for /healthz
-# Storage unusable at start is retried with backoff from `retry_base_s`, capped at this many
-# times it (30 s → at most 300 s between attempts): a missing bucket waits for a person.
-STORAGE_RETRY_CAP = 10.0
 
 
 def status_line(counts: Mapping[Phase, int] | None) -> str:
@@ -147,7 +141,7 @@ async def _serve(
     poll_time_scale: float,
     event_retry_scale: float,
 ) -> None:
-    readiness = _Readiness(notifier)
+    readiness = Readiness(notifier)
     status_stale = asyncio.Event()  # a task changed since STATUS= was last sent
     # Who hears of every task change besides the metrics (more once the engine is open).
     listeners: list[Callable[[TaskState], None]] = [alerts.task_changed]
@@ -158,10 +152,10 @@ async def _serve(
             listener(state)
         status_stale.set()
 
-    beat = asyncio.create_task(_heartbeat(notifier, metrics, readiness), name="heartbeat")
+    beat = asyncio.create_task(heartbeat(notifier, metrics, readiness), name="heartbeat")
     try:
         async with AsyncExitStack() as stack:
-            engine = await _open_engine_when_storage_opens(
+            engine = await open_engine_when_storage_opens(
                 stack, config, changed, retry_base_s, poll_time_scale, stop, reread, readiness
             )
             if engine is not None and not stop.is_set():
@@ -182,107 +176,10 @@ async def _serve(
         await asyncio.gather(beat, return_exceptions=True)
 
 
-class _Readiness:
-    """READY=1 the first time the daemon has something to report, STATUS= after that."""
-
-    def __init__(self, notifier: Notifier) -> None:
-        self.notifier = notifier
-        self.sent = False
-
-    def announce(self, status: str) -> None:
-        if self.sent:
-            self.notifier.status(status)
-        else:
-            self.notifier.ready(status)
-            self.sent = True
-
-
-async def _heartbeat(notifier: Notifier, metrics: Metrics, readiness: _Readiness) -> None:
-    """Tick /healthz's loop clock every second and, once READY=1 is sent, ping the systemd
-    watchdog every half of WATCHDOG_USEC: from start to stop, storage waits included."""
-    loop = asyncio.get_running_loop()
-    interval = min(TICK_S, notifier.watchdog_s or TICK_S)
-    next_ping = 0.0
-    while True:
-        metrics.tick()
-        if readiness.sent and notifier.watchdog_s is not None and loop.time() >= next_ping:
-            notifier.watchdog()
-            next_ping = loop.time() + notifier.watchdog_s
-        await asyncio.sleep(interval)
-
-
-async def _open_engine_when_storage_opens(
-    stack: AsyncExitStack,
-    config: Config,
-    on_change: Callable[[TaskState], None],
-    retry_base_s: float,
-    poll_time_scale: float,
-    stop: asyncio.Event,
-    reread: asyncio.Event,
-    readiness: _Readiness,
-) -> Engine | None:
-    """The engine, entered on `stack` once its storage opens; None if stopped before.
-
-    Storage that cannot be used (a missing bucket, denied access, an unreachable endpoint, an
-    archive folder not mounted yet) is waited out, not a reason to exit: systemd hears READY=1
-    with the reason in STATUS=, the log says it once per attempt, and the attempts slow down to
-    one every `STORAGE_RETRY_CAP` base delays (300 s by default). SIGHUP tries again at once.
-    Other errors at start (no API key, the state in use) still end the daemon.
-    """
-    attempt = 0
-    while True:
-        try:
-            engine = await stack.enter_async_context(
-                open_engine(
-                    config,
-                    fatal_errors=False,
-                    on_change=on_change,
-                    retry_base_s=retry_base_s,
-                    poll_time_scale=poll_time_scale,
-                )
-            )
-        except StorageError as exc:
-            attempt += 1
-            delay_s = backoff_delay(
-                attempt, base_s=retry_base_s, cap_s=STORAGE_RETRY_CAP * retry_base_s
-            )
-            log.error(
-                "storage_unavailable",
-                storage=config.storage.location,
-                error=str(exc),
-                attempt=attempt,
-                retry_in_s=round(delay_s, 1),
-            )
-            if stop.is_set():  # SIGTERM during the attempt: STOPPING=1 is already sent
-                return None
-            readiness.announce(f"waiting for storage: {exc}")
-            if await _sleep_unless_signalled(delay_s, stop, reread):
-                return None
-            continue
-        if attempt:
-            log.info("storage_available", storage=config.storage.location, attempts=attempt + 1)
-        return engine
-
-
-async def _sleep_unless_signalled(
-    delay_s: float, stop: asyncio.Event, reread: asyncio.Event
-) -> bool:
-    """Wait `delay_s`, cut short by SIGHUP; True when SIGTERM/SIGINT came instead."""
-    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(reread.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-    reread.clear()  # the task list is read anyway once the engine opens
-    return stop.is_set()
-
-
 async def _archive(
     config: Config,
     engine: Engine,
-    readiness: _Readiness,
+    readiness: Readiness,
     metrics: Metrics,
     alerts: DaemonAlerts,
     stop: asyncio.Event,
