@@ -30,6 +30,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 if not (CHROMIUM and CHROMEDRIVER):
@@ -60,20 +61,45 @@ def items(browser: Any, selector: str = "li.item") -> list[Any]:
 
 
 def type_into_search(browser: Any, text: str) -> None:
+    """Replace the search box's text as a person does (select all, delete, type: each an input
+    event; Selenium's clear() sends none), and wait until the page has shown the outcome."""
     box = browser.find_element("css selector", "#q")
-    box.clear()
-    box.send_keys(text)
+    assert box.get_attribute("value") != text  # else no input event, nothing to wait for
+    unsettle(browser)
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE, text)
     settled(browser)
 
 
+def click(browser: Any, selector: str) -> None:
+    """Click a control that makes the page show something else, and wait until it has."""
+    unsettle(browser)
+    browser.find_element("css selector", selector).click()
+    settled(browser)
+
+
+def unsettle(browser: Any) -> None:
+    """Mark the list as not settled, before an action: the page handles the action's events
+    (input, hashchange) after the command that caused them returned, so without the mark a
+    wait could end at once on the list from before the action."""
+    browser.execute_script(
+        "const list = document.getElementById('list');"
+        "if (list) list.setAttribute('aria-busy', 'unsettled');"
+    )
+
+
 def settled(browser: Any) -> None:
-    """Wait until the page has shown what it was asked for (a search: every shard searched)."""
-    WebDriverWait(browser, 10).until(
+    """Wait until the page has shown what it was asked for (a search: every shard searched):
+    the page sets aria-busy="false" at the end of each show that is still the latest. The
+    generous timeout is for a loaded machine; a page that never settles still fails."""
+    WebDriverWait(browser, 60).until(
         lambda b: b.find_element("css selector", "#list").get_attribute("aria-busy") == "false"
     )
 
 
 def open_page(browser: Any, page: Path, hash: str = "") -> None:
+    """Go to the page: a new document, or (the same page, another #q=) a hashchange."""
+    unsettle(browser)
     browser.get(page.as_uri() + hash)
     settled(browser)
 
@@ -179,17 +205,17 @@ async def test_the_page_pages_and_searches_across_shards_from_file_urls(
     first = shown_tasks(browser)
     assert len(first) == 50 and first[::2] == newest_first[:25]  # two tracks a task
     assert "160 tracks in 80 tasks" in browser.find_element("css selector", "#summary").text
-    browser.find_element("css selector", "#next").click()
-    settled(browser)
+    click(browser, "#next")
     assert shown_tasks(browser)[::2] == newest_first[25:50]
     for _ in range(2):
-        browser.find_element("css selector", "#next").click()
-        settled(browser)
+        click(browser, "#next")
     last = shown_tasks(browser)
     assert last[::2] == newest_first[75:] and last[-1] == ids[0]  # the oldest shard
     assert browser.find_element("css selector", "#next").get_attribute("disabled") is not None
     assert items(browser, f'li[data-task="{ids[2]}"] h2.title')[0].text == HOSTILE
     browser.find_element("css selector", "#parts > summary").click()  # the shards' playlists
+    # listed on the details' toggle event, which comes after the click returned
+    WebDriverWait(browser, 60).until(lambda b: items(b, "#playlists a"))
     links = [a.get_attribute("href") for a in items(browser, "#playlists a")]
     assert len(links) == 12 and links[0].endswith("/archive/playlists/00011.m3u8")
     assert all(Path(unquote(urlsplit(url).path)).is_file() for url in links)
