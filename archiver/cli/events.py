@@ -2,8 +2,9 @@
 and `--redeliver ID…` to send events again (a new run of attempts, the same webhook-id).
 
 Listing reads the state without its lock, beside a running daemon. Redelivering writes the
-outbox: when a daemon holds the state, it marks the events due and the daemon sends them
-within a second (its sender looks every POLL_S); otherwise it sends them itself, now.
+outbox: when a daemon holds the state (SQLite), or is alive on it (PostgreSQL), it marks the
+events due and the daemon sends them within a second (its sender looks every POLL_S);
+otherwise it sends them itself, now.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from archiver.errors import UsageError
 from archiver.kinds.timestamps import utc_iso_of
 from archiver.service.sender import sender_for
 from archiver.state import outbox
-from archiver.state.readonly import read_only_state, shared_state
+from archiver.state.opening import open_state, read_state
+from archiver.state.protocol import Store
+from archiver.state.readonly import shared_state
 from archiver.state.store import StateStore
 from archiver.storage import open_storage
 
@@ -30,8 +33,8 @@ SEND_NOW_S = 60.0  # `--redeliver` without a daemon: what is not sent by then is
 def list_events(config: Config, *, failed: bool, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Print the deliveries still due (or given up); return how many."""
     status = outbox.GIVEN_UP if failed else outbox.PENDING
-    with read_only_state(config.state.path) as store:
-        rows = outbox.listed(store, status)
+    with read_state(config.state) as store:
+        rows = outbox.outbox_of(store).listed(status)
         return _print_json(rows, out) if as_json else _print_text(rows, out, failed=failed)
 
 
@@ -79,8 +82,15 @@ def _row_json(d: outbox.Delivery) -> dict[str, Any]:
 
 
 @contextmanager
-def _writable(config: Config) -> Iterator[tuple[StateStore, bool]]:
-    """The state to write and whether we hold it (False: a running daemon does)."""
+def _writable(config: Config) -> Iterator[tuple[Store, bool]]:
+    """The state to write and whether we send (False: a running daemon does)."""
+    if config.state.url:  # shared: whether a daemon is alive on it (its heartbeat is recent)
+        shared = open_state(config.state)
+        try:
+            yield shared, not shared.daemons(time.time(), config.state.lease_s)
+        finally:
+            shared.close()
+        return
     try:
         store = StateStore.open(config.state.path)
     except UsageError:
@@ -98,7 +108,7 @@ async def redeliver(config: Config, ids: list[str], *, out: TextIO = sys.stdout)
     if not urls:
         raise UsageError("no [events] urls are configured: there is nowhere to send events")
     with _writable(config) as (store, ours):
-        missing = outbox.redeliver(store, ids, time.time(), urls)
+        missing = outbox.outbox_of(store).redeliver(ids, time.time(), urls)
         if missing:
             raise UsageError("no such event: " + ", ".join(missing))
         if not ours:
@@ -107,7 +117,7 @@ async def redeliver(config: Config, ids: list[str], *, out: TextIO = sys.stdout)
         return await _send_now(config, store, ids, out)
 
 
-async def _send_now(config: Config, store: StateStore, ids: list[str], out: TextIO) -> int:
+async def _send_now(config: Config, store: Store, ids: list[str], out: TextIO) -> int:
     storage = await open_storage(config.storage)
     try:
         sender = sender_for(config, store, storage)
@@ -118,7 +128,7 @@ async def _send_now(config: Config, store: StateStore, ids: list[str], out: Text
     wanted = set(ids)
     failed = 0
     for status in (outbox.PENDING, outbox.GIVEN_UP):
-        for d in outbox.listed(store, status):
+        for d in outbox.outbox_of(store).listed(status):
             if str(d.event.id) in wanted or d.event.msg_id in wanted:
                 failed += 1
                 out.write(f"{d.event.id}  {d.url}  not delivered: {d.last_error}\n")

@@ -226,8 +226,8 @@ def _copy_state(config: Config, url: str, *, interactive: bool) -> int:
         if interactive:
             print("\r\x1b[K", end="", file=sys.stderr, flush=True)
     print(
-        f"{copied.rows['tasks']:,} tasks and {copied.rows['view']:,} index rows copied "
-        f"from {copied.source} to {copied.target}"
+        f"{copied.rows['tasks']:,} tasks, {copied.rows['view']:,} index rows and "
+        f"{copied.rows['events']:,} task events copied from {copied.source} to {copied.target}"
     )
     return EXIT_OK
 

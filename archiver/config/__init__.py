@@ -214,13 +214,6 @@ def _build(
     state_url = raw["state"].get("url", "")
     if state_url and state_raw.strip():
         loader.fail("[state] url", "set either [state] url or [state] path, not both")
-    if state_url and raw["events"].get("urls"):
-        # the outbox's queries are SQLite's so far (archiver.state.outbox)
-        loader.fail(
-            "[events] urls",
-            "task events are not sent from a PostgreSQL state yet ([state] url): "
-            "leave [events] urls empty, or use a SQLite state",
-        )
     if state_url and backend == "local" and not raw["state"].get("shared_local", False):
         loader.fail(
             "[state] url",

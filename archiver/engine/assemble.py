@@ -137,8 +137,6 @@ def event_recording(config: Config) -> Recording | None:
     (its pull feed, GET /events); None keeps none."""
     if not config.events.urls and not config.intake.listen:
         return None
-    if config.state.url:  # the outbox is SQLite's so far: no event kept on PostgreSQL
-        return None
     return Recording(types=config.events.types, urls=config.events.urls)
 
 

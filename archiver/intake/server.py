@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +31,7 @@ from archiver.kinds.records import is_id
 from archiver.service.eventbody import EventBodies
 from archiver.service.metrics import Metrics
 from archiver.state import outbox
+from archiver.state.opening import STATE_ERRORS
 from archiver.tasks.manifest import manifest_key
 from archiver.tasks.tasklist import BadLine, TaskList, parse_text
 from archiver.tasks.taskstate import Phase
@@ -204,14 +204,12 @@ class Intake:
             limit = _count(request, "limit", FEED_LIMIT, minimum=1, maximum=FEED_MAX)
         except _Refused as exc:
             return _json(exc.status, {"error": str(exc)}, bearer=exc.status == 401)
-        if self._engine.state.shared:
-            return _json(404, {"error": "no task events on a PostgreSQL state (not yet)"})
         try:
-            events = outbox.after(self._engine.state, after, limit)
+            events = outbox.outbox_of(self._engine.state).after(after, limit)
             items = [
                 {"id": e.id, "webhook_id": e.msg_id, **await self._bodies.item(e)} for e in events
             ]
-        except (sqlite3.Error, StorageError) as exc:
+        except (*STATE_ERRORS, StorageError) as exc:
             return _json(503, {"error": f"cannot read the events now: {exc}"})
         return _json(200, {"events": items, "next_after": events[-1].id if events else after})
 

@@ -9,7 +9,7 @@ from archiver.config import Config
 from archiver.service.eventwatch import EventWatch
 from archiver.service.notify import Alerter
 from archiver.service.sender import EventSender, sender_for
-from archiver.state.store import StateStore
+from archiver.state.protocol import Store
 from archiver.storage import Storage
 from archiver.tasks.events import AT_RISK
 from archiver.tasks.taskstate import TaskState
@@ -27,14 +27,12 @@ class EventTasks:
     def start(
         self,
         config: Config,
-        state: StateStore,
+        state: Store,
         storage: Storage,
         alerter: Alerter,
         *,
         retry_scale: float = 1.0,
     ) -> None:
-        if state.shared:  # the outbox is SQLite's so far: no event kept on PostgreSQL
-            return
         events = config.events
         self._sender = sender_for(config, state, storage, alerter=alerter, retry_scale=retry_scale)
         if self._sender is not None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
 import structlog
 
-from archiver.state import outbox
-from archiver.state.store import StateStore
+from archiver.state.opening import STATE_ERRORS
+from archiver.state.outbox import outbox_of
+from archiver.state.protocol import Store
 from archiver.tasks.expiry import risk_window
 from archiver.tasks.taskstate import Phase, TaskState
 
@@ -28,7 +28,7 @@ DAY_S = 86_400.0
 class EventWatch:
     def __init__(
         self,
-        state: StateStore,
+        state: Store,
         *,
         retention_days: float,
         keep_days: float,
@@ -38,7 +38,7 @@ class EventWatch:
         every_s: float = AT_RISK_EVERY_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._state = state
+        self._outbox = outbox_of(state)
         self._retention_days = retention_days
         self._keep_s = keep_days * DAY_S
         self._at_risk = at_risk  # task.at_risk is among [events] types
@@ -66,18 +66,18 @@ class EventWatch:
                 if self._at_risk:
                     self._write_at_risk(now)
                 if now >= next_prune:
-                    pruned = outbox.prune(self._state, now - self._keep_s)
+                    pruned = self._outbox.prune(now - self._keep_s)
                     next_prune = now + PRUNE_EVERY_S
                     if pruned:
                         log.info("events_pruned", older_than_keep_days=pruned)
-            except sqlite3.Error as exc:
+            except STATE_ERRORS as exc:
                 log.error("events_state_unusable", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._every_s)
 
     def _write_at_risk(self, now: float) -> None:
         low, high = risk_window(now, self._retention_days)
-        count = outbox.insert_at_risk(self._state, low, high, now, self._urls)
+        count = self._outbox.insert_at_risk(low, high, now, self._urls)
         if count:
             log.warning("tasks_at_risk", count=count)
             self._on_new()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 
@@ -28,7 +27,8 @@ from archiver.service.eventbody import EventBodies
 from archiver.service.notify import Alerter
 from archiver.service.webhooks import signed_headers
 from archiver.state import outbox
-from archiver.state.store import StateStore
+from archiver.state.opening import STATE_ERRORS
+from archiver.state.protocol import Store
 from archiver.storage import Storage
 from archiver.storage.urls import file_urls
 from archiver.tasks.taskstate import Phase, TaskState
@@ -44,7 +44,7 @@ FAILS_BEFORE_ALERT = 5  # failed attempts in a row to one URL before it is worth
 
 def sender_for(
     config: Config,
-    state: StateStore,
+    state: Store,
     storage: Storage,
     *,
     alerter: Alerter | None = None,
@@ -75,7 +75,7 @@ def retry_delay(attempts: int) -> float:
 class EventSender:
     def __init__(
         self,
-        state: StateStore,
+        state: Store,
         bodies: EventBodies,
         *,
         urls: Sequence[str],
@@ -87,7 +87,7 @@ class EventSender:
         retry_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._state = state
+        self._outbox = outbox.outbox_of(state)
         self._bodies = bodies
         self._urls = tuple(urls)
         self._key = key
@@ -128,7 +128,7 @@ class EventSender:
                     if self._finishing and not sent:
                         return
                     wait_s = 0.0 if sent else self._idle_s()
-                except sqlite3.Error as exc:  # a full disk, a locked file: the engine says so too
+                except STATE_ERRORS as exc:  # a full disk, a database away: the engine says so too
                     log.error("events_state_unusable", error=str(exc))
                     wait_s = POLL_S
                 if wait_s > 0:
@@ -146,15 +146,15 @@ class EventSender:
         """Deliveries still due to a URL taken out of [events] urls are given up (`events
         --failed` lists them; `--redeliver` sends them to the URLs configured now)."""
         try:
-            dropped = outbox.drop_unlisted(self._state, self._urls, self._clock())
-        except sqlite3.Error as exc:
+            dropped = self._outbox.drop_unlisted(self._urls, self._clock())
+        except STATE_ERRORS as exc:
             log.error("events_state_unusable", error=str(exc))
             return
         if dropped:
             log.warning("events_for_removed_urls_given_up", deliveries=dropped)
 
     def _idle_s(self) -> float:
-        due = outbox.next_due(self._state, self._urls)
+        due = self._outbox.next_due(self._urls)
         return POLL_S if due is None else min(POLL_S, max(0.0, due - self._clock()))
 
     async def flush(self, timeout_s: float) -> None:
@@ -167,7 +167,7 @@ class EventSender:
     async def send_due(self, http: aiohttp.ClientSession) -> int:
         """Post one batch of the deliveries due now; return how many were tried."""
         lease_s = self._timeout_s * 2 + 30.0  # outlives any one post, then another may take it
-        due = outbox.claim(self._state, self._clock(), lease_s, BATCH, self._urls)
+        due = self._outbox.claim(self._clock(), lease_s, BATCH, self._urls)
         await asyncio.gather(*(self._deliver(http, delivery) for delivery in due))
         return len(due)
 
@@ -176,19 +176,19 @@ class EventSender:
             async with self._slots:
                 error = await self._post(http, delivery)
         except asyncio.CancelledError:  # stopping: due again at once for the next sender
-            outbox.release(self._state, delivery)
+            self._outbox.release(delivery)
             raise
         now = self._clock()
         event = delivery.event
         if error is None:
-            outbox.delivered(self._state, delivery, now)
+            self._outbox.delivered(delivery, now)
             log.debug("event_delivered", event_id=event.id, type=event.type, url=delivery.url)
             if self._failing.pop(delivery.url, 0) >= FAILS_BEFORE_ALERT:
                 log.info("events_url_recovered", url=delivery.url)
             return
         attempts = delivery.attempts + 1
         if now - delivery.since >= self._give_up_after_s:
-            outbox.given_up(self._state, delivery, error, now)
+            self._outbox.given_up(delivery, error, now)
             log.error(
                 "event_given_up",
                 event_id=event.id,
@@ -206,7 +206,7 @@ class EventSender:
             )
         else:
             delay_s = retry_delay(attempts) * self._scale
-            outbox.retry_at(self._state, delivery, error, now + delay_s)
+            self._outbox.retry_at(delivery, error, now + delay_s)
             log.warning(
                 "event_retry_later",
                 event_id=event.id,

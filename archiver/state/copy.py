@@ -3,10 +3,13 @@ moves to several daemons without polling or downloading anything again.
 
 Every row the SQLite state keeps is copied as it is: each task with its phase, schedule,
 attempts, times and intake mark, the index's view rows and what the index last wrote and
-looked at. The SQLite side is read in one read transaction (a snapshot: a daemon still running
-on it changes nothing of what is copied; stop it first, or its later steps are not copied);
-the PostgreSQL side is written in one transaction, with COPY, so that a copy cut short leaves
-the target empty. A target that already has tasks is refused.
+looked at, and the task events with their deliveries (delivered, pending or given up: each
+keeps its feed ID and webhook-id, so nothing is sent twice nor under a new ID; the target's
+ID sequence moves past every ID SQLite ever gave, pruned ones too). The SQLite side is read
+in one read transaction (a snapshot: a daemon still running on it changes nothing of what is
+copied; stop it first, or its later steps are not copied); the PostgreSQL side is written in
+one transaction, with COPY, so that a copy cut short leaves the target empty. A target that
+already has tasks is refused.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ _COLUMNS = {
     "view": "task_id, seen_at, shard, sort_key, data, lyrics, m3u, hay, tracks",
     "view_shards": "shard, changes, written, tasks, tracks, first, last",
     "view_looked": "id, since",
+    "events": "id, msg_id, type, task_id, kind, outcome, error, created_at",
+    "deliveries": (
+        "event_id, url, status, attempts, since, next_at, leased_until, last_error, done_at"
+    ),
 }
 assert set(_COLUMNS) == set(COPIED_TABLES)
 
@@ -70,6 +77,7 @@ def copy_state(
                 db.execute("BEGIN")  # one snapshot of every table
                 for table in COPIED_TABLES:
                     rows[table] = _copy_table(db, pg, table, on_progress)
+                _continue_event_ids(db, pg)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise UsageError(f"{source}: cannot read state database: {exc}") from None
@@ -88,6 +96,14 @@ def _refuse_non_empty(pg: psycopg.Connection, target: str) -> None:
                 f"{target}: the database already holds a state (its {table} table has rows); "
                 "copy-state only fills an empty one"
             )
+
+
+def _continue_event_ids(db: sqlite3.Connection, pg: psycopg.Connection) -> None:
+    """The next event the target writes gets an ID above any SQLite gave (AUTOINCREMENT
+    remembers the highest in sqlite_sequence, even when those events were pruned)."""
+    found = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    if found and found[0]:
+        pg.execute("SELECT setval(pg_get_serial_sequence('events', 'id'), %s)", (found[0],))
 
 
 def _copy_table(

@@ -1,13 +1,17 @@
-"""The events outbox (SPEC "Task events"): every query task events need, in one place (the
-tables are archiver.state.schema's).
+"""The events outbox (SPEC "Task events"): what task events ask of the state, and every query
+of it on SQLite (`SqliteOutbox`; `archiver.state.pgoutbox` has them in PostgreSQL's dialect,
+`outbox_of` picks the one a state needs; the tables are each store's schema's).
 
-An event row is written in the transaction that saves the phase it reports (`StateStore.save`
-calls `insert` inside its own), so a task is never archived without its event, nor an event
-sent for a save that was rolled back. Each event gets one `deliveries` row per URL it is for.
-The sender claims due rows under a lease (`leased_until`: on SQLite the process lock already
-makes every row ours; a PostgreSQL store would take them `FOR UPDATE SKIP LOCKED`), posts
-them, and marks each one delivered, due again later, or given up. The pull feed reads `events`
-in `id` order; rows older than `events.keep_days` are pruned.
+An event row is written in the transaction that saves the phase it reports (`save` calls
+`insert` inside its own), so a task is never archived without its event, nor an event sent for
+a save that was rolled back. Each event gets one `deliveries` row per URL it is for. The sender
+claims due rows under a lease (`leased_until`: on SQLite the process lock already makes every
+row ours; on PostgreSQL they are taken `FOR UPDATE SKIP LOCKED`, so with several daemons each
+delivery is sent by one), posts them, and marks each one delivered, due again later, or given
+up. The pull feed reads `events` in `id` order; rows older than `events.keep_days` are pruned.
+
+A webhook-id (`msg_id`) is made here, in Python, the same way for both stores, so that it never
+changes when a state is copied from one to the other.
 
 What a body says beyond the row (the manifest's files and their URLs) is read when it is sent:
 `archiver.service.eventbody`.
@@ -15,23 +19,29 @@ What a body says beyond the row (the manifest's files and their URLs) is read wh
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from archiver.state.schema import BORN
 from archiver.tasks.events import AT_RISK
 from archiver.tasks.taskstate import Phase
 
-if TYPE_CHECKING:  # the store calls `insert` from its save
+if TYPE_CHECKING:  # the stores call `insert` from their save
+    from archiver.state.protocol import Store
     from archiver.state.store import StateStore
 
 PENDING, DELIVERED, GIVEN_UP = "pending", "delivered", "given_up"  # deliveries.status
-# A webhook-id made by SQLite itself, so that one INSERT … SELECT can write many events.
-_MSG_ID = "'msg_' || lower(hex(randomblob(16)))"
-_EVENT = "e.id, e.msg_id, e.type, e.task_id, e.kind, e.outcome, e.error, e.created_at"
-_DELIVERY = f"{_EVENT}, d.url, d.status, d.attempts, d.since, d.next_at, d.last_error"
+EVENT_COLUMNS = "e.id, e.msg_id, e.type, e.task_id, e.kind, e.outcome, e.error, e.created_at"
+DELIVERY_COLUMNS = f"{EVENT_COLUMNS}, d.url, d.status, d.attempts, d.since, d.next_at, d.last_error"
+DROPPED = "the URL is no longer in [events] urls"  # last_error of a delivery drop_unlisted gave up
+
+
+def new_msg_id() -> str:
+    """A webhook-id: "msg_" and 32 random hex digits."""
+    return "msg_" + secrets.token_hex(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +80,47 @@ class Delivery:
     last_error: str | None
 
 
-def _delivery(row: Sequence[object]) -> Delivery:
+def delivery_of(row: Sequence[object]) -> Delivery:
+    """A row of DELIVERY_COLUMNS."""
     event = Event(*row[:8])  # type: ignore[arg-type]
     return Delivery(event, *row[8:])  # type: ignore[arg-type]
+
+
+class Outbox(Protocol):
+    """The outbox's questions, whatever the store (SqliteOutbox says what each one means)."""
+
+    def insert_at_risk(self, low: float, high: float, now: float, urls: Sequence[str]) -> int: ...
+    def claim(
+        self, now: float, lease_s: float, limit: int, urls: Sequence[str]
+    ) -> list[Delivery]: ...
+    def next_due(self, urls: Sequence[str]) -> float | None: ...
+    def delivered(self, delivery: Delivery, now: float) -> None: ...
+    def given_up(self, delivery: Delivery, error: str, now: float) -> None: ...
+    def release(self, delivery: Delivery) -> None: ...
+    def retry_at(self, delivery: Delivery, error: str, next_at: float) -> None: ...
+    def drop_unlisted(self, urls: Sequence[str], now: float) -> int: ...
+    def listed(self, status: str) -> Iterator[Delivery]: ...
+    def redeliver(self, ids: Sequence[str], now: float, urls: Sequence[str]) -> list[str]: ...
+    def after(self, after_id: int, limit: int) -> list[Event]: ...
+    def prune(self, before: float) -> int: ...
+
+
+def outbox_of(state: Store) -> Outbox:
+    """The outbox's questions in the state's dialect."""
+    from archiver.state.pgoutbox import PgOutbox  # it builds on this module
+    from archiver.state.pgstore import PgStore
+
+    return PgOutbox(state) if isinstance(state, PgStore) else SqliteOutbox(state)  # type: ignore[arg-type]
 
 
 def insert(db: sqlite3.Connection, event: NewEvent) -> None:
     """Write `event` and its deliveries on `db`, inside the caller's transaction."""
     cur = db.execute(
         "INSERT INTO events (msg_id, type, task_id, kind, outcome, error, created_at) "
-        f"VALUES ({_MSG_ID}, ?, ?, ?, ?, ?, ?)",
-        (event.type, event.task_id, event.kind, event.outcome, event.error, event.at),
-    )
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (new_msg_id(), event.type, event.task_id, event.kind, event.outcome, event.error,
+         event.at),
+    )  # fmt: skip
     _add_deliveries(db, [int(cur.lastrowid or 0)], event.urls, event.at)
 
 
@@ -95,156 +134,152 @@ def _add_deliveries(
     )
 
 
-def insert_at_risk(
-    store: StateStore, low: float, high: float, now: float, urls: Sequence[str]
-) -> int:
-    """A `task.at_risk` event for each pending task born in (low, high] (its files expire
-    within two days: `archiver.tasks.expiry`) that has not had one; return how many."""
-    with store.transaction() as db:
-        rows = db.execute(
-            "INSERT INTO events (msg_id, type, task_id, kind, outcome, error, created_at) "
-            f"SELECT {_MSG_ID}, ?, task_id, kind, phase, last_error, ? FROM tasks "
-            f"WHERE phase = ? AND {BORN} > ? AND {BORN} <= ? ORDER BY {BORN}, task_id "
-            "ON CONFLICT DO NOTHING RETURNING id",
-            (AT_RISK, now, Phase.PENDING.value, low, high),
-        ).fetchall()
-        _add_deliveries(db, [r[0] for r in rows], urls, now)
-    return len(rows)
+class SqliteOutbox:
+    """The outbox of a SQLite state (its connection: use from the loop's thread)."""
 
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
 
-def claim(
-    store: StateStore, now: float, lease_s: float, limit: int, urls: Sequence[str]
-) -> list[Delivery]:
-    """Up to `limit` deliveries due by `now` to one of `urls`, oldest due first, leased to the
-    caller for `lease_s` (another sender skips them until the lease lapses)."""
-    if not urls:
-        return []
-    marks = ",".join("?" * len(urls))
-    with store.transaction() as db:
-        rows = db.execute(
-            f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id "
-            f"WHERE d.status = ? AND d.next_at <= ? AND d.leased_until <= ? AND d.url IN ({marks}) "
-            "ORDER BY d.next_at, d.event_id LIMIT ?",
-            (PENDING, now, now, *urls, limit),
-        ).fetchall()
-        db.executemany(
-            "UPDATE deliveries SET leased_until = ? WHERE event_id = ? AND url = ?",
-            [(now + lease_s, row[0], row[8]) for row in rows],
-        )
-    return [_delivery(row) for row in rows]
+    def insert_at_risk(self, low: float, high: float, now: float, urls: Sequence[str]) -> int:
+        """A `task.at_risk` event for each pending task born in (low, high] (its files expire
+        within two days: `archiver.tasks.expiry`) that has not had one; return how many."""
+        with self._state.transaction() as db:
+            found = db.execute(
+                "SELECT task_id, kind, phase, last_error FROM tasks t "
+                f"WHERE phase = ? AND {BORN} > ? AND {BORN} <= ? AND NOT EXISTS "
+                "(SELECT 1 FROM events e WHERE e.task_id = t.task_id AND e.type = ?) "
+                f"ORDER BY {BORN}, task_id",
+                (Phase.PENDING.value, low, high, AT_RISK),
+            ).fetchall()
+            ids = [
+                db.execute(
+                    "INSERT INTO events (msg_id, type, task_id, kind, outcome, error, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (new_msg_id(), AT_RISK, *row, now),
+                ).lastrowid
+                for row in found
+            ]
+            _add_deliveries(db, [int(i or 0) for i in ids], urls, now)
+        return len(ids)
 
-
-def next_due(store: StateStore, urls: Sequence[str]) -> float | None:
-    """When the next delivery to one of `urls` is due and not leased, or None."""
-    if not urls:
-        return None
-    marks = ",".join("?" * len(urls))
-    row = store.connection.execute(
-        "SELECT min(max(next_at, leased_until)) FROM deliveries "
-        f"WHERE status = ? AND url IN ({marks})",
-        (PENDING, *urls),
-    ).fetchone()
-    return row[0]
-
-
-def delivered(store: StateStore, delivery: Delivery, now: float) -> None:
-    _finish(store, delivery, DELIVERED, None, now)
-
-
-def given_up(store: StateStore, delivery: Delivery, error: str, now: float) -> None:
-    _finish(store, delivery, GIVEN_UP, error, now)
-
-
-def _finish(
-    store: StateStore, delivery: Delivery, status: str, error: str | None, now: float
-) -> None:
-    with store.transaction() as db:
-        db.execute(
-            "UPDATE deliveries SET status = ?, attempts = attempts + 1, leased_until = 0, "
-            "last_error = ?, done_at = ? WHERE event_id = ? AND url = ?",
-            (status, error, now, delivery.event.id, delivery.url),
-        )
-
-
-def release(store: StateStore, delivery: Delivery) -> None:
-    """Give a claimed delivery back unsent (its sender is stopping): due as it was."""
-    with store.transaction() as db:
-        db.execute(
-            "UPDATE deliveries SET leased_until = 0 WHERE event_id = ? AND url = ?",
-            (delivery.event.id, delivery.url),
-        )
-
-
-def retry_at(store: StateStore, delivery: Delivery, error: str, next_at: float) -> None:
-    """One more failed attempt: due again at `next_at`."""
-    with store.transaction() as db:
-        db.execute(
-            "UPDATE deliveries SET attempts = attempts + 1, leased_until = 0, last_error = ?, "
-            "next_at = ? WHERE event_id = ? AND url = ?",
-            (error, next_at, delivery.event.id, delivery.url),
-        )
-
-
-def drop_unlisted(store: StateStore, urls: Sequence[str], now: float) -> int:
-    """Give up the deliveries still due to URLs no longer configured; return how many."""
-    marks = ",".join("?" * len(urls))
-    with store.transaction() as db:
-        cur = db.execute(
-            "UPDATE deliveries SET status = ?, leased_until = 0, done_at = ?, "
-            "last_error = 'the URL is no longer in [events] urls' "
-            f"WHERE status = ? AND url NOT IN ({marks})",
-            (GIVEN_UP, now, PENDING, *urls),
-        )
-    return cur.rowcount
-
-
-def listed(store: StateStore, status: str) -> Iterator[Delivery]:
-    """The deliveries in `status` (PENDING or GIVEN_UP), oldest event first, read as they
-    are iterated (a long outbox is never in memory at once)."""
-    cursor = store.connection.execute(
-        f"SELECT {_DELIVERY} FROM deliveries d JOIN events e ON e.id = d.event_id "
-        "WHERE d.status = ? ORDER BY d.event_id, d.url",
-        (status,),
-    )
-    for row in cursor:
-        yield _delivery(row)
-
-
-def redeliver(store: StateStore, ids: Sequence[str], now: float, urls: Sequence[str]) -> list[str]:
-    """Make the events named by `ids` (feed IDs or webhook-ids) due again at once to every
-    URL they were for and to `urls`, as a new run of attempts; return the IDs not found."""
-    missing: list[str] = []
-    with store.transaction() as db:
-        for given in ids:
-            column = "id" if given.isdigit() else "msg_id"
-            row = db.execute(f"SELECT id FROM events WHERE {column} = ?", (given,)).fetchone()
-            if row is None:
-                missing.append(given)
-                continue
-            _add_deliveries(db, [row[0]], urls, now)
-            db.execute(
-                "UPDATE deliveries SET status = ?, attempts = 0, since = ?, next_at = ?, "
-                "leased_until = 0, done_at = NULL WHERE event_id = ?",
-                (PENDING, now, now, row[0]),
+    def claim(self, now: float, lease_s: float, limit: int, urls: Sequence[str]) -> list[Delivery]:
+        """Up to `limit` deliveries due by `now` to one of `urls`, oldest due first, leased to
+        the caller for `lease_s` (another sender skips them until the lease lapses)."""
+        if not urls:
+            return []
+        marks = ",".join("?" * len(urls))
+        with self._state.transaction() as db:
+            rows = db.execute(
+                f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "
+                f"WHERE d.status = ? AND d.next_at <= ? AND d.leased_until <= ? "
+                f"AND d.url IN ({marks}) ORDER BY d.next_at, d.event_id LIMIT ?",
+                (PENDING, now, now, *urls, limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE deliveries SET leased_until = ? WHERE event_id = ? AND url = ?",
+                [(now + lease_s, row[0], row[8]) for row in rows],
             )
-    return missing
+        return [delivery_of(row) for row in rows]
 
+    def next_due(self, urls: Sequence[str]) -> float | None:
+        """When the next delivery to one of `urls` is due and not leased, or None."""
+        if not urls:
+            return None
+        marks = ",".join("?" * len(urls))
+        row = self._state.connection.execute(
+            "SELECT min(max(next_at, leased_until)) FROM deliveries "
+            f"WHERE status = ? AND url IN ({marks})",
+            (PENDING, *urls),
+        ).fetchone()
+        return row[0]
 
-def after(store: StateStore, after_id: int, limit: int) -> list[Event]:
-    """The feed: up to `limit` events with an ID above `after_id`, in ID order."""
-    rows = store.connection.execute(
-        f"SELECT {_EVENT} FROM events e WHERE e.id > ? ORDER BY e.id LIMIT ?",
-        (after_id, limit),
-    ).fetchall()
-    return [Event(*row) for row in rows]
+    def delivered(self, delivery: Delivery, now: float) -> None:
+        self._finish(delivery, DELIVERED, None, now)
 
+    def given_up(self, delivery: Delivery, error: str, now: float) -> None:
+        self._finish(delivery, GIVEN_UP, error, now)
 
-def prune(store: StateStore, before: float) -> int:
-    """Forget the events written before `before`, and their deliveries; return how many."""
-    with store.transaction() as db:
-        db.execute(
-            "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events WHERE created_at < ?)",
-            (before,),
+    def _finish(self, delivery: Delivery, status: str, error: str | None, now: float) -> None:
+        with self._state.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, leased_until = 0, "
+                "last_error = ?, done_at = ? WHERE event_id = ? AND url = ?",
+                (status, error, now, delivery.event.id, delivery.url),
+            )
+
+    def release(self, delivery: Delivery) -> None:
+        """Give a claimed delivery back unsent (its sender is stopping): due as it was."""
+        with self._state.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET leased_until = 0 WHERE event_id = ? AND url = ?",
+                (delivery.event.id, delivery.url),
+            )
+
+    def retry_at(self, delivery: Delivery, error: str, next_at: float) -> None:
+        """One more failed attempt: due again at `next_at`."""
+        with self._state.transaction() as db:
+            db.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, leased_until = 0, "
+                "last_error = ?, next_at = ? WHERE event_id = ? AND url = ?",
+                (error, next_at, delivery.event.id, delivery.url),
+            )
+
+    def drop_unlisted(self, urls: Sequence[str], now: float) -> int:
+        """Give up the deliveries still due to URLs no longer configured; return how many."""
+        marks = ",".join("?" * len(urls))
+        with self._state.transaction() as db:
+            cur = db.execute(
+                "UPDATE deliveries SET status = ?, leased_until = 0, done_at = ?, "
+                f"last_error = ? WHERE status = ? AND url NOT IN ({marks})",
+                (GIVEN_UP, now, DROPPED, PENDING, *urls),
+            )
+        return cur.rowcount
+
+    def listed(self, status: str) -> Iterator[Delivery]:
+        """The deliveries in `status` (PENDING or GIVEN_UP), oldest event first, read as they
+        are iterated (a long outbox is never in memory at once)."""
+        cursor = self._state.connection.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id "
+            "WHERE d.status = ? ORDER BY d.event_id, d.url",
+            (status,),
         )
-        cur = db.execute("DELETE FROM events WHERE created_at < ?", (before,))
-    return cur.rowcount
+        for row in cursor:
+            yield delivery_of(row)
+
+    def redeliver(self, ids: Sequence[str], now: float, urls: Sequence[str]) -> list[str]:
+        """Make the events named by `ids` (feed IDs or webhook-ids) due again at once to every
+        URL they were for and to `urls`, as a new run of attempts; return the IDs not found."""
+        missing: list[str] = []
+        with self._state.transaction() as db:
+            for given in ids:
+                column = "id" if given.isdigit() else "msg_id"
+                row = db.execute(f"SELECT id FROM events WHERE {column} = ?", (given,)).fetchone()
+                if row is None:
+                    missing.append(given)
+                    continue
+                _add_deliveries(db, [row[0]], urls, now)
+                db.execute(
+                    "UPDATE deliveries SET status = ?, attempts = 0, since = ?, next_at = ?, "
+                    "leased_until = 0, done_at = NULL WHERE event_id = ?",
+                    (PENDING, now, now, row[0]),
+                )
+        return missing
+
+    def after(self, after_id: int, limit: int) -> list[Event]:
+        """The feed: up to `limit` events with an ID above `after_id`, in ID order."""
+        rows = self._state.connection.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.id > ? ORDER BY e.id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [Event(*row) for row in rows]
+
+    def prune(self, before: float) -> int:
+        """Forget the events written before `before`, and their deliveries; return how many."""
+        with self._state.transaction() as db:
+            db.execute(
+                "DELETE FROM deliveries WHERE event_id IN "
+                "(SELECT id FROM events WHERE created_at < ?)",
+                (before,),
+            )
+            cur = db.execute("DELETE FROM events WHERE created_at < ?", (before,))
+        return cur.rowcount

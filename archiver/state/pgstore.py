@@ -27,6 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from archiver.errors import UsageError, one_line
 from archiver.kinds.records import Kind
+from archiver.state import pgoutbox
 from archiver.state.outbox import NewEvent
 from archiver.state.pgschema import upgrade
 from archiver.state.protocol import Daemon, LeaseLost
@@ -40,13 +41,6 @@ _SET_ALL = ", ".join(f"{c} = %({c})s" for c in _FIELDS[1:])
 _VALUES = ", ".join(f"%({c})s" for c in _FIELDS)
 _UPDATE_ALL = ", ".join(f"{c} = excluded.{c}" for c in _FIELDS[1:])
 _PENDING = Phase.PENDING.value
-
-
-def _no_event(event: NewEvent | None) -> None:
-    """No task event is kept on PostgreSQL yet (the outbox's queries are SQLite's): the config
-    refuses [events] urls with [state] url, and the engine records none (assemble)."""
-    if event is not None:
-        raise RuntimeError("task events are not kept on a PostgreSQL state")
 
 
 class _Connections:
@@ -276,25 +270,28 @@ class PgStore:
     def save(
         self, state: TaskState, event: NewEvent | None = None, *, owner: str | None = None
     ) -> None:
-        """Write the whole row (`via_http` is kept). With `owner`, only while `owner` holds
-        the task's lease (LeaseLost otherwise), and the lease goes with the write."""
-        _no_event(event)
-        with self._connection() as db:
+        """Write the whole row (`via_http` is kept), and `event` with it in the same
+        transaction (the outbox). With `owner`, only while `owner` holds the task's lease
+        (LeaseLost otherwise, and neither the row nor the event is written), and the lease
+        goes with the write."""
+        with self.transaction() if event is not None else self._connection() as db:
             if owner is None:
                 db.execute(
                     f"INSERT INTO tasks ({COLUMNS}) VALUES ({_VALUES}) "
                     f"ON CONFLICT (task_id) DO UPDATE SET {_UPDATE_ALL}",
                     _row(state),
                 )
-                return
-            cur = db.execute(
-                f"UPDATE tasks SET {_SET_ALL}, lease_owner = NULL, lease_until = NULL "
-                "WHERE task_id = %(task_id)s AND lease_owner = %(owner)s",
-                {**_row(state), "owner": owner},
-            )
-            self._confirmed.pop(state.task_id, None)
-            if cur.rowcount != 1:
-                raise LeaseLost(state.task_id)
+            else:
+                cur = db.execute(
+                    f"UPDATE tasks SET {_SET_ALL}, lease_owner = NULL, lease_until = NULL "
+                    "WHERE task_id = %(task_id)s AND lease_owner = %(owner)s",
+                    {**_row(state), "owner": owner},
+                )
+                self._confirmed.pop(state.task_id, None)
+                if cur.rowcount != 1:  # raised inside the transaction: nothing is written
+                    raise LeaseLost(state.task_id)
+            if event is not None:
+                pgoutbox.insert(db, event)
 
     def reopen(self, task_ids: Iterable[str], phases: Collection[Phase], now: float) -> int:
         ids = list(dict.fromkeys(task_ids))
@@ -348,22 +345,22 @@ class PgStore:
         now: float,
         event: NewEvent | None = None,
     ) -> int:
-        _no_event(event)
         values = sorted(
             (tid, kind.value, Phase(phase).value, status) for tid, kind, phase, status in rows
         )
-        if not values:
-            return 0
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO tasks (task_id, kind, phase, last_status, first_seen_at, "
-                "next_poll_at, updated_at) SELECT t, k, p, s, %s, %s, %s FROM "
-                "unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS r(t, k, p, s) "
-                "ON CONFLICT (task_id) DO UPDATE SET kind = excluded.kind, "
-                "phase = excluded.phase, last_status = excluded.last_status, attempts = 0, "
-                "archive_attempts = 0, last_error = NULL, updated_at = excluded.updated_at",
-                (now, now, now, *(list(col) for col in zip(*values, strict=True))),
-            )
+            if values:
+                db.execute(
+                    "INSERT INTO tasks (task_id, kind, phase, last_status, first_seen_at, "
+                    "next_poll_at, updated_at) SELECT t, k, p, s, %s, %s, %s FROM "
+                    "unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS r(t, k, p, s) "
+                    "ON CONFLICT (task_id) DO UPDATE SET kind = excluded.kind, "
+                    "phase = excluded.phase, last_status = excluded.last_status, attempts = 0, "
+                    "archive_attempts = 0, last_error = NULL, updated_at = excluded.updated_at",
+                    (now, now, now, *(list(col) for col in zip(*values, strict=True))),
+                )
+            if event is not None:
+                pgoutbox.insert(db, event)
         return len(values)
 
     def due_now(self, task_id: str, now: float) -> None:

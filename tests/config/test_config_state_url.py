@@ -93,13 +93,15 @@ def test_shown_urls_keep_everything_but_the_password() -> None:
     assert password_of("postgres://u:p%40ss@h:5/d") == "p@ss"
 
 
-def test_task_events_with_a_postgresql_state_are_refused_for_now(tmp_path: Path) -> None:
+def test_task_events_with_a_postgresql_state_are_accepted(tmp_path: Path) -> None:
     (tmp_path / "whsec").write_text("whsec_" + "A" * 32 + "\n")
-    message = error(
+    config = load_config(
         write(
             tmp_path,
             S3 + '[state]\nurl = "postgresql://h/d"\n[events]\n'
             'urls = ["https://hooks.example/x"]\nsecret_file = "whsec"\n',
-        )
+        ),
+        {},
+        read_key=False,
     )
-    assert "[events] urls" in message and "PostgreSQL" in message
+    assert config.state.url and config.events.urls == ("https://hooks.example/x",)

@@ -159,7 +159,7 @@ async def test_down_failing_hanging_then_healthy_every_event_arrives_under_one_i
     with StateStore.open(tmp_path / "state.sqlite3") as store:
 
         def errors() -> list[str | None]:
-            return [d.last_error for d in outbox.listed(store, outbox.PENDING)]
+            return [d.last_error for d in outbox.outbox_of(store).listed(outbox.PENDING)]
 
         async def until(check: Any, timeout: float = 20.0) -> None:
             deadline = time.monotonic() + timeout

@@ -120,7 +120,7 @@ async def test_repair_sends_task_repaired_with_the_files_put_back(
     repaired = await verify_and_repair(replace(config))
     assert repaired.final.intact
     with StateStore.open(config.state.path) as store:
-        assert [e.type for e in outbox.after(store, 0, 10)] == ["task.archived", REPAIRED]
+        assert [e.type for e in outbox.outbox_of(store).after(0, 10)] == ["task.archived", REPAIRED]
     await _deliver(config, 2, receiver)
     [event] = [t["body"] for t in receiver.taken if t["body"]["type"] == REPAIRED]
     assert event["data"]["outcome"] == "archived"

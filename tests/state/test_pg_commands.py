@@ -16,11 +16,14 @@ from pathlib import Path
 from pgcluster import PASSWORD, PgCluster
 
 from archiver.kinds.records import Kind
+from archiver.state.outbox import GIVEN_UP, PENDING, NewEvent, outbox_of
 from archiver.state.pgstore import PgStore
 from archiver.state.protocol import Daemon
 from archiver.state.store import StateStore
+from archiver.tasks.events import ARCHIVED
 from archiver.tasks.taskstate import Phase
 
+URLS = ("https://a.example/hook", "https://b.example/hook")
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
@@ -52,6 +55,17 @@ def _sqlite_state(path: Path) -> None:
         )
         db.execute("INSERT INTO view_shards (shard, changes, written) VALUES (1, 3, 2)")
         db.execute("INSERT INTO view_looked VALUES (1, 1999.0)")
+        # task events: one pruned (its ID is never given again), one delivered to one URL and
+        # pending to the other, one given up
+        for n, task_id in enumerate(["t00002", "t00003", "t00004"]):
+            task = store.get_many([task_id])[task_id]
+            store.save(task, NewEvent(ARCHIVED, task_id, "music", "archived", None, 3e3 + n, URLS))
+        sqlite_outbox = outbox_of(store)
+        assert sqlite_outbox.prune(3e3 + 0.5) == 1
+        first, _, third, fourth = sqlite_outbox.claim(4e3, 30.0, 10, URLS)
+        sqlite_outbox.delivered(first, 4e3)
+        sqlite_outbox.given_up(third, "HTTP 500", 4e3)
+        sqlite_outbox.given_up(fourth, "HTTP 500", 4e3)
 
 
 def _config(folder: Path, url: str) -> Path:
@@ -72,7 +86,7 @@ def test_copy_state_moves_every_row_and_refuses_a_non_empty_target(
     env = {"PGPASSWORD": PASSWORD}
     done = cli("copy-state", "--to", url, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
-    assert "1,201 tasks and 1 index rows copied" in done.stdout
+    assert "1,201 tasks, 1 index rows and 2 task events copied" in done.stdout
     with (
         StateStore.open(tmp_path / "archive.state.sqlite3") as source,
         PgStore.open(url, "t", password=PASSWORD) as target,
@@ -85,6 +99,18 @@ def test_copy_state_moves_every_row_and_refuses_a_non_empty_target(
             assert pg.execute("SELECT shard, changes, written FROM view_shards").fetchall() == [
                 (1, 3, 2)
             ]
+        # the events with their feed IDs and webhook-ids, every delivery as it was
+        mine, theirs = outbox_of(source), outbox_of(target)
+        assert theirs.after(0, 10) == mine.after(0, 10) and len(mine.after(0, 10)) == 2
+        for status in (PENDING, GIVEN_UP):
+            assert list(theirs.listed(status)) == list(mine.listed(status))
+        assert [d.url for d in theirs.listed(PENDING)] == [URLS[1]]
+        # delivered ones stay delivered (never due again), and a new event's ID comes after
+        # every ID the SQLite state gave, the pruned one's too
+        assert [d.url for d in theirs.claim(5e3, 30.0, 10, URLS)] == [URLS[1]]
+        target.save(target.get_many(["t00001"])["t00001"], NewEvent(
+            ARCHIVED, "t00009", "music", "archived", None, 6e3, URLS))  # fmt: skip
+        assert [e.id for e in theirs.after(0, 10)] == [2, 3, 4]
     again = cli("copy-state", "--to", url, cwd=tmp_path, env=env)
     assert again.returncode == 2
     assert "already holds a state" in again.stderr and again.stderr.count("\n") == 1
