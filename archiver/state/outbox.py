@@ -134,11 +134,63 @@ def _add_deliveries(
     )
 
 
-class SqliteOutbox:
+class OutboxWrites:
+    """What the outbox writes the same way on both stores (a subclass sets `_mark`, its
+    dialect's parameter mark, and `_state`, a store with `transaction`)."""
+
+    _mark = "?"
+    _state: Store
+
+    def _write(self, sql: str, params: Sequence[object]) -> None:
+        """One statement in a transaction of its own."""
+        with self._state.transaction() as db:
+            db.execute(sql.replace("?", self._mark), params)
+
+    def delivered(self, delivery: Delivery, now: float) -> None:
+        self._finish(delivery, DELIVERED, None, now)
+
+    def given_up(self, delivery: Delivery, error: str, now: float) -> None:
+        self._finish(delivery, GIVEN_UP, error, now)
+
+    def _finish(self, delivery: Delivery, status: str, error: str | None, now: float) -> None:
+        self._write(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, leased_until = 0, "
+            "last_error = ?, done_at = ? WHERE event_id = ? AND url = ?",
+            (status, error, now, delivery.event.id, delivery.url),
+        )
+
+    def release(self, delivery: Delivery) -> None:
+        """Give a claimed delivery back unsent (its sender is stopping): due as it was."""
+        self._write(
+            "UPDATE deliveries SET leased_until = 0 WHERE event_id = ? AND url = ?",
+            (delivery.event.id, delivery.url),
+        )
+
+    def retry_at(self, delivery: Delivery, error: str, next_at: float) -> None:
+        """One more failed attempt: due again at `next_at`."""
+        self._write(
+            "UPDATE deliveries SET attempts = attempts + 1, leased_until = 0, "
+            "last_error = ?, next_at = ? WHERE event_id = ? AND url = ?",
+            (error, next_at, delivery.event.id, delivery.url),
+        )
+
+    def prune(self, before: float) -> int:
+        """Forget the events written before `before`, and their deliveries; return how many."""
+        with self._state.transaction() as db:
+            db.execute(
+                "DELETE FROM deliveries WHERE event_id IN "
+                f"(SELECT id FROM events WHERE created_at < {self._mark})",
+                (before,),
+            )
+            cur = db.execute(f"DELETE FROM events WHERE created_at < {self._mark}", (before,))
+            return cur.rowcount
+
+
+class SqliteOutbox(OutboxWrites):
     """The outbox of a SQLite state (its connection: use from the loop's thread)."""
 
     def __init__(self, state: StateStore) -> None:
-        self._state = state
+        self._state: StateStore = state
 
     def insert_at_risk(self, low: float, high: float, now: float, urls: Sequence[str]) -> int:
         """A `task.at_risk` event for each pending task born in (low, high] (its files expire
@@ -193,37 +245,6 @@ class SqliteOutbox:
         ).fetchone()
         return row[0]
 
-    def delivered(self, delivery: Delivery, now: float) -> None:
-        self._finish(delivery, DELIVERED, None, now)
-
-    def given_up(self, delivery: Delivery, error: str, now: float) -> None:
-        self._finish(delivery, GIVEN_UP, error, now)
-
-    def _finish(self, delivery: Delivery, status: str, error: str | None, now: float) -> None:
-        with self._state.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = ?, attempts = attempts + 1, leased_until = 0, "
-                "last_error = ?, done_at = ? WHERE event_id = ? AND url = ?",
-                (status, error, now, delivery.event.id, delivery.url),
-            )
-
-    def release(self, delivery: Delivery) -> None:
-        """Give a claimed delivery back unsent (its sender is stopping): due as it was."""
-        with self._state.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET leased_until = 0 WHERE event_id = ? AND url = ?",
-                (delivery.event.id, delivery.url),
-            )
-
-    def retry_at(self, delivery: Delivery, error: str, next_at: float) -> None:
-        """One more failed attempt: due again at `next_at`."""
-        with self._state.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, leased_until = 0, "
-                "last_error = ?, next_at = ? WHERE event_id = ? AND url = ?",
-                (error, next_at, delivery.event.id, delivery.url),
-            )
-
     def drop_unlisted(self, urls: Sequence[str], now: float) -> int:
         """Give up the deliveries still due to URLs no longer configured; return how many."""
         marks = ",".join("?" * len(urls))
@@ -272,14 +293,3 @@ class SqliteOutbox:
             (after_id, limit),
         ).fetchall()
         return [Event(*row) for row in rows]
-
-    def prune(self, before: float) -> int:
-        """Forget the events written before `before`, and their deliveries; return how many."""
-        with self._state.transaction() as db:
-            db.execute(
-                "DELETE FROM deliveries WHERE event_id IN "
-                "(SELECT id FROM events WHERE created_at < ?)",
-                (before,),
-            )
-            cur = db.execute("DELETE FROM events WHERE created_at < ?", (before,))
-        return cur.rowcount

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from archiver.state.outbox import (
-    DELIVERED,
     DELIVERY_COLUMNS,
     DROPPED,
     EVENT_COLUMNS,
@@ -27,6 +26,7 @@ from archiver.state.outbox import (
     Delivery,
     Event,
     NewEvent,
+    OutboxWrites,
     delivery_of,
     new_msg_id,
 )
@@ -67,11 +67,13 @@ def insert(db: psycopg.Connection, event: NewEvent) -> None:
     _add_deliveries(db, [row[0]], event.urls, event.at)
 
 
-class PgOutbox:
+class PgOutbox(OutboxWrites):
     """The outbox of a PostgreSQL state (see SqliteOutbox for what each question means)."""
 
+    _mark = "%s"
+
     def __init__(self, state: PgStore) -> None:
-        self._state = state
+        self._state: PgStore = state
 
     def insert_at_risk(self, low: float, high: float, now: float, urls: Sequence[str]) -> int:
         with self._state.transaction() as db:
@@ -130,35 +132,6 @@ class PgOutbox:
             ).fetchone()
         return row[0] if row else None
 
-    def delivered(self, delivery: Delivery, now: float) -> None:
-        self._finish(delivery, DELIVERED, None, now)
-
-    def given_up(self, delivery: Delivery, error: str, now: float) -> None:
-        self._finish(delivery, GIVEN_UP, error, now)
-
-    def _finish(self, delivery: Delivery, status: str, error: str | None, now: float) -> None:
-        with self._state.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET status = %s, attempts = attempts + 1, leased_until = 0, "
-                "last_error = %s, done_at = %s WHERE event_id = %s AND url = %s",
-                (status, error, now, delivery.event.id, delivery.url),
-            )
-
-    def release(self, delivery: Delivery) -> None:
-        with self._state.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET leased_until = 0 WHERE event_id = %s AND url = %s",
-                (delivery.event.id, delivery.url),
-            )
-
-    def retry_at(self, delivery: Delivery, error: str, next_at: float) -> None:
-        with self._state.transaction() as db:
-            db.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, leased_until = 0, "
-                "last_error = %s, next_at = %s WHERE event_id = %s AND url = %s",
-                (error, next_at, delivery.event.id, delivery.url),
-            )
-
     def drop_unlisted(self, urls: Sequence[str], now: float) -> int:
         with self._state.transaction() as db:
             cur = db.execute(
@@ -212,13 +185,3 @@ class PgOutbox:
                 (after_id, limit),
             ).fetchall()
         return [Event(*row) for row in rows]
-
-    def prune(self, before: float) -> int:
-        with self._state.transaction() as db:
-            db.execute(
-                "DELETE FROM deliveries WHERE event_id IN "
-                "(SELECT id FROM events WHERE created_at < %s)",
-                (before,),
-            )
-            cur = db.execute("DELETE FROM events WHERE created_at < %s", (before,))
-            return cur.rowcount
