@@ -22,6 +22,7 @@ from archiver.kinds.timestamps import utc_iso_of
 from archiver.service.sender import sender_for
 from archiver.state import outbox
 from archiver.state.opening import open_state, read_state
+from archiver.state.outboxes import outbox_of
 from archiver.state.protocol import Store
 from archiver.state.readonly import shared_state
 from archiver.state.store import StateStore
@@ -34,7 +35,7 @@ def list_events(config: Config, *, failed: bool, as_json: bool, out: TextIO = sy
     """Print the deliveries still due (or given up); return how many."""
     status = outbox.GIVEN_UP if failed else outbox.PENDING
     with read_state(config.state) as store:
-        rows = outbox.outbox_of(store).listed(status)
+        rows = outbox_of(store).listed(status)
         return _print_json(rows, out) if as_json else _print_text(rows, out, failed=failed)
 
 
@@ -108,7 +109,7 @@ async def redeliver(config: Config, ids: list[str], *, out: TextIO = sys.stdout)
     if not urls:
         raise UsageError("no [events] urls are configured: there is nowhere to send events")
     with _writable(config) as (store, ours):
-        missing = outbox.outbox_of(store).redeliver(ids, time.time(), urls)
+        missing = outbox_of(store).redeliver(ids, time.time(), urls)
         if missing:
             raise UsageError("no such event: " + ", ".join(missing))
         if not ours:
@@ -128,7 +129,7 @@ async def _send_now(config: Config, store: Store, ids: list[str], out: TextIO) -
     wanted = set(ids)
     failed = 0
     for status in (outbox.PENDING, outbox.GIVEN_UP):
-        for d in outbox.outbox_of(store).listed(status):
+        for d in outbox_of(store).listed(status):
             if str(d.event.id) in wanted or d.event.msg_id in wanted:
                 failed += 1
                 out.write(f"{d.event.id}  {d.url}  not delivered: {d.last_error}\n")

@@ -30,8 +30,8 @@ from archiver.intake.signing import signature_problem
 from archiver.kinds.records import is_id
 from archiver.service.eventbody import EventBodies
 from archiver.service.metrics import Metrics
-from archiver.state import outbox
 from archiver.state.opening import STATE_ERRORS
+from archiver.state.outboxes import outbox_of
 from archiver.tasks.manifest import manifest_key
 from archiver.tasks.tasklist import BadLine, TaskList, parse_text
 from archiver.tasks.taskstate import Phase
@@ -205,7 +205,7 @@ class Intake:
         except _Refused as exc:
             return _json(exc.status, {"error": str(exc)}, bearer=exc.status == 401)
         try:
-            events = outbox.outbox_of(self._engine.state).after(after, limit)
+            events = outbox_of(self._engine.state).after(after, limit)
             items = [
                 {"id": e.id, "webhook_id": e.msg_id, **await self._bodies.item(e)} for e in events
             ]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from archiver.state.opening import STATE_ERRORS
-from archiver.state.outbox import outbox_of
+from archiver.state.outboxes import outbox_of
 from archiver.state.protocol import Store
 from archiver.tasks.expiry import risk_window
 from archiver.tasks.taskstate import Phase, TaskState

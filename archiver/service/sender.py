@@ -28,6 +28,7 @@ from archiver.service.notify import Alerter
 from archiver.service.webhooks import signed_headers
 from archiver.state import outbox
 from archiver.state.opening import STATE_ERRORS
+from archiver.state.outboxes import outbox_of
 from archiver.state.protocol import Store
 from archiver.storage import Storage
 from archiver.storage.urls import file_urls
@@ -87,7 +88,7 @@ class EventSender:
         retry_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._outbox = outbox.outbox_of(state)
+        self._outbox = outbox_of(state)
         self._bodies = bodies
         self._urls = tuple(urls)
         self._key = key

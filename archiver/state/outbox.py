@@ -1,6 +1,7 @@
 """The events outbox (SPEC "Task events"): what task events ask of the state, and every query
 of it on SQLite (`SqliteOutbox`; `archiver.state.pgoutbox` has them in PostgreSQL's dialect,
-`outbox_of` picks the one a state needs; the tables are each store's schema's).
+`archiver.state.outboxes.outbox_of` picks the one a state needs; the tables are each store's
+schema's).
 
 An event row is written in the transaction that saves the phase it reports (`save` calls
 `insert` inside its own), so a task is never archived without its event, nor an event sent for
@@ -103,14 +104,6 @@ class Outbox(Protocol):
     def redeliver(self, ids: Sequence[str], now: float, urls: Sequence[str]) -> list[str]: ...
     def after(self, after_id: int, limit: int) -> list[Event]: ...
     def prune(self, before: float) -> int: ...
-
-
-def outbox_of(state: Store) -> Outbox:
-    """The outbox's questions in the state's dialect."""
-    from archiver.state.pgoutbox import PgOutbox  # it builds on this module
-    from archiver.state.pgstore import PgStore
-
-    return PgOutbox(state) if isinstance(state, PgStore) else SqliteOutbox(state)  # type: ignore[arg-type]
 
 
 def insert(db: sqlite3.Connection, event: NewEvent) -> None:

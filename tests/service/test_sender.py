@@ -25,6 +25,7 @@ from archiver.sandbox import Sandbox
 from archiver.service.eventbody import EventBodies
 from archiver.service.sender import RETRY_S, EventSender
 from archiver.state import outbox
+from archiver.state.outboxes import outbox_of
 from archiver.state.store import StateStore
 from archiver.storage.local import LocalStorage
 from archiver.storage.urls import file_urls
@@ -159,7 +160,7 @@ async def test_down_failing_hanging_then_healthy_every_event_arrives_under_one_i
     with StateStore.open(tmp_path / "state.sqlite3") as store:
 
         def errors() -> list[str | None]:
-            return [d.last_error for d in outbox.outbox_of(store).listed(outbox.PENDING)]
+            return [d.last_error for d in outbox_of(store).listed(outbox.PENDING)]
 
         async def until(check: Any, timeout: float = 20.0) -> None:
             deadline = time.monotonic() + timeout

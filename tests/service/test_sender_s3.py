@@ -21,7 +21,7 @@ from archiver.config.whsec import secret_key
 from archiver.sandbox import Sandbox
 from archiver.service.eventbody import EventBodies
 from archiver.service.sender import EventSender
-from archiver.state import outbox
+from archiver.state.outboxes import outbox_of
 from archiver.state.store import StateStore
 from archiver.storage import open_storage
 from archiver.storage.urls import file_urls
@@ -120,7 +120,7 @@ async def test_repair_sends_task_repaired_with_the_files_put_back(
     repaired = await verify_and_repair(replace(config))
     assert repaired.final.intact
     with StateStore.open(config.state.path) as store:
-        assert [e.type for e in outbox.outbox_of(store).after(0, 10)] == ["task.archived", REPAIRED]
+        assert [e.type for e in outbox_of(store).after(0, 10)] == ["task.archived", REPAIRED]
     await _deliver(config, 2, receiver)
     [event] = [t["body"] for t in receiver.taken if t["body"]["type"] == REPAIRED]
     assert event["data"]["outcome"] == "archived"

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from archiver.state import outbox
-from archiver.state.outbox import Outbox, outbox_of
+from archiver.state.outbox import Outbox
+from archiver.state.outboxes import outbox_of
 from archiver.state.pgstore import PgStore
 from archiver.state.protocol import LeaseLost, Store
 from archiver.state.store import StateStore

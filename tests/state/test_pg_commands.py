@@ -16,7 +16,8 @@ from pathlib import Path
 from pgcluster import PASSWORD, PgCluster
 
 from archiver.kinds.records import Kind
-from archiver.state.outbox import GIVEN_UP, PENDING, NewEvent, outbox_of
+from archiver.state.outbox import GIVEN_UP, PENDING, NewEvent
+from archiver.state.outboxes import outbox_of
 from archiver.state.pgstore import PgStore
 from archiver.state.protocol import Daemon
 from archiver.state.store import StateStore
