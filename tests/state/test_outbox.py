@@ -5,6 +5,7 @@ never overlap and a save whose lease lapsed writes no event."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -157,7 +158,11 @@ def test_a_save_whose_lease_lapsed_writes_no_event(pg_url: str) -> None:
 
 def test_two_daemons_claims_never_overlap(pg_url: str) -> None:
     """Two stores on one database, as two daemons: each delivery goes to one of them."""
-    with PgStore.open(pg_url, "a") as one, PgStore.open(pg_url, "b") as two:
+    with (
+        PgStore.open(pg_url, "a") as one,
+        PgStore.open(pg_url, "b") as two,
+        PgStore.open(pg_url, "reader") as reader,
+    ):
         for n in range(30):
             one.save(_task(f"t{n}", Phase.ARCHIVED), _event(f"t{n}", at=200.0 + n))
         with one.transaction():  # a's claim is not committed yet: b skips its rows
@@ -166,3 +171,36 @@ def test_two_daemons_claims_never_overlap(pg_url: str) -> None:
         assert len(mine) == 25 and len(theirs) == 35
         assert not {(d.event.id, d.url) for d in mine} & {(d.event.id, d.url) for d in theirs}
         assert outbox_of(two).claim(301.0, 30.0, 100, URLS) == []  # all leased now
+
+
+def test_a_state_made_before_events_gains_the_outbox_when_opened(pg_url: str) -> None:
+    """A PostgreSQL state of schema version 1 (issue 20's, without events) is upgraded."""
+    with PgStore.open(pg_url, "t") as store, store.transaction() as db:
+        db.execute("DROP TABLE events, deliveries")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with PgStore.open(pg_url, "t") as store:
+        store.save(_task("t1", Phase.ARCHIVED), _event("t1"))
+        assert [e.task_id for e in outbox_of(store).after(0, 10)] == ["t1"]
+        with store.transaction() as db:
+            assert db.execute("SELECT value FROM meta").fetchone() == ("2",)
+
+
+def test_events_commit_in_id_order_so_the_feed_never_passes_one_over(pg_url: str) -> None:
+    """While one daemon's event is not committed, another's waits for it: a feed reader that
+    saw ID n never later finds an event below n."""
+    with (
+        PgStore.open(pg_url, "a") as one,
+        PgStore.open(pg_url, "b") as two,
+        PgStore.open(pg_url, "reader") as reader,
+    ):
+        with one.transaction():
+            one.save(_task("first", Phase.ARCHIVED), _event("first"))
+            later = threading.Thread(
+                target=two.save, args=(_task("second", Phase.ARCHIVED), _event("second"))
+            )
+            later.start()
+            later.join(0.5)
+            assert later.is_alive()  # waits for the first to commit
+            assert outbox_of(reader).after(0, 10) == []
+        later.join(10)
+        assert [e.task_id for e in outbox_of(reader).after(0, 10)] == ["first", "second"]
