@@ -14,6 +14,7 @@ from archiver.service.eventbody import EventBodies
 from archiver.service.logs import configure_logging
 from archiver.service.sender import EventSender
 from archiver.state import outbox
+from archiver.state.outboxes import outbox_of
 from archiver.state.store import StateStore
 from archiver.storage.local import LocalStorage
 
@@ -29,7 +30,7 @@ async def _deliver(state: Path, archive: Path, url: str, secret: str) -> None:
             give_up_after_s=3600.0,
         )
         await sender.flush(3600.0)
-        left = len(list(outbox.listed(store, outbox.PENDING)))
+        left = len(list(outbox_of(store).listed(outbox.PENDING)))
         if left:
             raise SystemExit(f"{left} deliveries not made")
 

@@ -158,11 +158,7 @@ def test_a_save_whose_lease_lapsed_writes_no_event(pg_url: str) -> None:
 
 def test_two_daemons_claims_never_overlap(pg_url: str) -> None:
     """Two stores on one database, as two daemons: each delivery goes to one of them."""
-    with (
-        PgStore.open(pg_url, "a") as one,
-        PgStore.open(pg_url, "b") as two,
-        PgStore.open(pg_url, "reader") as reader,
-    ):
+    with PgStore.open(pg_url, "a") as one, PgStore.open(pg_url, "b") as two:
         for n in range(30):
             one.save(_task(f"t{n}", Phase.ARCHIVED), _event(f"t{n}", at=200.0 + n))
         with one.transaction():  # a's claim is not committed yet: b skips its rows
