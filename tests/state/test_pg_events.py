@@ -19,8 +19,8 @@ import pytest
 from buckets import new_bucket
 from daemons import REPO
 from event_receiver import EventReceiver, new_secret
+from pgdaemons import TOKEN, Member, archived_ids, wait_until
 from s3server import MotoServer
-from test_pg_daemons import TOKEN, Member, archived_ids, wait_until
 
 from archiver.sandbox import Sandbox
 
